@@ -1,0 +1,92 @@
+"""ReceiverConfig: everything the server needs, validated once by the CLI.
+
+The click layer (``cli.py``) only turns argv into one of these; the server and
+the storage code read it and never look at argv.  Names follow DCMTK's
+``dcmrecv`` manual page (option long names) so the mapping stays obvious.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dcmrecv.asconfig import Profile
+
+
+class SubdirectoryMode(enum.Enum):
+    """``-s`` / ``+ssd`` (dcmrecv.man, "subdirectory generation")."""
+
+    NONE = "none"  # -s  --no-subdir (default)
+    SERIES_DATE = "series-date"  # +ssd --series-date-subdir: data/YYYY/MM/DD or undef/YYYYMMDD
+
+
+class FilenameMode(enum.Enum):
+    """``+fd`` / ``+fu`` / ``+fsu`` / ``+fst`` (dcmrecv.man, "filename generation")."""
+
+    DEFAULT = "default"  # +fd  <prefix>.<SOP Instance UID>
+    UNIQUE = "unique"  # +fu  <prefix>.X.<new UID>
+    SHORT_UNIQUE = "short-unique"  # +fsu <prefix>_<16 hex digits>
+    SYSTEM_TIME = "system-time"  # +fst <YYYYMMDDHHMMSS>.<microseconds>.<prefix>
+
+
+class StorageMode(enum.Enum):
+    """``-B`` / ``+B`` / ``--ignore`` (dcmrecv.man, "storage mode")."""
+
+    NORMAL = "normal"  # -B: the data set is parsed before it is accepted
+    BIT_PRESERVING = "bit-preserving"  # +B: the received bytes behind a file meta header
+    IGNORE = "ignore"  # --ignore: receive, answer Success, store nothing
+
+
+#: DCMTK's defaults (dcmrecv.man): AE title, ACSE timeout, max receive PDU.
+DEFAULT_AETITLE = "DCMRECV"
+DEFAULT_ACSE_TIMEOUT = 30.0
+DEFAULT_MAX_PDU = 16384
+#: The range dcmrecv accepts for ``-pdu`` (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE as DCMTK
+#: allows on the command line).
+MIN_MAX_PDU = 4096
+MAX_MAX_PDU = 131072
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """A complete, validated receiver configuration."""
+
+    port: int
+    #: ``-aet``: our AE title.
+    aetitle: str = DEFAULT_AETITLE
+    #: True when ``-aet`` was given explicitly: then (DCMTK 3.6.8 and later) a request
+    #: calling any other AE title is rejected with A-ASSOCIATE-RJ (1,1,7).
+    aetitle_explicit: bool = False
+    #: ``-uca``: answer with the called AE title instead of ours.
+    use_called_aetitle: bool = True
+    #: ``-ta``: ACSE timeout in seconds (ARTIM, PS3.8 9.1.5), counted from connect.
+    acse_timeout: float = DEFAULT_ACSE_TIMEOUT
+    #: ``-td``: DIMSE timeout in seconds; None waits forever, as DCMTK's default.
+    dimse_timeout: float | None = None
+    #: ``-pdu``: our maximum receive PDU length, advertised in the A-ASSOCIATE-AC.
+    max_pdu: int = DEFAULT_MAX_PDU
+    #: ``-dhl``: do not resolve peer addresses to host names in log lines.
+    disable_host_lookup: bool = False
+    #: ``-xf FILE PROFILE`` (already loaded and checked); None means Verification only.
+    profile: Profile | None = None
+    #: ``-od``: existing, writable output directory.
+    output_directory: Path = field(default_factory=lambda: Path("."))
+    subdirectory: SubdirectoryMode = SubdirectoryMode.NONE
+    filename_mode: FilenameMode = FilenameMode.DEFAULT
+    #: ``-fe``: appended to every generated file name, e.g. ``.dcm``.
+    filename_extension: str = ""
+    storage_mode: StorageMode = StorageMode.NORMAL
+    #: ``--no-fsync`` turns this off: fsync file and directory before answering Success.
+    fsync: bool = True
+    #: ``--max-associations``: concurrent associations; the next is rejected (2,3,2).
+    #: None means unlimited.
+    max_associations: int | None = None
+    #: ``+v``: log the presentation contexts in verbose mode.
+    verbose_pc: bool = False
+    #: Address to listen on; DCMTK listens on all interfaces.
+    bind_address: str = ""
+    #: SIGTERM/SIGINT: how long running associations may take to finish, in seconds.
+    shutdown_timeout: float = 30.0

@@ -1,0 +1,632 @@
+"""One association, acceptor side: PS3.8 state machine, timers, C-ECHO and C-STORE.
+
+A thread per association with a blocking socket: an idle association sleeps in
+``recv`` and costs no CPU; there is no polling and no sleeping.  The ACSE timeout
+(ARTIM, PS3.8 9.1.5) is a deadline fixed at connect time, so a peer dribbling a
+request a byte at a time is cut off on time.  The DIMSE timeout (``-td``) bounds
+each wait for the peer once the association is established.
+
+Data path: PDUs are received into one reusable buffer (``PDUBuffer``), PDVs are
+sliced out as views and data set fragments go straight to the open temporary file
+(``writer.IncomingInstance.write``): no per-fragment copies in Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
+from dcmrecv.config import ReceiverConfig
+from dcmrecv.negotiation import NegotiationResult, ProposedContext, negotiate
+from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
+from dcmrecv.writer import IncomingInstance, InstanceStore
+
+log = logging.getLogger(__name__)
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+#: Sizes of the PDUs that carry a fixed 4-byte body (PS3.8 9.3.6 - 9.3.8).
+_SMALL_PDU_LENGTH = 4
+#: Largest request fields we echo into log lines.
+_MAX_LOG_TEXT = 64
+
+
+class AssociationEnded(Exception):
+    """The association is over (released, aborted, timed out or closed)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An A-ASSOCIATE-RJ to send (PS3.8 9.3.4) and the DCMTK-style reason for the log."""
+
+    result: int
+    source: int
+    reason: int
+    why: str
+
+
+# DCMTK's choices of result/source/reason (scp.cc, DcmSCP::refuseAssociation).
+REJECT_TOO_MANY = Reject(2, 3, 2, "too many associations")
+REJECT_APPLICATION_CONTEXT = Reject(2, 1, 2, "bad application context")
+REJECT_CALLED_AE = Reject(1, 1, 7, "called AE title not recognized")
+REJECT_NO_CONTEXTS = Reject(1, 1, 1, "no acceptable presentation contexts")
+#: PS3.8 9.3.4: source 2 (ACSE related), reason 2 protocol-version-not-supported.
+REJECT_PROTOCOL_VERSION = Reject(1, 2, 2, "protocol version not supported")
+
+
+@dataclass
+class _PendingStore:
+    """A C-STORE-RQ whose data set is still arriving."""
+
+    command: dimse.Command
+    context_id: int
+    instance: IncomingInstance | None
+    #: Set when the request is refused before its data arrives (the data is drained).
+    status: int = dimse.SUCCESS
+    comment: str | None = None
+    received: int = 0
+
+
+@dataclass
+class AssociationStats:
+    """Counters for the one-line summary logged when the association ends."""
+
+    instances: int = 0
+    failures: int = 0
+    bytes: int = 0
+
+
+class Association:
+    """Serve one TCP connection from accept to close."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        config: ReceiverConfig,
+        store: InstanceStore,
+        admit: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.sock = sock
+        self.address = address
+        self.config = config
+        self.store = store
+        self._admit = admit
+        #: True once this association holds a slot under ``--max-associations``.
+        self.admitted = False
+        self._connected_at = time.monotonic()
+        self._buffer = pdu.PDUBuffer()
+        self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._stopping = False
+        self._closed = False
+        self._established = False
+        self._peer_max_length = 0
+        self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
+        self._command_buffer: bytearray | None = None
+        self._command_context = 0
+        self._pending: _PendingStore | None = None
+        self.calling_ae_title = ""
+        self.called_ae_title = ""
+        self.stats = AssociationStats()
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until the association ends; never raises."""
+        try:
+            self._configure_socket()
+            request = self._receive_request()
+            if request is not None and self._establish(request):
+                self._serve_established()
+        except AssociationEnded:
+            pass
+        except ProtocolError as exc:
+            log.error("Protocol error from %s: %s; aborting association", self._peer(), exc)
+            self._send_abort(AbortSource.SERVICE_PROVIDER, exc.reason)
+        except dimse.CommandError as exc:
+            log.error(
+                "Malformed DIMSE command from %s: %s; aborting association", self._peer(), exc
+            )
+            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+        except TimeoutError:
+            self._on_timeout()
+        except OSError as exc:
+            if not self._stopping:
+                log.warning("Connection to %s failed: %s", self._peer(), exc)
+        except Exception:  # a bug of ours must not take the server down
+            log.exception("Internal error in association with %s; aborting it", self._peer())
+            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
+        finally:
+            self._discard_pending()
+            self._close()
+            if self._established:
+                self._log_summary()
+
+    def request_stop(self) -> None:
+        """Shut-down: abort now if idle, else after the message in progress."""
+        with self._state_lock:
+            self._stopping = True
+            idle = self._command_buffer is None and self._pending is None
+        if idle or not self._established:
+            if self._established:
+                log.info("Aborting Association (initiated by SCP): receiver shutting down")
+                self._send_abort(AbortSource.SERVICE_USER, 0)
+            self._shutdown_socket()
+
+    def force_stop(self) -> None:
+        """Shut-down timeout reached: abort whatever is in progress."""
+        with self._state_lock:
+            self._stopping = True
+        if self._established:
+            self._send_abort(AbortSource.SERVICE_USER, 0)
+        self._shutdown_socket()
+
+    # --- socket helpers -------------------------------------------------------------------
+
+    def _configure_socket(self) -> None:
+        # Our responses are small and must leave at once (DESIGN.md, socket facts).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _receive(self, timeout: float | None) -> None:
+        """Receive more bytes into the PDU buffer, or end the association."""
+        view = self._buffer.writable()
+        self.sock.settimeout(timeout)
+        count = self.sock.recv_into(view)
+        del view
+        if count == 0:
+            raise ConnectionResetError("peer closed the connection")
+        self._buffer.advance(count)
+        if _TCP_QUICKACK is not None:
+            # Linux turns delayed ACKs back on after each read; a sender with Nagle
+            # on (DCMTK's default) then stalls 40 ms per message (DESIGN.md).
+            self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            if self._closed:
+                raise AssociationEnded
+            self.sock.sendall(data)
+
+    def _send_abort(self, source: int, reason: int) -> None:
+        try:
+            self._send(pdu.encode_abort(source, reason))
+        except (OSError, AssociationEnded):
+            pass
+
+    def _shutdown_socket(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        with self._send_lock:
+            self._closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _peer(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+    def _peer_name(self) -> str:
+        # DCMTK prints the resolved host name unless -dhl (dcmrecv.man).
+        if self.config.disable_host_lookup:
+            return self.address[0]
+        try:
+            return socket.gethostbyaddr(self.address[0])[0]
+        except OSError:
+            return self.address[0]
+
+    # --- association establishment (PS3.8 9.2, states Sta2 -> Sta6) -------------------
+
+    def _receive_request(self) -> pdu.AssociateRQ | None:
+        deadline = self._connected_at + self.config.acse_timeout
+        self._buffer.max_lengths = {pdu.A_ASSOCIATE_RQ: pdu.MAX_ASSOCIATE_RQ_LENGTH}
+        while True:
+            header = self._buffer.peek_header()
+            if header is not None:
+                pdu_type = header[0]
+                if pdu_type != pdu.A_ASSOCIATE_RQ:
+                    # Anything else before a request is not DICOM or not in order (AA-1).
+                    reason = (
+                        AbortReason.UNEXPECTED_PDU
+                        if pdu_type in pdu.PDU_TYPE_NAMES
+                        else AbortReason.UNRECOGNIZED_PDU
+                    )
+                    log.error(
+                        "Expected A-ASSOCIATE-RQ from %s, got PDU type 0x%02X: aborting",
+                        self._peer(),
+                        pdu_type,
+                    )
+                    self._send_abort(AbortSource.SERVICE_PROVIDER, reason)
+                    return None
+                whole = self._buffer.next_pdu()
+                if whole is not None:
+                    return pdu.decode_associate_rq(whole[1])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._receive(remaining)
+
+    def _check_request(self, rq: pdu.AssociateRQ) -> Reject | None:
+        if not rq.protocol_version & 0x0001:
+            return REJECT_PROTOCOL_VERSION
+        if rq.application_context != pdu.DICOM_APPLICATION_CONTEXT:
+            return REJECT_APPLICATION_CONTEXT
+        config = self.config
+        if (
+            config.aetitle_explicit
+            and not config.use_called_aetitle
+            and rq.called_ae_title != config.aetitle.strip()
+        ):
+            log.error("Called AE Title does not match configured AE Title: %s", config.aetitle)
+            return REJECT_CALLED_AE
+        self.admitted = self._admit()
+        if not self.admitted:
+            return REJECT_TOO_MANY
+        return None
+
+    def _establish(self, rq: pdu.AssociateRQ) -> bool:
+        self.calling_ae_title = rq.calling_ae_title[:_MAX_LOG_TEXT]
+        self.called_ae_title = rq.called_ae_title[:_MAX_LOG_TEXT]
+        log.info(
+            "Association Received %s: %s -> %s",
+            self._peer_name(),
+            self.calling_ae_title,
+            self.called_ae_title,
+        )
+        if self.config.verbose_pc:
+            log.info("Incoming Association Request:\n%s", describe_request(rq))
+        reject = self._check_request(rq)
+        result: NegotiationResult | None = None
+        if reject is None:
+            profile = self.config.profile
+            if profile is None:
+                from dcmrecv.asconfig import verification_only_profile
+
+                profile = verification_only_profile()
+            result = negotiate(
+                [
+                    ProposedContext(cx.context_id, cx.abstract_syntax, cx.transfer_syntaxes)
+                    for cx in rq.contexts
+                ],
+                profile,
+                rq.roles or None,
+                rq.extended_negotiation or None,
+            )
+            if not result.accepted:
+                log.info("No Acceptable Presentation Contexts")
+                reject = REJECT_NO_CONTEXTS
+        if reject is not None or result is None:
+            assert reject is not None
+            log.info("Refusing Association (%s)", reject.why)
+            self._send(pdu.encode_associate_rj(reject.result, reject.source, reject.reason))
+            return False
+        responding = rq.called_ae_title if self.config.use_called_aetitle else self.config.aetitle
+        contexts = tuple(
+            pdu.PresentationContextAC(cx.context_id, cx.result, cx.transfer_syntax)
+            for cx in result.contexts
+        )
+        self._send(
+            pdu.encode_associate_ac(
+                rq,
+                responding,
+                contexts,
+                self.config.max_pdu,
+                IMPLEMENTATION_CLASS_UID,
+                IMPLEMENTATION_VERSION_NAME,
+                tuple((r.sop_class_uid, r.scu, r.scp) for r in result.roles),
+                tuple((e.sop_class_uid, e.data) for e in result.extended_negotiation),
+            )
+        )
+        self._accepted = {
+            cx.context_id: (cx.abstract_syntax, cx.transfer_syntax) for cx in result.accepted
+        }
+        self._peer_max_length = rq.max_length
+        self._established = True
+        log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
+        if self.config.verbose_pc:
+            log.info("Outgoing Association Acknowledge:\n%s", describe_result(result))
+        return True
+
+    # --- established association (Sta6) -------------------------------------------------
+
+    def _serve_established(self) -> None:
+        config = self.config
+        self._buffer.max_lengths = {
+            pdu.P_DATA_TF: config.max_pdu,
+            pdu.A_RELEASE_RQ: _SMALL_PDU_LENGTH,
+            pdu.A_ABORT: _SMALL_PDU_LENGTH,
+        }
+        # Room for two full PDUs, so one receive often completes one and starts the next.
+        self._buffer.reserve(2 * (config.max_pdu + pdu.PDU_HEADER.size))
+        while True:
+            header = self._buffer.peek_header()
+            if header is not None and header[0] not in self._buffer.max_lengths:
+                name = pdu.PDU_TYPE_NAMES.get(header[0])
+                if name is None:
+                    raise ProtocolError(
+                        f"unrecognized PDU type 0x{header[0]:02X}", AbortReason.UNRECOGNIZED_PDU
+                    )
+                raise ProtocolError(
+                    f"unexpected {name} on an established association", AbortReason.UNEXPECTED_PDU
+                )
+            whole = self._buffer.next_pdu()
+            if whole is None:
+                self._receive(config.dimse_timeout)
+                continue
+            pdu_type, body = whole
+            if pdu_type == pdu.P_DATA_TF:
+                self._on_p_data(body)
+            elif pdu_type == pdu.A_RELEASE_RQ:
+                self._on_release()
+            else:
+                self._on_abort()
+            del body
+
+    def _on_release(self) -> None:
+        log.info("Received Association Release Request")
+        if self._pending is not None or self._command_buffer is not None:
+            log.warning("Association released in the middle of a message; discarding it")
+            self._discard_pending()
+        self._send(pdu.RELEASE_RP)
+        raise AssociationEnded
+
+    def _on_abort(self) -> None:
+        log.info("Received Association Abort Request")
+        if self._pending is not None:
+            log.warning(
+                "Peer aborted during C-STORE of %s; nothing stored",
+                self._pending.command.affected_sop_instance_uid,
+            )
+        raise AssociationEnded
+
+    def _on_timeout(self) -> None:
+        if not self._established:
+            log.error(
+                "No A-ASSOCIATE-RQ from %s within the ACSE timeout (%g s); closing connection",
+                self._peer(),
+                self.config.acse_timeout,
+            )
+            return
+        log.error(
+            "DIMSE timeout: no data from %s for %g s; aborting association",
+            self._peer(),
+            self.config.dimse_timeout or 0,
+        )
+        self._send_abort(AbortSource.SERVICE_USER, 0)
+
+    def _on_p_data(self, body: memoryview) -> None:
+        for context_id, control, fragment in pdu.iter_pdvs(body):
+            if context_id not in self._accepted:
+                raise ProtocolError(
+                    f"PDV on presentation context {context_id}, which is not accepted"
+                )
+            if control & 0x01:
+                self._on_command_fragment(context_id, fragment, last=bool(control & 0x02))
+            else:
+                self._on_data_fragment(context_id, fragment, last=bool(control & 0x02))
+
+    def _on_command_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
+        if self._pending is not None:
+            # PS3.7 9.1: without asynchronous operations, one message at a time.
+            raise ProtocolError("command fragment while a data set is still expected")
+        with self._state_lock:
+            if self._command_buffer is None:
+                self._command_buffer = bytearray()
+                self._command_context = context_id
+        if context_id != self._command_context:
+            raise ProtocolError("command fragments on two presentation contexts")
+        self._command_buffer += fragment
+        if len(self._command_buffer) > dimse.MAX_COMMAND_LENGTH:
+            raise ProtocolError(f"command set longer than {dimse.MAX_COMMAND_LENGTH} bytes")
+        if last:
+            command = dimse.decode_command(self._command_buffer)
+            with self._state_lock:
+                self._command_buffer = None
+            self._on_command(command, context_id)
+
+    def _on_command(self, command: dimse.Command, context_id: int) -> None:
+        field = command.command_field
+        if field == dimse.C_STORE_RQ:
+            self._on_store_request(command, context_id)
+        elif field == dimse.C_ECHO_RQ:
+            if command.has_data_set:
+                raise dimse.CommandError("C-ECHO-RQ announces a data set")
+            log.info("Received C-ECHO Request (MsgID %d)", command.message_id)
+            log.info("Sending C-ECHO Response (Success)")
+            self._respond(context_id, dimse.C_ECHO_RSP, command, dimse.SUCCESS)
+        elif field & 0x8000:
+            raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
+        elif field == 0x0FFF:
+            log.info("Received C-CANCEL Request (MsgID %d): nothing to cancel", command.message_id)
+        else:
+            log.error(
+                "cannot handle this kind of DIMSE command (0x%04x), we are a Storage SCP only",
+                field,
+            )
+            if command.has_data_set:
+                self._start_pending(command, context_id, None, dimse.UNRECOGNIZED_OPERATION)
+            else:
+                self._respond(context_id, field | 0x8000, command, dimse.UNRECOGNIZED_OPERATION)
+
+    def _on_store_request(self, command: dimse.Command, context_id: int) -> None:
+        log.info("Received C-STORE Request (MsgID %d)", command.message_id)
+        if not command.has_data_set:
+            raise dimse.CommandError("C-STORE-RQ announces no data set")
+        abstract, transfer = self._accepted[context_id]
+        sop_class = command.affected_sop_class_uid
+        sop_instance = command.affected_sop_instance_uid
+        if not sop_class or not sop_instance:
+            self._start_pending(
+                command,
+                context_id,
+                None,
+                dimse.CANNOT_UNDERSTAND,
+                "command lacks Affected SOP Class/Instance UID",
+            )
+            return
+        if sop_class != abstract:
+            self._start_pending(
+                command,
+                context_id,
+                None,
+                dimse.REFUSED_SOP_CLASS_NOT_SUPPORTED,
+                "SOP class differs from the presentation context",
+            )
+            return
+        instance = self.store.begin(
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+            transfer_syntax_uid=transfer,
+            calling_aetitle=self.calling_ae_title,
+        )
+        self._start_pending(command, context_id, instance)
+
+    def _start_pending(
+        self,
+        command: dimse.Command,
+        context_id: int,
+        instance: IncomingInstance | None,
+        status: int = dimse.SUCCESS,
+        comment: str | None = None,
+    ) -> None:
+        with self._state_lock:
+            self._pending = _PendingStore(command, context_id, instance, status, comment)
+
+    def _on_data_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
+        pending = self._pending
+        if pending is None:
+            raise ProtocolError("data set fragment without a command")
+        if context_id != pending.context_id:
+            raise ProtocolError(
+                f"data set on presentation context {context_id}, command on {pending.context_id}"
+            )
+        pending.received += len(fragment)
+        if pending.instance is not None:
+            pending.instance.write(fragment)
+        if last:
+            self._finish_message(pending)
+
+    def _finish_message(self, pending: _PendingStore) -> None:
+        command = pending.command
+        status, comment = pending.status, pending.comment
+        if pending.instance is not None:
+            result = pending.instance.commit()
+            status, comment = result.status, result.error_comment
+            if result.overwritten and result.path is not None:
+                log.warning("file already exists, overwriting: %s", result.path)
+            if status == dimse.SUCCESS and result.path is not None:
+                log.info("Stored received object to file: %s", result.path)
+        with self._state_lock:
+            self._pending = None
+        self.stats.bytes += pending.received
+        if status == dimse.SUCCESS or status & 0xF000 == 0xB000:
+            self.stats.instances += 1
+        else:
+            self.stats.failures += 1
+        if command.command_field == dimse.C_STORE_RQ:
+            log.info("Sending C-STORE Response (%s)", dimse.store_status_text(status))
+            self._respond(pending.context_id, dimse.C_STORE_RSP, command, status, comment)
+        else:
+            self._respond(pending.context_id, command.command_field | 0x8000, command, status)
+
+    def _respond(
+        self,
+        context_id: int,
+        command_field: int,
+        request: dimse.Command,
+        status: int,
+        comment: str | None = None,
+    ) -> None:
+        abstract = self._accepted[context_id][0]
+        payload = dimse.encode_response(
+            command_field,
+            request.message_id,
+            status,
+            request.affected_sop_class_uid or abstract,
+            request.affected_sop_instance_uid,
+            comment,
+        )
+        self._send(pdu.encode_p_data(context_id, True, payload, self._peer_max_length))
+        if self._stopping:
+            log.info("Aborting Association (initiated by SCP): receiver shutting down")
+            self._send_abort(AbortSource.SERVICE_USER, 0)
+            raise AssociationEnded
+
+    def _discard_pending(self) -> None:
+        with self._state_lock:
+            pending, self._pending = self._pending, None
+            self._command_buffer = None
+        if pending is not None and pending.instance is not None:
+            pending.instance.discard()
+
+    def _log_summary(self) -> None:
+        log.info(
+            "Association summary: peer %s, %s -> %s, %d stored, %d failed, %d bytes, %.3f s",
+            self._peer(),
+            self.calling_ae_title,
+            self.called_ae_title,
+            self.stats.instances,
+            self.stats.failures,
+            self.stats.bytes,
+            time.monotonic() - self._connected_at,
+        )
+
+
+def max_send_pdv(peer_max_length: int) -> int:
+    """DCMTK's "Max Send PDV" figure: peer maximum (0 = 131072), even, minus 12 header bytes."""
+    length = peer_max_length if 0 < peer_max_length <= 131072 else 131072
+    return (length - (length % 2)) - 12
+
+
+def describe_request(rq: pdu.AssociateRQ) -> str:
+    """A readable dump of the proposed presentation contexts for ``+v``."""
+    from dcmrecv.uids import uid_name
+
+    lines = [
+        f"Our Implementation Class UID:    {IMPLEMENTATION_CLASS_UID}",
+        f"Their Implementation Class UID:  {rq.implementation_class_uid}",
+        f"Their Implementation Version Name: {rq.implementation_version_name}",
+        f"Calling Application Name:        {rq.calling_ae_title}",
+        f"Called Application Name:         {rq.called_ae_title}",
+        f"Requested Max PDU Size:          {rq.max_length}",
+        "Requested Presentation Contexts:",
+    ]
+    for cx in rq.contexts:
+        lines.append(f"  Context ID:        {cx.context_id} (Proposed)")
+        lines.append(f"    Abstract Syntax: ={uid_name(cx.abstract_syntax)}")
+        lines.append("    Proposed Transfer Syntax(es):")
+        lines.extend(f"      ={uid_name(ts)}" for ts in cx.transfer_syntaxes)
+    return "\n".join(lines)
+
+
+_RESULT_TEXT = {
+    0: "Accepted",
+    1: "User Rejection",
+    2: "Provider Rejection",
+    3: "Abstract Syntax Not Supported",
+    4: "Transfer Syntaxes Not Supported",
+}
+
+
+def describe_result(result: NegotiationResult) -> str:
+    """A readable dump of the negotiated presentation contexts for ``+v``."""
+    from dcmrecv.uids import uid_name
+
+    lines = ["Accepted Presentation Contexts:"]
+    for cx in result.contexts:
+        lines.append(
+            f"  Context ID:        {cx.context_id} ({_RESULT_TEXT.get(cx.result, cx.result)})"
+        )
+        lines.append(f"    Abstract Syntax: ={uid_name(cx.abstract_syntax)}")
+        if cx.result == 0:
+            lines.append(f"    Accepted Transfer Syntax: ={uid_name(cx.transfer_syntax)}")
+    return "\n".join(lines)

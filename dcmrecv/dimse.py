@@ -1,0 +1,182 @@
+"""DIMSE command sets (PS3.7 section 9.3 and annex E): decode requests, encode responses.
+
+Command sets are always Implicit VR Little Endian (PS3.7 6.3.1), group 0000 only.
+We read the few elements a Storage SCP needs with ``struct`` instead of pydicom:
+this runs for every instance, and the command set comes from the peer, so the
+decoder bounds every length and raises ``CommandError`` rather than anything else.
+Responses are built from a cached prefix and a handful of packed elements.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Command Field values, PS3.7 E.1.
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+C_ECHO_RQ = 0x0030
+C_ECHO_RSP = 0x8030
+#: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
+NO_DATA_SET = 0x0101
+
+# Status codes we answer with (PS3.7 annex C and B.2.3, PS3.4 B.2.3).
+SUCCESS = 0x0000
+REFUSED_SOP_CLASS_NOT_SUPPORTED = 0x0122
+UNRECOGNIZED_OPERATION = 0x0211
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+#: The longest command set we accept.  Real ones are under 300 bytes; the bound keeps
+#: a peer from making us buffer an endless "command".
+MAX_COMMAND_LENGTH = 65536
+
+_ELEMENT_HEADER = struct.Struct("<HHL")  # group, element, value length
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<L")
+
+_TAG_AFFECTED_SOP_CLASS = 0x0002
+_TAG_COMMAND_FIELD = 0x0100
+_TAG_MESSAGE_ID = 0x0110
+_TAG_MESSAGE_ID_RESPONDED = 0x0120
+_TAG_MOVE_ORIGINATOR_AET = 0x1030
+_TAG_MOVE_ORIGINATOR_ID = 0x1031
+_TAG_PRIORITY = 0x0700
+_TAG_DATA_SET_TYPE = 0x0800
+_TAG_STATUS = 0x0900
+_TAG_ERROR_COMMENT = 0x0902
+_TAG_AFFECTED_SOP_INSTANCE = 0x1000
+
+
+class CommandError(Exception):
+    """A command set that cannot be decoded; the association is aborted."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """The request fields a Storage SCP acts on."""
+
+    command_field: int
+    message_id: int
+    has_data_set: bool
+    affected_sop_class_uid: str = ""
+    affected_sop_instance_uid: str = ""
+    priority: int = 0
+    move_originator_aet: str = ""
+
+
+def _text(value: memoryview) -> str:
+    # UI values are NUL padded, AE/LO values space padded (PS3.5 6.2).
+    return bytes(value).decode("ascii", errors="replace").strip(" \x00")
+
+
+def decode_command(data: bytes | bytearray | memoryview) -> Command:
+    """Decode a command set; raises CommandError when it is malformed or incomplete."""
+    view = memoryview(data)
+    end = len(view)
+    offset = 0
+    fields: dict[int, memoryview] = {}
+    while offset < end:
+        if end - offset < _ELEMENT_HEADER.size:
+            raise CommandError("truncated element header in command set")
+        group, element, length = _ELEMENT_HEADER.unpack_from(view, offset)
+        offset += _ELEMENT_HEADER.size
+        if group != 0x0000:
+            raise CommandError(f"element ({group:04X},{element:04X}) outside group 0000")
+        if length > end - offset:
+            raise CommandError(f"element (0000,{element:04X}) length {length} past the end")
+        fields[element] = view[offset : offset + length]
+        offset += length
+
+    def u16(element: int) -> int:
+        value = fields.get(element)
+        if value is None or len(value) != 2:
+            raise CommandError(f"command set lacks a valid (0000,{element:04X})")
+        return int(_U16.unpack_from(value)[0])
+
+    command_field = u16(_TAG_COMMAND_FIELD)
+    message_id = u16(_TAG_MESSAGE_ID)
+    data_set_type = u16(_TAG_DATA_SET_TYPE)
+    priority = u16(_TAG_PRIORITY) if _TAG_PRIORITY in fields else 0
+    return Command(
+        command_field=command_field,
+        message_id=message_id,
+        has_data_set=data_set_type != NO_DATA_SET,
+        affected_sop_class_uid=_text(fields.get(_TAG_AFFECTED_SOP_CLASS, memoryview(b""))),
+        affected_sop_instance_uid=_text(fields.get(_TAG_AFFECTED_SOP_INSTANCE, memoryview(b""))),
+        priority=priority,
+        move_originator_aet=_text(fields.get(_TAG_MOVE_ORIGINATOR_AET, memoryview(b""))),
+    )
+
+
+def _element(element: int, value: bytes) -> bytes:
+    return _ELEMENT_HEADER.pack(0x0000, element, len(value)) + value
+
+
+def _ui(value: str) -> bytes:
+    raw = value.encode("ascii", errors="replace")
+    return raw + b"\x00" if len(raw) % 2 else raw  # UI pads with NUL (PS3.5 9.1)
+
+
+def _lo(value: str) -> bytes:
+    raw = value.encode("ascii", errors="replace")[:64]
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def encode_response(
+    command_field: int,
+    message_id: int,
+    status: int,
+    sop_class_uid: str,
+    sop_instance_uid: str = "",
+    error_comment: str | None = None,
+) -> bytes:
+    """A response command set with its group length, elements in tag order.
+
+    As DCMTK, C-STORE-RSP always carries the Affected SOP Class and Instance UIDs
+    (optional in PS3.7 9.3.1.2, but some SCUs check them).
+    """
+    body = [
+        _element(_TAG_AFFECTED_SOP_CLASS, _ui(sop_class_uid)),
+        _element(_TAG_COMMAND_FIELD, _U16.pack(command_field)),
+        _element(_TAG_MESSAGE_ID_RESPONDED, _U16.pack(message_id)),
+        _element(_TAG_DATA_SET_TYPE, _U16.pack(NO_DATA_SET)),
+        _element(_TAG_STATUS, _U16.pack(status)),
+    ]
+    # Error Comment is allowed with failure and warning statuses (PS3.7 C.4).
+    if error_comment and status != SUCCESS:
+        body.append(_element(_TAG_ERROR_COMMENT, _lo(error_comment)))
+    if sop_instance_uid:
+        body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))
+    payload = b"".join(body)
+    return _element(0x0000, _U32.pack(len(payload))) + payload
+
+
+#: DCMTK's wording for C-STORE statuses in "Sending C-STORE Response (...)" lines
+#: (DU_cstoreStatusString), so log-grepping scripts keep working.
+_STORE_STATUS_TEXT = {
+    SUCCESS: "Success",
+    REFUSED_SOP_CLASS_NOT_SUPPORTED: "Refused: SOPClassNotSupported",
+    OUT_OF_RESOURCES: "Refused: OutOfResources",
+    DATA_SET_DOES_NOT_MATCH_SOP_CLASS: "Error: DataSetDoesNotMatchSOPClass",
+    CANNOT_UNDERSTAND: "Error: CannotUnderstand",
+    0xB000: "Warning: CoercionOfDataElements",
+    0xB007: "Warning: DataSetDoesNotMatchSOPClass",
+    0xB006: "Warning: ElementsDiscarded",
+}
+
+
+def store_status_text(status: int) -> str:
+    """Human text for a C-STORE status, as DCMTK prints it."""
+    text = _STORE_STATUS_TEXT.get(status)
+    if text is not None:
+        return text
+    # As DU_cstoreStatusString: then the high byte, then the high nibble decides.
+    if status & 0xFF00 == 0xA700:
+        return "Refused: OutOfResources"
+    if status & 0xFF00 == 0xA900:
+        return "Error: DataSetDoesNotMatchSOPClass"
+    if status & 0xF000 == 0xC000:
+        return "Error: CannotUnderstand"
+    return f"Unknown Status: 0x{status:04x}"

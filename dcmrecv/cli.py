@@ -1,0 +1,355 @@
+"""The ``dcmrecv`` command: argv -> :class:`ReceiverConfig` -> ``server.serve()``.
+
+The command line is DCMTK's (dcmrecv.man): the same options, spellings, defaults,
+messages and exit codes, so scripts written for DCMTK's ``dcmrecv`` run unchanged.
+DCMTK's grammar is not click's (``-ssd`` is one unknown option, values may look
+like options, ``@file`` expands, ``--`` is an error), so :mod:`dcmrecv.argv` parses
+the arguments; click provides the entry point, output and exit handling.
+
+The steps follow dcmrecv's order, which decides which error a user sees first:
+syntax, ``--help``/``--version``, logging options (after which ``-q`` silences
+errors), option values, the port, then the ``-xf`` profile (exit 66), the output
+directory (exit 45), and finally the server (64 when it cannot listen).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+
+from dcmrecv import __version__, exitcodes
+from dcmrecv.argv import (
+    ArgvError,
+    CommandLine,
+    expand_command_files,
+    format_help,
+    option_number,
+    option_unsigned,
+    param_unsigned,
+    parse,
+)
+from dcmrecv.config import (
+    DEFAULT_AETITLE,
+    MAX_MAX_PDU,
+    MIN_MAX_PDU,
+    FilenameMode,
+    ReceiverConfig,
+    StorageMode,
+    SubdirectoryMode,
+)
+from dcmrecv.logcfg import LogConfigError
+from dcmrecv.logsetup import (
+    BASE_LOGGER,
+    DEFAULT_LEVEL,
+    configure_logging,
+    level_from_name,
+    log_forced,
+)
+
+APPNAME = "dcmrecv"
+DESCRIPTION = "Simple DICOM storage SCP (receiver)"
+PARAMS = (("port", "tcp/ip port number to listen on"),)
+
+#: The application's messages come from the base logger, as DCMTK's come from
+#: ``dcmtk.apps.dcmrecv``: a ``%c{1}`` pattern prints ``dcmrecv`` for both.
+log = logging.getLogger(BASE_LOGGER)
+
+
+def identification() -> str:
+    """Our counterpart of DCMTK's ``$dcmtk: dcmrecv v3.6.7 2022-04-22 $`` line."""
+    return f"$dcmrecv: {APPNAME} v{__version__} $"
+
+
+def header() -> str:
+    """The identification lines DCMTK prints above help, version and errors."""
+    return f"{identification()}\n\n{APPNAME}: {DESCRIPTION}\n"
+
+
+def usage_text() -> str:
+    return header() + format_help(f"usage: {APPNAME} [options] port", PARAMS)
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def version_text() -> str:
+    """``--version``: DCMTK's layout, with the Python libraries we build on."""
+    libraries = "".join(
+        f"- {name} {_package_version(name)}\n" for name in ("pydicom", "pynetdicom", "click")
+    )
+    return (
+        header()
+        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
+        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
+        + f"\nExternal libraries used:\n{libraries}"
+    )
+
+
+class CommandLineError(click.ClickException):
+    """A command line problem: DCMTK's ``error: ...`` block on stderr, exit code 1.
+
+    In quiet mode (``-q``, or any log level above ERROR) DCMTK prints nothing for
+    errors found after the logging options are evaluated; ``quiet`` does the same.
+    """
+
+    exit_code = exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
+
+    def __init__(self, message: str, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if not self.quiet:
+            click.echo(f"{header()}error: {self.message}", err=True, file=file)
+
+
+# --- evaluating the options (pure) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """What the logging options ask for (DCMTK's ``OFLog::configureFromCommandLine``)."""
+
+    level: str
+    config_file: str | None
+    show_arguments: bool
+
+
+_VERBOSITY = {"--debug": "debug", "--verbose": "info", "--quiet": "fatal"}
+
+
+def log_request(cmdline: CommandLine) -> LogRequest:
+    """Evaluate ``-q -v -d -ll -lc --arguments``.
+
+    ``-q``, ``-v`` and ``-d`` are one block (the rightmost wins); ``-ll`` may not be
+    combined with them, ``-lc`` with neither, as in DCMTK.
+    """
+    verbosity = cmdline.last(*_VERBOSITY)
+    level = _VERBOSITY[verbosity.spec.long] if verbosity else DEFAULT_LEVEL
+    level_option = cmdline.last("--log-level")
+    if level_option is not None:
+        if verbosity is not None:
+            raise ArgvError("--log-level not allowed with --verbose, --debug or --quiet")
+        level = level_option.values[0]
+        if level_from_name(level) is None:
+            raise ArgvError("Invalid log level for --log-level option")
+    config_option = cmdline.last("--log-config")
+    config_file = None
+    if config_option is not None:
+        if level_option is not None:
+            raise ArgvError("--log-config not allowed with --log-level")
+        if verbosity is not None:
+            raise ArgvError("--log-config not allowed with --verbose, --debug or --quiet")
+        config_file = config_option.values[0]
+    return LogRequest(level, config_file, cmdline.has("--arguments"))
+
+
+@dataclass(frozen=True)
+class Request:
+    """The receiver the command line asks for, before any file is read."""
+
+    config: ReceiverConfig
+    #: ``-xf FILE PROFILE``, loaded later (its errors have their own exit code).
+    profile_source: tuple[str, str] | None
+
+
+def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
+    """Evaluate the receiver options in dcmrecv's order; raises :class:`ArgvError`.
+
+    ``verbose`` tells whether INFO messages are logged (``+v`` needs that).  Of
+    mutually exclusive options the rightmost wins.
+    """
+    if cmdline.has("--verbose-pc") and not verbose:
+        raise ArgvError("--verbose-pc only allowed with verbose mode")
+
+    profile = cmdline.last("--config-file")
+    profile_source = (profile.values[0], profile.values[1]) if profile else None
+
+    # -aet sets our AE title and makes us check the called AE title; -uca (the
+    # default) answers with whatever AE title was called.
+    aetitle = DEFAULT_AETITLE
+    explicit = False
+    ae_option = cmdline.last("--aetitle", "--use-called-aetitle")
+    if ae_option is not None and ae_option.spec.long == "--aetitle":
+        aetitle, explicit = ae_option.values[0], True
+
+    acse = cmdline.last("--acse-timeout")
+    acse_timeout = float(option_unsigned(acse, 1)) if acse else None
+    dimse = cmdline.last("--dimse-timeout")
+    dimse_timeout = float(option_unsigned(dimse, 1)) if dimse else None
+    pdu = cmdline.last("--max-pdu")
+    max_pdu = option_unsigned(pdu, MIN_MAX_PDU, MAX_MAX_PDU) if pdu else None
+
+    output = cmdline.last("--output-directory")
+    output_directory = Path(output.values[0]) if output else Path(".")
+
+    subdir = cmdline.last("--no-subdir", "--series-date-subdir")
+    subdirectory = (
+        SubdirectoryMode.SERIES_DATE
+        if subdir and subdir.spec.long == "--series-date-subdir"
+        else SubdirectoryMode.NONE
+    )
+    names = cmdline.last(
+        "--default-filenames", "--unique-filenames", "--short-unique-names", "--system-time-names"
+    )
+    filename_mode = {
+        None: FilenameMode.DEFAULT,
+        "--default-filenames": FilenameMode.DEFAULT,
+        "--unique-filenames": FilenameMode.UNIQUE,
+        "--short-unique-names": FilenameMode.SHORT_UNIQUE,
+        "--system-time-names": FilenameMode.SYSTEM_TIME,
+    }[names.spec.long if names else None]
+    extension = cmdline.last("--filename-extension")
+
+    storage = cmdline.last("--normal", "--bit-preserving", "--ignore")
+    storage_mode = {
+        None: StorageMode.NORMAL,
+        "--normal": StorageMode.NORMAL,
+        "--bit-preserving": StorageMode.BIT_PRESERVING,
+        "--ignore": StorageMode.IGNORE,
+    }[storage.spec.long if storage else None]
+    # DCMTK reads the Series Date from the parsed data set, which bit-preserving
+    # mode does not have, and refuses the combination (dcmrecv.man, +B).
+    if storage_mode is StorageMode.BIT_PRESERVING and subdirectory is SubdirectoryMode.SERIES_DATE:
+        raise ArgvError("--bit-preserving not allowed with --series-date-subdir")
+
+    associations = cmdline.last("--max-associations")
+    shutdown = cmdline.last("--shutdown-timeout")
+
+    port = param_unsigned(cmdline, 1, 1, 65535)
+
+    # Recognised so the command line parses, refused until implemented (TLS, -i6, -i0;
+    # -tls and -i4 are what we do anyway).
+    unsupported = cmdline.unsupported()
+    if unsupported is not None:
+        raise ArgvError(f"{unsupported.spec.unsupported}: {unsupported.given}")
+
+    config = ReceiverConfig(port=port, aetitle=aetitle, aetitle_explicit=explicit)
+    changes: dict[str, Any] = {
+        "use_called_aetitle": not explicit,
+        "disable_host_lookup": cmdline.has("--disable-host-lookup"),
+        "output_directory": output_directory,
+        "subdirectory": subdirectory,
+        "filename_mode": filename_mode,
+        "filename_extension": extension.values[0] if extension else "",
+        "storage_mode": storage_mode,
+        "fsync": not cmdline.has("--no-fsync"),
+        "verbose_pc": cmdline.has("--verbose-pc"),
+        "dimse_timeout": dimse_timeout,
+    }
+    if acse_timeout is not None:
+        changes["acse_timeout"] = acse_timeout
+    if max_pdu is not None:
+        changes["max_pdu"] = max_pdu
+    if associations is not None:
+        changes["max_associations"] = option_unsigned(associations, 1)
+    if shutdown is not None:
+        changes["shutdown_timeout"] = option_number(shutdown, 0.0)
+    return Request(replace(config, **changes), profile_source)
+
+
+def output_directory_problem(path: Path) -> str | None:
+    """DCMTK's reason for refusing an output directory, or None if it is usable."""
+    if not path.is_dir():
+        return "Directory does not exist"
+    if not os.access(path, os.W_OK):
+        return "Directory is not writable"
+    return None
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def _read_text(name: str) -> str:
+    return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+
+
+def _finish(ctx: click.Context, code: int) -> NoReturn:
+    ctx.exit(code)
+    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
+
+
+def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
+    try:
+        cmdline = parse(expand_command_files(argv, _read_text))
+    except ArgvError as exc:
+        raise CommandLineError(str(exc)) from None
+
+    if cmdline.empty or cmdline.has("--help"):
+        click.echo(usage_text(), nl=False)
+        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+    if cmdline.has("--version"):
+        click.echo(version_text(), nl=False)
+        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+    if cmdline.exclusive:  # +cc/--list-ciphers, +ph/--list-profiles
+        unsupported = cmdline.unsupported()
+        assert unsupported is not None and unsupported.spec.unsupported is not None
+        raise CommandLineError(f"{unsupported.spec.unsupported}: {unsupported.given}")
+
+    try:
+        logging_request = log_request(cmdline)
+        configure_logging(logging_request.level, logging_request.config_file, APPNAME)
+    except (ArgvError, LogConfigError) as exc:
+        raise CommandLineError(str(exc)) from None
+    base = logging.getLogger(BASE_LOGGER)
+    quiet = not base.isEnabledFor(logging.ERROR)
+    if logging_request.show_arguments:
+        program = ctx.info_name or APPNAME
+        quoted = "".join(f"'{arg}' " for arg in cmdline.arguments)
+        message = f"calling '{program}' with {len(cmdline.arguments)} arguments: {quoted}\n"
+        log_forced(base, logging.INFO, message)
+
+    try:
+        request = receiver_request(cmdline, verbose=base.isEnabledFor(logging.INFO))
+    except ArgvError as exc:
+        raise CommandLineError(str(exc), quiet=quiet) from None
+    config = request.config
+    log.debug("%s\n", identification())
+    log.info("configuring service class provider ...")
+
+    if request.profile_source is not None:
+        from dcmrecv import asconfig
+
+        filename, profile_name = request.profile_source
+        try:
+            profile = asconfig.load_profile(filename, profile_name)
+        except asconfig.ConfigError as exc:
+            log.critical("cannot load association configuration: %s", exc)
+            _finish(ctx, exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG)
+        config = replace(config, profile=profile)
+
+    problem = output_directory_problem(config.output_directory)
+    if problem is not None:
+        log.critical("cannot specify output directory: %s", problem)
+        _finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+
+    from dcmrecv import server
+
+    _finish(ctx, server.serve(config))
+
+
+class DcmtkCommand(click.Command):
+    """A click command that hands its raw arguments to :mod:`dcmrecv.argv`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.params["argv"] = tuple(args)
+        return []
+
+
+@click.command(cls=DcmtkCommand, name=APPNAME, add_help_option=False)
+@click.pass_context
+def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
+    """Simple DICOM storage SCP (receiver); run ``dcmrecv --help`` for the options."""
+    _run(ctx, argv)

@@ -6,10 +6,20 @@ pynetdicom as SCU.  Under CI (``CI=true``) a missing peer is a failure, never a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from dcmrecv.server import Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -23,3 +33,51 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def running_receiver(**settings: Any) -> Iterator[Server]:
+    """Our receiver on 127.0.0.1 and an OS-assigned port, in this process.
+
+    ``settings`` override ReceiverConfig fields (output_directory, profile, ...).
+    The server is stopped, and its threads joined, when the block ends.
+    """
+    from dcmrecv.config import ReceiverConfig
+    from dcmrecv.server import Server
+
+    settings.setdefault("bind_address", "127.0.0.1")
+    settings.setdefault("shutdown_timeout", 10.0)
+    server = Server(ReceiverConfig(port=0, **settings))
+    thread = threading.Thread(target=server.serve_forever, name="test-receiver", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "receiver did not stop"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago, for external programs that need a number."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 15
+) -> None:
+    """Block until something accepts connections on 127.0.0.1:port (an external receiver)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            # Connection refused: the program is still starting.  Waiting on its
+            # own readiness is not possible for DCMTK tools, so retry briefly.
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")

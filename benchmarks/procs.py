@@ -1,0 +1,251 @@
+"""Processes under test: start a receiver, wait until it answers, measure it, stop it.
+
+Linux only: memory and CPU time come from ``/proc/PID/status`` (VmHWM, the resident
+set's high-water mark, see proc(5)) and ``/proc/PID/stat`` (utime and stime, in clock
+ticks).  The parsers are pure functions so they can be tested on sample text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+#: Seconds a receiver may take to answer its first C-ECHO after being started.
+READY_TIMEOUT = 30.0
+#: Seconds between readiness probes; the probe itself (echoscu) is the wait.
+READY_POLL = 0.02
+#: Seconds a receiver may take to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 15.0
+
+
+class BenchmarkError(RuntimeError):
+    """A receiver or sender did not do what the benchmark needs; no timing is valid."""
+
+
+def free_port() -> int:
+    """A TCP port the OS reports free now (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def is_dcmtk_tool(path: str) -> bool:
+    """True if ``path --version`` identifies itself as a DCMTK tool."""
+    try:
+        result = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "$dcmtk:" in result.stdout + result.stderr
+
+
+def find_dcmtk_tool(name: str, search_path: str | None = None) -> str:
+    """The first ``name`` on PATH that is DCMTK's (pynetdicom installs its own storescu)."""
+    directories = (search_path or os.environ.get("PATH", "")).split(os.pathsep)
+    for directory in [*directories, "/usr/bin", "/usr/local/bin"]:
+        candidate = shutil.which(name, path=directory) if directory else None
+        if candidate and is_dcmtk_tool(candidate):
+            return candidate
+    raise BenchmarkError(f"DCMTK's {name} not found: install Debian's dcmtk package")
+
+
+def parse_vmhwm_kib(status_text: str) -> int | None:
+    """VmHWM in KiB from the text of ``/proc/PID/status``; None if the line is missing."""
+    for line in status_text.splitlines():
+        if line.startswith("VmHWM:"):
+            fields = line.split()
+            return int(fields[1])
+    return None
+
+
+def parse_cpu_ticks(stat_text: str) -> int:
+    """utime + stime (fields 14 and 15 of ``/proc/PID/stat``, clock ticks).
+
+    The command name (field 2) is in parentheses and may itself contain spaces and
+    parentheses, so the fields are counted from the last ``)``.
+    """
+    rest = stat_text[stat_text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); utime is field 14 -> rest[11], stime -> rest[12].
+    return int(rest[11]) + int(rest[12])
+
+
+def clock_ticks_per_second() -> int:
+    return int(os.sysconf("SC_CLK_TCK"))
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program to run: argv plus the environment changes it needs."""
+
+    argv: tuple[str, ...]
+    #: Variables to set; a value of None removes the variable.
+    env: Mapping[str, str | None]
+
+    def environment(self) -> dict[str, str]:
+        environ = dict(os.environ)
+        for key, value in self.env.items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        return environ
+
+
+class Receiver:
+    """A receiver subprocess, as a context manager: started, ready, then stopped.
+
+    Use :meth:`peak_rss_kib` and :meth:`cpu_seconds` while it runs; both read /proc.
+    """
+
+    def __init__(self, command: Command, port: int, echoscu: str, log_path: Path) -> None:
+        self.command = command
+        self.port = port
+        self.echoscu = echoscu
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Receiver:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchmarkError("receiver not started")
+        return self.process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.command.environment(),
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        # A C-ECHO that succeeds proves the receiver listens *and* negotiates; probing
+        # with a bare TCP connect would only prove the listening socket exists.
+        deadline = time.monotonic() + READY_TIMEOUT
+        probe = [self.echoscu, "-aec", "DCMRECV", "-to", "5", "127.0.0.1", str(self.port)]
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise BenchmarkError(
+                    f"receiver exited with {self.process.returncode} before it was ready:"
+                    f" {self.log_tail()}"
+                )
+            answered = subprocess.run(probe, capture_output=True, timeout=10, check=False)
+            if answered.returncode == 0:
+                return
+            time.sleep(READY_POLL)
+        raise BenchmarkError(f"receiver not ready after {READY_TIMEOUT} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def peak_rss_kib(self) -> int | None:
+        """VmHWM now: read it just before stopping, it is the run's high-water mark."""
+        try:
+            return parse_vmhwm_kib(Path(f"/proc/{self.pid}/status").read_text())
+        except OSError:
+            return None
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the receiver used so far, all threads together."""
+        ticks = parse_cpu_ticks(Path(f"/proc/{self.pid}/stat").read_text())
+        return ticks / clock_ticks_per_second()
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, SIGKILL if it lingers; returns the exit status."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+
+@dataclass(frozen=True)
+class SenderResult:
+    elapsed: float
+    returncodes: tuple[int, ...]
+    output: str
+
+
+def run_senders(commands: Sequence[Command], timeout: float = 1800.0) -> SenderResult:
+    """Start all ``commands`` at once; the time from the first start to the last exit."""
+    with contextlib.ExitStack() as stack:
+        # Output goes to files, not pipes: a full pipe would stall a sender mid-run.
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in commands]
+        started = time.perf_counter()
+        processes = [
+            subprocess.Popen(
+                command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=command.environment(),
+            )
+            for command, log in zip(commands, logs, strict=True)
+        ]
+        # Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which would quantise
+        # the timings; a plain wait() blocks in waitpid, and a timer enforces the limit.
+        watchdog = threading.Timer(timeout, _kill_all, args=(processes,))
+        watchdog.start()
+        try:
+            for process in processes:
+                process.wait()
+            elapsed = time.perf_counter() - started
+        finally:
+            watchdog.cancel()
+        outputs = []
+        for log in logs:
+            log.seek(0)
+            outputs.append(log.read().decode(errors="replace"))
+    return SenderResult(
+        elapsed=elapsed,
+        returncodes=tuple(process.returncode for process in processes),
+        output="\n".join(outputs),
+    )
+
+
+def _kill_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 
-from benchmarks import data, idle, procs, stats
+from benchmarks import data, idle, procs, profile, stats
 from benchmarks.run import OURS_DEFAULT, Tools, receiver_command, sender_command
 from benchmarks.scenarios import FULL, QUICK, scenarios, select
 from tests.conftest import require_tool
@@ -239,3 +239,20 @@ def test_quick_sizes_are_smaller_and_unknown_scenarios_are_refused() -> None:
     assert [s.key for s in select(scenarios(FULL), ["idle", "ct"])] == ["ct", "idle"]
     with pytest.raises(ValueError, match="unknown scenario"):
         select(scenarios(FULL), ["nope"])
+
+
+def test_folded_stacks_summarise_self_and_inclusive_samples() -> None:
+    lines = [
+        "run (/work/main/dcmrecv/server.py:10);recv (/x/lib/python3.11/socket.py:5) 6",
+        "run (/work/main/dcmrecv/server.py:12);write (/work/main/dcmrecv/storage.py:7) 3",
+        "run (/work/main/dcmrecv/server.py:10) 1",
+        "",
+    ]
+
+    result = profile.summarize_folded(lines)
+
+    assert result.total == 10
+    assert result.self_samples.most_common(1) == [("recv (socket.py)", 6)]
+    assert result.self_samples["write (dcmrecv/storage.py)"] == 3
+    # Two lines of the same function count as one function, once per stack.
+    assert result.inclusive_samples["run (dcmrecv/server.py)"] == 10

@@ -220,10 +220,8 @@ def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
         "--bit-preserving": StorageMode.BIT_PRESERVING,
         "--ignore": StorageMode.IGNORE,
     }[storage.spec.long if storage else None]
-    # DCMTK reads the Series Date from the parsed data set, which bit-preserving
-    # mode does not have, and refuses the combination (dcmrecv.man, +B).
-    if storage_mode is StorageMode.BIT_PRESERVING and subdirectory is SubdirectoryMode.SERIES_DATE:
-        raise ArgvError("--bit-preserving not allowed with --series-date-subdir")
+    # DCMTK refuses +B with +ssd (it reads the Series Date from a parsed data set);
+    # we read it from the received file before renaming it, so the pair works.
 
     associations = cmdline.last("--max-associations")
     shutdown = cmdline.last("--shutdown-timeout")

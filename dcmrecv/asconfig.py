@@ -451,7 +451,8 @@ class _Parser:
         if what == "transfer syntax" and kind not in ("", "transfer_syntax", "unknown"):
             raise self.error(
                 entry.line,
-                f"'{token}' {where} is a {kind.replace('_', ' ')}, not a transfer syntax",
+                f"'{token}' {where} is a {kind.replace('_', ' ').replace('sop', 'SOP')}, "
+                "not a transfer syntax",
             )
         if what == "SOP class" and kind == "transfer_syntax":
             raise self.error(entry.line, f"'{token}' {where} is a transfer syntax, not a SOP class")

@@ -7,6 +7,7 @@ pynetdicom as SCU.  Under CI (``CI=true``) a missing peer is a failure, never a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -24,11 +25,36 @@ if TYPE_CHECKING:
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@functools.cache
+def _dcmtk_tool(name: str) -> str | None:
+    """DCMTK's program of that name, skipping look-alikes earlier on PATH.
+
+    pynetdicom installs Python scripts called ``storescu``, ``echoscu`` and
+    ``storescp``; they often come first on PATH but are not the peers we mean.
+    A DCMTK program identifies itself with ``$dcmtk: ...`` in ``--version``.
+    """
+    for directory in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
+        candidate = shutil.which(name, path=directory)
+        if candidate is None:
+            continue
+        try:
+            version = subprocess.run(
+                [candidate, "--version"], capture_output=True, text=True, timeout=30
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "$dcmtk:" in version:
+            return candidate
+    return None
+
+
 def require_tool(name: str) -> str:
-    """Path of an external tool; skip outside CI, fail under CI when it is missing."""
-    path = shutil.which(name)
+    """Path of a DCMTK tool; skip outside CI, fail under CI when it is missing."""
+    path = _dcmtk_tool(name)
     if path is None:
-        message = f"{name} not found: install Debian's dcmtk package (apt-get install dcmtk)"
+        message = (
+            f"DCMTK's {name} not found: install Debian's dcmtk package (apt-get install dcmtk)"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

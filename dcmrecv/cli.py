@@ -327,6 +327,11 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             log.critical("cannot load association configuration: %s", exc)
             _finish(ctx, exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG)
         config = replace(config, profile=profile)
+    else:
+        # Same words and place as DCMTK's dcmrecv, before the output directory check.
+        log.warning(
+            "no configuration file specified, SCP will only support the Verification SOP Class"
+        )
 
     problem = output_directory_problem(config.output_directory)
     if problem is not None:

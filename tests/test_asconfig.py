@@ -145,11 +145,12 @@ def test_good_quirks_file() -> None:
     assert profile.source == str(DATA / "good-quirks.cfg")
 
 
-def test_good_lenient_file_ignores_blanks_dcmtk_would_keep() -> None:
+def test_good_lenient_file_ignores_blanks_and_knows_keywords() -> None:
     profile = load_profile(DATA / "good-lenient.cfg", "Lenient")
     assert profile.contexts == (
-        PresentationContextSpec(CT, (ELE, ILE)),
-        PresentationContextSpec(MR, (ELE, ILE)),
+        PresentationContextSpec(CT, (ELE, ILE, EBE)),
+        PresentationContextSpec(MR, (ELE, ILE, EBE)),
+        PresentationContextSpec(VERIFICATION, (ELE, ILE, EBE)),  # DICOM keywords
     )
     assert profile.roles == (RoleSpec(CT, scu=False, scp=True),)
     assert profile.extended_negotiation == (ExtendedNegotiationSpec(MR, b"\x01\x02"),)

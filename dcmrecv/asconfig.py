@@ -22,10 +22,12 @@ What a file DCMTK accepts means here is what it means to DCMTK:
   ``ExtendedNegotiationN`` are read from 1 upwards in numeric order.
 - Two sections of the same name in one supersection form one list (DCMTK
   appends the second to the first); two profiles of the same name are an error.
-- A UID value is a numeric UID, a DCMTK name (current or older), a DICOM
-  keyword, or LocalEndianExplicit / OppositeEndianExplicit (machine byte order).
+- A UID value is a numeric UID, a DCMTK name (current or older), or
+  LocalEndianExplicit / OppositeEndianExplicit (machine byte order); DICOM
+  keywords (PS3.6) are accepted too, which DCMTK 3.6.7 does not know.
 - In an SCP profile each SOP class appears once
   (DcmAssociationConfiguration::isValidSCPProfile).
+- Supersections other than the five of asconfig.txt are ignored.
 
 Where DCMTK silently drops or garbles an entry, this module raises ConfigError
 naming the line instead: a key or comment not in the first column, a line that
@@ -34,6 +36,8 @@ appears twice in a section, a key DCMTK would never read, a second copy of a
 supersection (DCMTK reads only the first), text after a section header.  White
 space around a value, which DCMTK keeps and then fails to resolve, is ignored.
 A transfer syntax name used as SOP class (or the other way round) is an error.
+Lists longer than 128 presentation contexts are fine for a receiver, as in
+DCMTK 3.6.8 and later (3.6.7 applied the requestor's limit to every file).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
 from dcmrecv.config import ReceiverConfig
+from dcmrecv.dump import dump_parameters
 from dcmrecv.negotiation import NegotiationResult, ProposedContext, negotiate
 from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
 from dcmrecv.writer import IncomingInstance, InstanceStore
@@ -282,8 +283,7 @@ class Association:
             self.calling_ae_title,
             self.called_ae_title,
         )
-        if self.config.verbose_pc:
-            log.info("Incoming Association Request:\n%s", describe_request(rq))
+        self._dump("Incoming Association Request:\n", "RQ", rq)
         reject = self._check_request(rq)
         result: NegotiationResult | None = None
         if reject is None:
@@ -303,6 +303,7 @@ class Association:
             )
             if not result.accepted:
                 log.info("No Acceptable Presentation Contexts")
+                self._dump("", "RJ", rq, result)
                 reject = REJECT_NO_CONTEXTS
         if reject is not None or result is None:
             assert reject is not None
@@ -332,9 +333,23 @@ class Association:
         self._peer_max_length = rq.max_length
         self._established = True
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
-        if self.config.verbose_pc:
-            log.info("Outgoing Association Acknowledge:\n%s", describe_result(result))
+        self._dump("", "AC", rq, result, responding)
         return True
+
+    def _dump(
+        self,
+        heading: str,
+        direction: str,
+        rq: pdu.AssociateRQ,
+        result: NegotiationResult | None = None,
+        responding: str = "",
+    ) -> None:
+        # As DCMTK: the parameter dumps are verbose output with +v, debug output
+        # without; built only when they will be printed (128 contexts cost time).
+        level = logging.INFO if self.config.verbose_pc else logging.DEBUG
+        if log.isEnabledFor(level):
+            text = dump_parameters(direction, rq, self.config.max_pdu, result, responding)
+            log.log(level, "%s%s", heading, text)
 
     # --- established association (Sta6) -------------------------------------------------
 
@@ -585,48 +600,3 @@ def max_send_pdv(peer_max_length: int) -> int:
     """DCMTK's "Max Send PDV" figure: peer maximum (0 = 131072), even, minus 12 header bytes."""
     length = peer_max_length if 0 < peer_max_length <= 131072 else 131072
     return (length - (length % 2)) - 12
-
-
-def describe_request(rq: pdu.AssociateRQ) -> str:
-    """A readable dump of the proposed presentation contexts for ``+v``."""
-    from dcmrecv.uids import uid_name
-
-    lines = [
-        f"Our Implementation Class UID:    {IMPLEMENTATION_CLASS_UID}",
-        f"Their Implementation Class UID:  {rq.implementation_class_uid}",
-        f"Their Implementation Version Name: {rq.implementation_version_name}",
-        f"Calling Application Name:        {rq.calling_ae_title}",
-        f"Called Application Name:         {rq.called_ae_title}",
-        f"Requested Max PDU Size:          {rq.max_length}",
-        "Requested Presentation Contexts:",
-    ]
-    for cx in rq.contexts:
-        lines.append(f"  Context ID:        {cx.context_id} (Proposed)")
-        lines.append(f"    Abstract Syntax: ={uid_name(cx.abstract_syntax)}")
-        lines.append("    Proposed Transfer Syntax(es):")
-        lines.extend(f"      ={uid_name(ts)}" for ts in cx.transfer_syntaxes)
-    return "\n".join(lines)
-
-
-_RESULT_TEXT = {
-    0: "Accepted",
-    1: "User Rejection",
-    2: "Provider Rejection",
-    3: "Abstract Syntax Not Supported",
-    4: "Transfer Syntaxes Not Supported",
-}
-
-
-def describe_result(result: NegotiationResult) -> str:
-    """A readable dump of the negotiated presentation contexts for ``+v``."""
-    from dcmrecv.uids import uid_name
-
-    lines = ["Accepted Presentation Contexts:"]
-    for cx in result.contexts:
-        lines.append(
-            f"  Context ID:        {cx.context_id} ({_RESULT_TEXT.get(cx.result, cx.result)})"
-        )
-        lines.append(f"    Abstract Syntax: ={uid_name(cx.abstract_syntax)}")
-        if cx.result == 0:
-            lines.append(f"    Accepted Transfer Syntax: ={uid_name(cx.transfer_syntax)}")
-    return "\n".join(lines)

@@ -13,15 +13,17 @@ sliced out as views and data set fragments go straight to the open temporary fil
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
-from dcmrecv.config import ReceiverConfig
+from dcmrecv.config import IPNetwork, ReceiverConfig
 from dcmrecv.dump import dump_parameters
 from dcmrecv.negotiation import NegotiationResult, ProposedContext, negotiate
 from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
@@ -53,7 +55,9 @@ class Reject:
 # DCMTK's choices of result/source/reason (scp.cc, DcmSCP::refuseAssociation).
 REJECT_TOO_MANY = Reject(2, 3, 2, "too many associations")
 REJECT_APPLICATION_CONTEXT = Reject(2, 1, 2, "bad application context")
+REJECT_HOST = Reject(1, 1, 1, "connecting host not allowed")
 REJECT_CALLED_AE = Reject(1, 1, 7, "called AE title not recognized")
+REJECT_CALLING_AE = Reject(1, 1, 3, "calling AE title not recognized")
 REJECT_NO_CONTEXTS = Reject(1, 1, 1, "no acceptable presentation contexts")
 #: PS3.8 9.3.4: source 2 (ACSE related), reason 2 protocol-version-not-supported.
 REJECT_PROTOCOL_VERSION = Reject(1, 2, 2, "protocol version not supported")
@@ -121,6 +125,8 @@ class Association:
         """Serve until the association ends; never raises."""
         try:
             self._configure_socket()
+            if self.config.tls_context is not None:
+                self._start_tls(self.config.tls_context)
             request = self._receive_request()
             if request is not None and self._establish(request):
                 self._serve_established()
@@ -172,6 +178,22 @@ class Association:
     def _configure_socket(self) -> None:
         # Our responses are small and must leave at once (DESIGN.md, socket facts).
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _start_tls(self, context: ssl.SSLContext) -> None:
+        """TLS handshake (PS3.15 B.1) within the ACSE timeout, in this thread.
+
+        The handshake runs here and not in the accept loop, so a slow or silent
+        client delays only its own association.
+        """
+        remaining = self._connected_at + self.config.acse_timeout - time.monotonic()
+        self.sock.settimeout(max(remaining, 0.001))
+        wrapped = context.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
+        self.sock = wrapped
+        try:
+            wrapped.do_handshake()
+        except ssl.SSLError as exc:
+            log.error("TLS handshake with %s failed: %s", self._peer(), exc.reason or exc)
+            raise AssociationEnded from None
 
     def _receive(self, timeout: float | None) -> None:
         """Receive more bytes into the PDU buffer, or end the association."""
@@ -262,6 +284,11 @@ class Association:
         if rq.application_context != pdu.DICOM_APPLICATION_CONTEXT:
             return REJECT_APPLICATION_CONTEXT
         config = self.config
+        if config.accept_from is not None and not _address_allowed(
+            self.address[0], config.accept_from
+        ):
+            log.error("Connecting host %s is not in --accept-from", self.address[0])
+            return REJECT_HOST
         if (
             config.aetitle_explicit
             and not config.use_called_aetitle
@@ -269,6 +296,10 @@ class Association:
         ):
             log.error("Called AE Title does not match configured AE Title: %s", config.aetitle)
             return REJECT_CALLED_AE
+        # AE titles compare without leading/trailing spaces (PS3.5 6.2, AE).
+        if config.accept_calling is not None and rq.calling_ae_title not in config.accept_calling:
+            log.error("Calling AE Title %r is not in --accept-calling", rq.calling_ae_title)
+            return REJECT_CALLING_AE
         self.admitted = self._admit()
         if not self.admitted:
             return REJECT_TOO_MANY
@@ -594,6 +625,14 @@ class Association:
             self.stats.bytes,
             time.monotonic() - self._connected_at,
         )
+
+
+def _address_allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def max_send_pdv(peer_max_length: int) -> int:

@@ -8,12 +8,16 @@ the storage code read it and never look at argv.  Names follow DCMTK's
 from __future__ import annotations
 
 import enum
+import ipaddress
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dcmrecv.asconfig import Profile
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SubdirectoryMode(enum.Enum):
@@ -90,3 +94,12 @@ class ReceiverConfig:
     bind_address: str = ""
     #: SIGTERM/SIGINT: how long running associations may take to finish, in seconds.
     shutdown_timeout: float = 30.0
+    #: ``+tls``: server-side TLS context (PS3.15 B.1 secure transport); None is plain TCP.
+    tls_context: ssl.SSLContext | None = None
+    #: ``--expect-sni``: the server name a TLS client must ask for, if set.
+    expected_sni: str | None = None
+    #: ``--accept-calling``: calling AE titles allowed (None allows all); others get
+    #: A-ASSOCIATE-RJ (1,1,3).  Titles are stored stripped of leading/trailing spaces.
+    accept_calling: frozenset[str] | None = None
+    #: ``--accept-from``: peer networks allowed (None allows all); others are refused.
+    accept_from: tuple[IPNetwork, ...] | None = None

@@ -1,0 +1,518 @@
+"""Where a received instance goes, and what its data set says: pure functions.
+
+``plan_path`` turns the naming options of ``dcmrecv`` (dcmrecv.man, "Subdirectory
+Generation" and "Filename Generation") plus the values of one instance into a relative
+path below the output directory.  ``scan_dataset`` walks a received data set strictly
+(PS3.5 section 7) without loading bulk values and reports the three attributes the
+storage layer needs.  Neither touches the file system; ``dcmrecv.writer`` does.
+
+Naming, as DCMTK 3.6.7's ``DcmStorageSCP::generateDirAndFilename`` does it (verified by
+running its ``dcmrecv``):
+
+* ``+fd``  ``<modality>.<SOP Instance UID><ext>``; a second copy of the same instance
+  replaces the first (DCMTK warns "file already exists, overwriting: <path>").
+* ``+fu``  ``<modality>.X.<new UID><ext>``.  DCMTK takes the UID under OFFIS' own root
+  (1.2.276.0.7230010.3.1.4); we have no registered root and use the UUID-derived
+  ``2.25`` arc (PS3.5 B.2), which needs no registration and cannot collide in practice.
+* ``+fsu`` ``<modality>_<16 lower-case hex digits><ext>``: DCMTK's digits are 8 for the
+  time the receiver started and 8 pseudo-random; we keep that layout, with the random half
+  from the OS.  Never overwrites: the caller retries with another random half.
+* ``+fst`` ``<YYYYMMDDHHMMSS>.<microseconds, 6 digits>.<modality><ext>`` in local time.
+  DCMTK overwrites on a collision (same microsecond); we never overwrite a different
+  instance: the caller retries with a later time stamp.
+
+The modality is DCMTK's short code for the SOP class; without one DCMTK writes
+``UNKNOWN`` (``XX`` for ``+fsu``).  ``+ssd`` puts files into ``data/YYYY/MM/DD`` from a
+valid Series Date (0008,0021), else ``undef/YYYYMMDD`` from today's local date.  "Valid"
+is DCMTK's rule (``DcmDate::getISOFormattedDate``): the first value, trailing spaces
+removed, is eight digits with month 1-12 and day 1-31 (no calendar check, so 20230231
+is accepted), or the pre-3.0 form ``YYYY.MM.DD``; and the element's VR is DA.
+
+Values from the peer never leave the output directory: the only peer value in a name is
+the SOP Instance UID (``+fd``), and every character in it other than digits and dots is
+replaced by ``_`` (DCMTK 3.6.7 does not sanitise at all; later DCMTK replaces path
+separators).  A name is always prefixed by the modality, so it can never be ``.`` or
+``..``; a name longer than 255 bytes (the usual file-system limit) is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import BinaryIO, Final
+
+from pydicom.datadict import dictionary_VR
+
+from dcmrecv.config import FilenameMode, SubdirectoryMode
+
+#: DCMTK's ``DcmStorageSCP::DEF_StandardSubdirectory`` / ``DEF_UndefinedSubdirectory``.
+STANDARD_SUBDIRECTORY: Final = "data"
+UNDEFINED_SUBDIRECTORY: Final = "undef"
+#: What DCMTK's ``dcmSOPClassUIDToModality`` falls back to for a SOP class it does not
+#: know: "UNKNOWN" for +fd, +fu and +fst, "XX" for +fsu.
+UNKNOWN_MODALITY: Final = "UNKNOWN"
+SHORT_UNKNOWN_MODALITY: Final = "XX"
+#: NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs): bytes in one path component.
+MAX_NAME_BYTES: Final = 255
+
+_NOT_UID_CHARACTER = re.compile(r"[^0-9.]")
+_NOT_MODALITY_CHARACTER = re.compile(r"[^A-Za-z0-9_-]")
+_NEW_DATE = re.compile(r"[0-9]{8}")
+_OLD_DATE = re.compile(r"[0-9]{4}\.[0-9]{2}\.[0-9]{2}")
+
+
+class PlanError(ValueError):
+    """No file name can be made for this instance (the message says why)."""
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """Where one instance goes, relative to the output directory."""
+
+    #: Subdirectories below the output directory, outermost first; () for none.
+    directory: tuple[str, ...]
+    filename: str
+    #: True for ``+fd``: a file of this name is the same SOP instance and is replaced.
+    #: False for the other schemes: an existing file is someone else's; pick another name.
+    replace_existing: bool
+
+    @property
+    def relative(self) -> PurePosixPath:
+        return PurePosixPath(*self.directory, self.filename)
+
+
+def parse_series_date(value: str | None) -> tuple[str, str, str] | None:
+    """(YYYY, MM, DD) from a Series Date value if DCMTK counts it as valid, else None.
+
+    DCMTK reads the first of several values, drops trailing spaces (DA's padding,
+    PS3.5 6.2) and accepts ``YYYYMMDD`` or the ACR-NEMA form ``YYYY.MM.DD`` with month
+    1..12 and day 1..31 (``OFDate::isDateValid``: no check of the month's length).
+    """
+    if value is None:
+        return None
+    first = value.split("\\", 1)[0].rstrip(" ")
+    if _NEW_DATE.fullmatch(first):
+        year, month, day = first[0:4], first[4:6], first[6:8]
+    elif _OLD_DATE.fullmatch(first):
+        year, month, day = first[0:4], first[5:7], first[8:10]
+    else:
+        return None
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        return None
+    return year, month, day
+
+
+def series_date_directory(series_date: str | None, now: datetime) -> tuple[str, ...]:
+    """``+ssd``: ``data/YYYY/MM/DD`` from a valid Series Date, else ``undef/YYYYMMDD``."""
+    parsed = parse_series_date(series_date)
+    if parsed is not None:
+        return (STANDARD_SUBDIRECTORY, *parsed)
+    return (UNDEFINED_SUBDIRECTORY, now.strftime("%Y%m%d"))
+
+
+def check_extension(extension: str) -> str:
+    """The ``-fe`` extension, refused when it could name another directory."""
+    if "/" in extension or "\\" in extension or "\0" in extension:
+        raise PlanError(f"filename extension must not contain a path separator: {extension!r}")
+    if len(extension.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES // 2:
+        raise PlanError("filename extension is too long")
+    return extension
+
+
+def sanitize_uid(uid: str) -> str:
+    """A UID made safe for a file name: padding dropped, anything but ``0-9.`` -> ``_``."""
+    return _NOT_UID_CHARACTER.sub("_", uid.rstrip("\0 "))
+
+
+def _modality_or(modality: str | None, fallback: str) -> str:
+    if not modality:
+        return fallback
+    # The code comes from our own table, but a file name is no place to trust that.
+    return _NOT_MODALITY_CHARACTER.sub("_", modality)
+
+
+def short_unique_name(creation_time: int, random32: int) -> str:
+    """DCMTK's ``OFFilenameCreator`` layout: 8 hex digits of time, 8 of randomness."""
+    return f"{creation_time & 0xFFFFFFFF:08x}{random32 & 0xFFFFFFFF:08x}"
+
+
+def uuid_uid(uuid_int: int) -> str:
+    """A UID under the 2.25 arc from a 128-bit UUID (PS3.5 B.2, ISO/IEC 9834-8)."""
+    return f"2.25.{uuid_int}"
+
+
+def plan_path(
+    *,
+    subdirectory: SubdirectoryMode,
+    filename_mode: FilenameMode,
+    extension: str,
+    sop_instance_uid: str,
+    modality: str | None,
+    series_date: str | None,
+    now: datetime,
+    new_uid: str | None = None,
+    short_name: str | None = None,
+) -> PathPlan:
+    """The relative path for one instance, as DCMTK's dcmrecv names it.
+
+    ``modality`` is the short code for the SOP class (None if there is none),
+    ``series_date`` the raw Series Date value (None if absent or not of VR DA), ``now``
+    the local time of reception.  ``new_uid`` (``+fu``) and ``short_name`` (``+fsu``,
+    16 hex digits) are drawn by the caller so that this stays a pure function.
+    """
+    directory: tuple[str, ...] = ()
+    if subdirectory is SubdirectoryMode.SERIES_DATE:
+        directory = series_date_directory(series_date, now)
+    extension = check_extension(extension)
+    replace = False
+    if filename_mode is FilenameMode.DEFAULT:
+        uid = sanitize_uid(sop_instance_uid)
+        if not uid:
+            raise PlanError("SOP Instance UID is empty")
+        name = f"{_modality_or(modality, UNKNOWN_MODALITY)}.{uid}{extension}"
+        replace = True
+    elif filename_mode is FilenameMode.UNIQUE:
+        if new_uid is None:
+            raise PlanError("+fu needs a new UID")
+        name = f"{_modality_or(modality, UNKNOWN_MODALITY)}.X.{sanitize_uid(new_uid)}{extension}"
+    elif filename_mode is FilenameMode.SHORT_UNIQUE:
+        if short_name is None or not re.fullmatch(r"[0-9a-f]{16}", short_name):
+            raise PlanError("+fsu needs 16 hex digits")
+        name = f"{_modality_or(modality, SHORT_UNKNOWN_MODALITY)}_{short_name}{extension}"
+    else:
+        stamp = f"{now:%Y%m%d%H%M%S}.{now.microsecond:06d}"
+        name = f"{stamp}.{_modality_or(modality, UNKNOWN_MODALITY)}{extension}"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise PlanError("file name would be longer than 255 bytes")
+    return PathPlan(directory=directory, filename=name, replace_existing=replace)
+
+
+# --- Reading what the storage layer needs from a received data set -------------------
+#
+# A strict walk over the element structure of PS3.5 section 7: every header, length and
+# nesting is checked, values are skipped (seeked over) unless they are one of the three
+# attributes we need.  Pixel data is never loaded.  Anything that does not parse raises
+# DatasetError, never another exception.
+
+#: Transfer syntaxes whose data set is deflated on the wire and in the file (PS3.5 A.5):
+#: Deflated Explicit VR Little Endian and JPIP Referenced Deflate.
+DEFLATED_TRANSFER_SYNTAXES: Final = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
+IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"
+EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
+
+#: Sequences nested deeper than this are refused (a peer could otherwise make any
+#: recursive reader walk a pathological tree).
+MAX_SEQUENCE_DEPTH: Final = 64
+#: Inflating a deflated data set stops beyond RATIO times the received size (but never
+#: below FLOOR) or beyond CAP bytes: a deflate bomb gets a failure status, not our CPU.
+INFLATE_RATIO_LIMIT: Final = 256
+INFLATE_FLOOR: Final = 64 * 1024 * 1024
+INFLATE_CAP: Final = 4 * 1024 * 1024 * 1024
+
+SOP_CLASS_UID_TAG: Final = 0x00080016
+SOP_INSTANCE_UID_TAG: Final = 0x00080018
+SERIES_DATE_TAG: Final = 0x00080021
+_PIXEL_DATA_TAG: Final = 0x7FE00010
+_ITEM: Final = 0xFFFEE000
+_ITEM_DELIMITATION: Final = 0xFFFEE00D
+_SEQUENCE_DELIMITATION: Final = 0xFFFEE0DD
+_UNDEFINED: Final = 0xFFFFFFFF
+#: VRs with the 2-byte reserved field and a 32-bit length (PS3.5 Table 7.1-1).
+_LONG_VRS: Final = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_WANTED: Final = (SOP_CLASS_UID_TAG, SOP_INSTANCE_UID_TAG, SERIES_DATE_TAG)
+_MAX_WANTED_VALUE: Final = 1024
+
+
+class DatasetError(ValueError):
+    """The received data set cannot be parsed (the message says where and why)."""
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The top-level attributes storage needs, as text without padding."""
+
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    #: The raw Series Date value; None when absent or not encoded with VR DA.
+    series_date: str | None = None
+
+
+class _Source:
+    """Bytes of a data set with a position; read() is exact or raises DatasetError."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def skip(self, n: int) -> None:
+        raise NotImplementedError
+
+    def at_end(self) -> bool:
+        raise NotImplementedError
+
+
+class _PlainSource(_Source):
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._size = size
+
+    def read(self, n: int) -> bytes:
+        if self.pos + n > self._size:
+            raise DatasetError(f"data set ends inside an element at offset {self.pos}")
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise DatasetError(f"data set ends early at offset {self.pos}")
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > self._size:
+            raise DatasetError(f"value at offset {self.pos} runs past the end of the data set")
+        self._stream.seek(n, 1)
+        self.pos += n
+
+    def at_end(self) -> bool:
+        return self.pos >= self._size
+
+
+class _InflatingSource(_Source):
+    """A raw deflate stream (PS3.5 A.5: RFC 1951, no zlib header) inflated on demand."""
+
+    _CHUNK = 65536
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = size
+        self._limit = min(INFLATE_CAP, max(INFLATE_FLOOR, INFLATE_RATIO_LIMIT * size))
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._buffer = bytearray()
+        self._produced = 0
+
+    def _more(self) -> bool:
+        """Inflate another chunk into the buffer; False when the stream has no more."""
+        while True:
+            if self._inflater.eof:
+                # Bytes after the end of the deflate stream (PDV padding) are ignored.
+                return False
+            tail = self._inflater.unconsumed_tail
+            if tail:
+                data = tail
+            elif self._left <= 0:
+                # All input consumed; zlib may still hold output that max_length kept back.
+                data = b""
+            else:
+                data = self._stream.read(min(self._CHUNK, self._left))
+                if not data:
+                    return False
+                self._left -= len(data)
+            try:
+                out = self._inflater.decompress(data, self._CHUNK)
+            except zlib.error as exc:
+                raise DatasetError(f"deflated data set is corrupt: {exc}") from None
+            if out:
+                self._produced += len(out)
+                if self._produced > self._limit:
+                    raise DatasetError("deflated data set inflates beyond the limit")
+                self._buffer += out
+                return True
+            if not data:
+                return False
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            if not self._more():
+                raise DatasetError(f"data set ends early at offset {self.pos}")
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> None:
+        while n:
+            if not self._buffer and not self._more():
+                raise DatasetError(f"value at offset {self.pos} runs past the end of the data set")
+            step = min(n, len(self._buffer))
+            del self._buffer[:step]
+            self.pos += step
+            n -= step
+
+    def at_end(self) -> bool:
+        return not self._buffer and not self._more()
+
+
+class _Syntax:
+    """Byte order and VR encoding of one transfer syntax, with its packed formats."""
+
+    def __init__(self, *, explicit: bool, little: bool) -> None:
+        order = "<" if little else ">"
+        self.explicit = explicit
+        self.tag = struct.Struct(order + "HH")
+        self.u16 = struct.Struct(order + "H")
+        self.u32 = struct.Struct(order + "I")
+
+
+_IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sequence_in_dictionary(tag: int) -> bool:
+    """Implicit VR carries no VR: a defined-length value is a sequence if the
+    data dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class _Walker:
+    def __init__(self, source: _Source, stop_after: int | None) -> None:
+        self.source = source
+        self.stop_after = stop_after
+        self.found: dict[int, str] = {}
+        self.found_vr: dict[int, bytes] = {}
+
+    def header(self, syntax: _Syntax) -> tuple[int, bytes, int]:
+        """(tag, VR, length) of the next element; VR is b"" in implicit VR and for items."""
+        src = self.source
+        raw = src.read(8)
+        group, element = syntax.tag.unpack_from(raw)
+        tag = (group << 16) | element
+        if not syntax.explicit or group == 0xFFFE:
+            # Items and delimiters have no VR in any transfer syntax (PS3.5 7.5).
+            return tag, b"", syntax.u32.unpack_from(raw, 4)[0]
+        vr = raw[4:6]
+        if not (vr.isalpha() and vr.isupper()):
+            raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
+        if vr in _LONG_VRS:
+            # 2 reserved bytes, then a 32-bit length (PS3.5 7.1.2).
+            return tag, vr, syntax.u32.unpack(src.read(4))[0]
+        return tag, vr, syntax.u16.unpack_from(raw, 6)[0]
+
+    def elements(self, syntax: _Syntax, end: int | None, depth: int) -> None:
+        """Elements up to ``end`` (or an item delimiter when end is None, or EOF at top)."""
+        src = self.source
+        top = depth == 0
+        while True:
+            if end is not None:
+                if src.pos >= end:
+                    if src.pos > end:
+                        raise DatasetError(f"element overruns its item at offset {src.pos}")
+                    return
+            elif top and src.at_end():
+                return
+            start = src.pos
+            tag, vr, length = self.header(syntax)
+            if tag >> 16 == 0xFFFE:
+                if tag == _ITEM_DELIMITATION and end is None and not top:
+                    return
+                raise DatasetError(
+                    f"unexpected ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {start}"
+                )
+            if top and self.stop_after is not None and tag > self.stop_after:
+                return
+            self.value(syntax, tag, vr, length, depth, top)
+
+    def value(
+        self, syntax: _Syntax, tag: int, vr: bytes, length: int, depth: int, top: bool
+    ) -> None:
+        src = self.source
+        is_sequence = vr == b"SQ" or (
+            not syntax.explicit and (length == _UNDEFINED or _is_sequence_in_dictionary(tag))
+        )
+        if is_sequence or (vr == b"UN" and length == _UNDEFINED):
+            # PS3.5 6.2.2: UN of undefined length holds a sequence in implicit VR LE.
+            inner = syntax if is_sequence else _IMPLICIT_LE
+            self.sequence(inner, length, depth + 1)
+        elif length == _UNDEFINED:
+            if tag == _PIXEL_DATA_TAG and vr in (b"OB", b"OW"):
+                self.fragments(syntax)
+            else:
+                raise DatasetError(f"undefined length on {_tag_text(tag)}")
+        elif top and tag in _WANTED and length <= _MAX_WANTED_VALUE:
+            self.found[tag] = src.read(length).decode("latin-1").rstrip("\0 ")
+            self.found_vr[tag] = vr
+        else:
+            src.skip(length)
+
+    def sequence(self, syntax: _Syntax, length: int, depth: int) -> None:
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise DatasetError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
+        src = self.source
+        end = None if length == _UNDEFINED else src.pos + length
+        while True:
+            if end is not None and src.pos >= end:
+                if src.pos > end:
+                    raise DatasetError(f"item overruns its sequence at offset {src.pos}")
+                return
+            start = src.pos
+            tag, _vr, item_length = self.header(syntax)
+            if tag == _SEQUENCE_DELIMITATION and end is None:
+                return
+            if tag != _ITEM:
+                raise DatasetError(f"expected an item at offset {start}")
+            item_end = None if item_length == _UNDEFINED else src.pos + item_length
+            self.elements(syntax, item_end, depth)
+
+    def fragments(self, syntax: _Syntax) -> None:
+        """Encapsulated pixel data (PS3.5 A.4): items of defined length, skipped unread."""
+        src = self.source
+        while True:
+            start = src.pos
+            tag, _vr, length = self.header(syntax)
+            if tag == _SEQUENCE_DELIMITATION:
+                return
+            if tag != _ITEM or length == _UNDEFINED:
+                raise DatasetError(f"invalid pixel data fragment at offset {start}")
+            src.skip(length)
+
+
+def scan_dataset(
+    stream: BinaryIO,
+    size: int,
+    transfer_syntax_uid: str,
+    *,
+    stop_after: int | None = None,
+) -> DatasetSummary:
+    """Walk ``size`` bytes of a data set from ``stream`` in ``transfer_syntax_uid``.
+
+    Raises DatasetError when the data set does not parse: truncated or overlong
+    elements, a bad VR, stray delimiters, sequences nested deeper than
+    MAX_SEQUENCE_DEPTH, a deflated stream that is corrupt or inflates beyond the limit,
+    or no elements at all.  With ``stop_after`` the walk ends at the first top-level
+    element past that tag (a quick look for the Series Date, no full check).
+    """
+    if transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES:
+        source: _Source = _InflatingSource(stream, size)
+    else:
+        source = _PlainSource(stream, size)
+    syntax = _Syntax(
+        explicit=transfer_syntax_uid != IMPLICIT_VR_LITTLE_ENDIAN,
+        little=transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
+    )
+    if source.at_end():
+        raise DatasetError("data set is empty")
+    walker = _Walker(source, stop_after)
+    walker.elements(syntax, None, 0)
+    series_date = walker.found.get(SERIES_DATE_TAG)
+    if syntax.explicit and walker.found_vr.get(SERIES_DATE_TAG) != b"DA":
+        series_date = None
+    return DatasetSummary(
+        sop_class_uid=walker.found.get(SOP_CLASS_UID_TAG),
+        sop_instance_uid=walker.found.get(SOP_INSTANCE_UID_TAG),
+        series_date=series_date,
+    )

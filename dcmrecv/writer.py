@@ -1,0 +1,567 @@
+"""Putting received instances on disk: temporary file, fsync, rename, directory fsync.
+
+The association engine calls ``InstanceStore.begin()`` for each C-STORE request,
+``IncomingInstance.write()`` for each data set fragment and ``commit()`` when the last
+one has arrived (or ``discard()`` when the association goes away first).  Nothing here
+raises for I/O or data problems: every outcome is a ``StoreResult`` with the DIMSE
+status to answer (PS3.4 Table B.2-1).
+
+What a reader of the output directory sees:
+
+* Only complete files under final names.  Data goes to a hidden temporary file
+  ``.dcmrecv-<16 hex>.part`` directly in the output directory (readers skip dot files;
+  it is on the same file system as every subdirectory we create), which is fsync'ed,
+  then linked or renamed to its final name, and the directory is fsync'ed before
+  Success is answered (``fsync=False`` skips both fsyncs).  A failure (disk full, EIO,
+  file size limit) answers 0xA700 and leaves no file under a final name; an earlier file
+  of the same SOP instance stays as it was until a complete new one replaces it.
+* A duplicate SOP instance (``+fd``) replaces the earlier file, as DCMTK does (it logs
+  ``OVERWRITE_WARNING``); ``StoreResult.overwritten`` says so.  Whether a file was
+  there is decided by ``link()``, which fails atomically if it exists, so two
+  associations storing the same instance at once end with one intact file and exactly
+  one of them reports the overwrite.  The other schemes never replace a file: on a
+  collision they draw another name (``link()`` again, up to DCMTK's 1024 tries).
+* Nothing outside the output directory: subdirectories are opened one component at a
+  time relative to their parent with ``O_NOFOLLOW``, so a symbolic link placed inside
+  the output tree is never followed (the instance is refused with 0xA700 instead), and
+  names come from ``dcmrecv.storage.plan_path``, which sanitises peer values.
+* Each temporary file is ``flock``'ed while in use, so ``cleanup_leftovers()`` of a
+  second receiver on the same directory never deletes a file that is being written.
+
+Storage modes (dcmrecv.man, "storage mode"):
+
+* normal (``-B``): the data set is checked before it is accepted: ``scan_dataset``
+  walks every element header, length and sequence (nesting at most 64 deep; a deflated
+  data set is inflated with a size limit) without loading values; pixel data is
+  seeked over.  One that does not parse gets 0xC000 and no file; one whose SOP Class or
+  Instance UID differs from the request gets 0xA900 and no file, and one that lacks them
+  0xC000 (DCMTK's storescp rules).  The file then holds the received bytes unchanged.
+  DCMTK instead re-encodes the data set in this mode (for example it writes every
+  sequence with undefined length and recalculates group lengths); we keep the bytes the
+  sender sent, which is faster and loses nothing.
+* bit-preserving (``+B``): the received bytes, not checked.  Unlike DCMTK, ``+ssd``
+  works here: the Series Date is read from the temporary file before it is renamed.
+* ignore: nothing is written; Success with ``path`` None.
+
+Deflated transfer syntaxes are stored as received (deflated) behind the file meta
+information, as DCMTK's bit-preserving mode stores them.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import errno
+import fcntl
+import io
+import os
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
+from dcmrecv.filemeta import build_file_meta
+from dcmrecv.storage import (
+    SERIES_DATE_TAG,
+    UNKNOWN_MODALITY,
+    DatasetError,
+    DatasetSummary,
+    PathPlan,
+    PlanError,
+    check_extension,
+    plan_path,
+    scan_dataset,
+    short_unique_name,
+    uuid_uid,
+)
+
+#: DIMSE status codes of a C-STORE-RSP (PS3.4 Table B.2-1, PS3.7 Annex C).
+STATUS_SUCCESS: Final = 0x0000
+STATUS_OUT_OF_RESOURCES: Final = 0xA700
+STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
+STATUS_CANNOT_UNDERSTAND: Final = 0xC000
+
+#: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
+OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
+
+TEMP_PREFIX: Final = ".dcmrecv-"
+TEMP_SUFFIX: Final = ".part"
+_TEMP_NAME: Final = re.compile(r"\.dcmrecv-[0-9a-f]{16}\.part")
+#: Small fragments are gathered up to this size before one write(); larger ones go
+#: straight from the caller's buffer to the file.
+BUFFER_SIZE: Final = 256 * 1024
+#: DCMTK's OFFilenameCreator gives up after this many names that already exist.
+MAX_NAME_TRIES: Final = 1024
+#: Error Comment (0000,0902) is LO: at most 64 characters (PS3.5 Table 6.2-1).
+MAX_ERROR_COMMENT: Final = 64
+
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: link() is not offered by every file system (vfat, some network file systems).
+_NO_LINK_ERRNOS: Final = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+
+ModalityLookup = Callable[[str], "str | None"]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What to answer for one C-STORE, and where the instance went."""
+
+    #: DIMSE status: 0x0000 success, 0xA700 out of resources, 0xA900 data set does not
+    #: match SOP class, 0xC000..0xCFFF cannot understand.
+    status: int
+    #: The final file: the output directory joined with the relative path, not resolved.
+    path: Path | None
+    #: For the C-STORE-RSP Error Comment (0000,0902), at most 64 characters.
+    error_comment: str | None
+    #: An existing file of the same name was replaced (log OVERWRITE_WARNING).
+    overwritten: bool = False
+    #: ``path`` exactly as DCMTK prints it in "Stored received object to file: <path>":
+    #: pathlib drops a leading "./", DCMTK keeps it (default output directory ".").
+    log_path: str | None = None
+
+
+def _comment(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")[:MAX_ERROR_COMMENT]
+
+
+def _failure(status: int, text: str) -> StoreResult:
+    return StoreResult(status=status, path=None, error_comment=_comment(text))
+
+
+def _out_of_resources(exc: OSError) -> StoreResult:
+    reason = exc.strerror or type(exc).__name__
+    return _failure(STATUS_OUT_OF_RESOURCES, f"cannot store: {reason}")
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """os.write until all is written; a short write (file size limit) then raises."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _uid(value: str) -> str:
+    return value.rstrip("\0 ")
+
+
+def _default_modality_lookup() -> ModalityLookup:
+    from dcmrecv.uids import modality_prefix
+
+    lookup: ModalityLookup = modality_prefix
+    return lookup
+
+
+class IncomingInstance(abc.ABC):
+    """One C-STORE data set on its way to disk."""
+
+    @abc.abstractmethod
+    def write(self, fragment: bytes | bytearray | memoryview) -> None:
+        """Take one data set fragment (in order); the buffer may be reused afterwards.
+
+        Never raises for I/O errors: the first one is recorded, later data dropped, and
+        ``commit()`` answers 0xA700.
+        """
+
+    @abc.abstractmethod
+    def commit(self) -> StoreResult:
+        """The last fragment has arrived: check, name, rename and fsync the file."""
+
+    @abc.abstractmethod
+    def discard(self) -> None:
+        """The association ended mid data set: remove what was written.  Idempotent."""
+
+
+class _IgnoredInstance(IncomingInstance):
+    """``--ignore``: receive, answer Success, store nothing (dcmrecv.man)."""
+
+    def write(self, fragment: bytes | bytearray | memoryview) -> None:
+        return None
+
+    def commit(self) -> StoreResult:
+        return StoreResult(status=STATUS_SUCCESS, path=None, error_comment=None)
+
+    def discard(self) -> None:
+        return None
+
+
+class InstanceStore:
+    """Stores received instances under ``config.output_directory``."""
+
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        *,
+        modality_prefix: ModalityLookup | None = None,
+        clock: Clock = datetime.now,
+    ) -> None:
+        """``modality_prefix`` maps a SOP Class UID to DCMTK's short modality code
+        (default ``dcmrecv.uids.modality_prefix``); ``clock`` gives local time (for
+        ``undef/YYYYMMDD`` and ``+fst`` names).  Raises ValueError (PlanError) when the
+        ``-fe`` extension contains a path separator."""
+        self.config = config
+        check_extension(config.filename_extension)
+        self.root = os.fspath(config.output_directory)
+        self.clock = clock
+        #: DCMTK's +fsu names start with the time its name generator was made.
+        self.started = int(time.time())
+        self._modality: ModalityLookup | None = modality_prefix
+        if modality_prefix is None and config.storage_mode is not StorageMode.IGNORE:
+            self._modality = _default_modality_lookup()
+
+    def modality(self, sop_class_uid: str) -> str | None:
+        """The short modality code, or None when the SOP class has none.
+
+        ``dcmrecv.uids.modality_prefix`` answers "UNKNOWN" for those; plan_path then
+        picks DCMTK's fallback per naming scheme ("XX" for ``+fsu``).
+        """
+        if self._modality is None:
+            return None
+        code = self._modality(sop_class_uid)
+        return None if not code or code == UNKNOWN_MODALITY else code
+
+    def cleanup_leftovers(self) -> int:
+        """Remove temporary files a crash left anywhere under the output directory.
+
+        Symbolic links are not followed; a temporary file that another live receiver
+        still holds (its ``flock``) is left alone.  Returns how many were removed.
+        """
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
+            for name in filenames:
+                if _TEMP_NAME.fullmatch(name) and _remove_if_abandoned(dirpath, name):
+                    removed += 1
+        return removed
+
+    def begin(
+        self,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        calling_aetitle: str,
+    ) -> IncomingInstance:
+        if self.config.storage_mode is StorageMode.IGNORE:
+            return _IgnoredInstance()
+        return _FileInstance(
+            self,
+            sop_class_uid=_uid(sop_class_uid),
+            sop_instance_uid=_uid(sop_instance_uid),
+            transfer_syntax_uid=_uid(transfer_syntax_uid),
+            calling_aetitle=calling_aetitle,
+        )
+
+
+def _remove_if_abandoned(dirpath: str, name: str) -> bool:
+    path = os.path.join(dirpath, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(path)
+    except OSError:
+        return False  # held by a live receiver (flock), or already gone
+    finally:
+        os.close(fd)
+    return True
+
+
+class _FileInstance(IncomingInstance):
+    def __init__(
+        self,
+        store: InstanceStore,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        calling_aetitle: str,
+    ) -> None:
+        self._store = store
+        self._sop_class_uid = sop_class_uid
+        self._sop_instance_uid = sop_instance_uid
+        self._transfer_syntax_uid = transfer_syntax_uid
+        self._refusal: StoreResult | None = None
+        self._error: OSError | None = None
+        self._finished = False
+        self._root_fd: int | None = None
+        self._fd: int | None = None
+        self._temp_name: str | None = None
+        self._received = 0
+        meta = b""
+        if not sop_class_uid or not sop_instance_uid:
+            self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, "SOP Class/Instance UID missing")
+        else:
+            try:
+                meta = build_file_meta(
+                    sop_class_uid=sop_class_uid,
+                    sop_instance_uid=sop_instance_uid,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    source_ae_title=calling_aetitle,
+                )
+            except ValueError as exc:
+                self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+        self._meta_length = len(meta)
+        self._pending = bytearray(meta)
+
+    # --- receiving -------------------------------------------------------------
+
+    def write(self, fragment: bytes | bytearray | memoryview) -> None:
+        if self._finished or self._refusal is not None or self._error is not None:
+            return
+        view = memoryview(fragment)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        size = view.nbytes
+        self._received += size
+        pending = self._pending
+        if len(pending) + size <= BUFFER_SIZE:
+            pending += view
+            return
+        try:
+            fd = self._fd if self._fd is not None else self._create_temp()
+            if pending:
+                _write_all(fd, pending)
+                del pending[:]
+            if size >= BUFFER_SIZE // 2:
+                _write_all(fd, view)
+            else:
+                pending += view
+        except OSError as exc:
+            self._error = exc
+            self._remove_temp()
+
+    def _create_temp(self) -> int:
+        """A new, locked, hidden file in the output directory (same file system as
+        every subdirectory we create, so the final rename never copies)."""
+        if self._root_fd is None:
+            self._root_fd = os.open(self._store.root, _DIR_FLAGS)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(name, flags, 0o666, dir_fd=self._root_fd)
+                break
+            except FileExistsError:
+                continue
+        self._temp_name = name
+        self._fd = fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _remove_temp(self) -> None:
+        """Close and unlink the temporary file (if any); keep going on errors."""
+        if self._temp_name is not None and self._root_fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp_name, dir_fd=self._root_fd)
+        self._temp_name = None
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._fd, self._root_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = None
+        self._root_fd = None
+        self._pending = bytearray()
+
+    def discard(self) -> None:
+        self._finished = True
+        self._remove_temp()
+
+    # --- finishing -------------------------------------------------------------
+
+    def commit(self) -> StoreResult:
+        if self._finished:
+            return _failure(STATUS_CANNOT_UNDERSTAND, "instance already finished")
+        self._finished = True
+        if self._refusal is not None:
+            return self._refusal
+        if self._error is not None:
+            return _out_of_resources(self._error)
+        try:
+            result = self._commit()
+        except OSError as exc:
+            result = _out_of_resources(exc)
+        if result.status != STATUS_SUCCESS:
+            self._remove_temp()
+        else:
+            self._close_fds()
+        return result
+
+    def _commit(self) -> StoreResult:
+        store = self._store
+        config = store.config
+        summary: DatasetSummary | None = None
+        if config.storage_mode is StorageMode.NORMAL:
+            try:
+                summary = self._scan(stop_after=None)
+            except DatasetError as exc:
+                return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
+            if summary.sop_class_uid is None or summary.sop_instance_uid is None:
+                return _failure(STATUS_CANNOT_UNDERSTAND, "data set lacks SOP Class/Instance UID")
+            if (
+                summary.sop_class_uid != self._sop_class_uid
+                or summary.sop_instance_uid != self._sop_instance_uid
+            ):
+                return _failure(
+                    STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                    "SOP Class/Instance UID differ from the C-STORE request",
+                )
+        elif config.subdirectory is SubdirectoryMode.SERIES_DATE:
+            # +B keeps any bytes; an unreadable data set just has no Series Date.
+            with contextlib.suppress(DatasetError):
+                summary = self._scan(stop_after=SERIES_DATE_TAG)
+        series_date = summary.series_date if summary is not None else None
+        modality = store.modality(self._sop_class_uid)
+
+        fd = self._fd if self._fd is not None else self._create_temp()
+        if self._pending:
+            _write_all(fd, self._pending)
+            del self._pending[:]
+        if config.fsync:
+            os.fsync(fd)
+        assert self._root_fd is not None and self._temp_name is not None
+
+        try:
+            plan = self._plan(modality, series_date)
+        except PlanError as exc:
+            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+        dir_fd = _open_subdirectory(self._root_fd, plan.directory, fsync=config.fsync)
+        try:
+            for _attempt in range(MAX_NAME_TRIES):
+                placed = self._place(dir_fd, plan)
+                if placed is not None:
+                    break
+                plan = self._plan(modality, series_date)
+            else:
+                return _failure(STATUS_OUT_OF_RESOURCES, "no free file name found")
+            if config.fsync:
+                os.fsync(dir_fd)
+        finally:
+            if dir_fd != self._root_fd:
+                os.close(dir_fd)
+        relative = os.fspath(plan.relative)
+        return StoreResult(
+            status=STATUS_SUCCESS,
+            path=Path(store.root) / relative,
+            error_comment=None,
+            overwritten=placed,
+            log_path=os.path.join(store.root, relative),
+        )
+
+    def _scan(self, *, stop_after: int | None) -> DatasetSummary:
+        size = self._received
+        ts = self._transfer_syntax_uid
+        if self._fd is None:
+            data = memoryview(self._pending)[self._meta_length :]
+            try:
+                return scan_dataset(io.BytesIO(data), size, ts, stop_after=stop_after)
+            finally:
+                data.release()
+        if self._pending:
+            _write_all(self._fd, self._pending)
+            del self._pending[:]
+        os.lseek(self._fd, self._meta_length, os.SEEK_SET)
+        stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
+        with stream:
+            return scan_dataset(stream, size, ts, stop_after=stop_after)
+
+    def _plan(self, modality: str | None, series_date: str | None) -> PathPlan:
+        config = self._store.config
+        mode = config.filename_mode
+        return plan_path(
+            subdirectory=config.subdirectory,
+            filename_mode=mode,
+            extension=config.filename_extension,
+            sop_instance_uid=self._sop_instance_uid,
+            modality=modality,
+            series_date=series_date,
+            now=self._store.clock(),
+            new_uid=uuid_uid(uuid.uuid4().int) if mode is FilenameMode.UNIQUE else None,
+            short_name=(
+                short_unique_name(self._store.started, secrets.randbits(32))
+                if mode is FilenameMode.SHORT_UNIQUE
+                else None
+            ),
+        )
+
+    def _place(self, dir_fd: int, plan: PathPlan) -> bool | None:
+        """Give the temporary file its final name.
+
+        Returns whether an existing file was replaced, or None when the name is taken
+        and the plan does not replace (draw another name).
+        """
+        assert self._root_fd is not None and self._temp_name is not None
+        root_fd, temp, name = self._root_fd, self._temp_name, plan.filename
+        try:
+            # link() creates the name only if it does not exist: the atomic test
+            # that decides "new file" versus "overwrite" even under concurrency.
+            os.link(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            if not plan.replace_existing:
+                return None
+            os.rename(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd)
+            self._temp_name = None
+            return True
+        except OSError as exc:
+            if exc.errno not in _NO_LINK_ERRNOS:
+                raise
+            # No hard links here: check, then rename (the check is not atomic).
+            exists = _exists(name, dir_fd)
+            if exists and not plan.replace_existing:
+                return None
+            os.rename(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd)
+            self._temp_name = None
+            return exists
+        os.unlink(temp, dir_fd=root_fd)
+        self._temp_name = None
+        return False
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _open_subdirectory(root_fd: int, components: tuple[str, ...], *, fsync: bool) -> int:
+    """Open (creating as needed) root/components without following symbolic links.
+
+    Each component is opened relative to its parent with O_NOFOLLOW, so a symlink
+    planted in the output tree makes this fail (ELOOP/ENOTDIR) instead of leading out
+    of it.  A directory we create is made durable by fsync'ing its parent.
+    """
+    current = root_fd
+    try:
+        for component in components:
+            try:
+                child = os.open(component, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(component, 0o777, dir_fd=current)
+                except FileExistsError:
+                    pass  # another association made it just now
+                else:
+                    if fsync:
+                        os.fsync(current)
+                child = os.open(component, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+            if current != root_fd:
+                os.close(current)
+            current = child
+    except OSError:
+        if current != root_fd:
+            os.close(current)
+        raise
+    return current

@@ -36,9 +36,10 @@ Storage modes (dcmrecv.man, "storage mode"):
   seeked over.  One that does not parse gets 0xC000 and no file; one whose SOP Class or
   Instance UID differs from the request gets 0xA900 and no file, and one that lacks them
   0xC000 (DCMTK's storescp rules).  The file then holds the received bytes unchanged.
-  DCMTK instead re-encodes the data set in this mode (for example it writes every
-  sequence with undefined length and recalculates group lengths); we keep the bytes the
-  sender sent, which is faster and loses nothing.
+  DCMTK instead re-encodes the data set in this mode (verified with its dcmrecv: every
+  sequence and item gets undefined length, Data Set Trailing Padding (FFFC,FFFC) is
+  dropped, and (0002,0016) is not written); we keep the bytes the sender sent, which is
+  faster and loses nothing, and a reader sees the same attributes.
 * bit-preserving (``+B``): the received bytes, not checked.  Unlike DCMTK, ``+ssd``
   works here: the Series Date is read from the temporary file before it is renamed.
 * ignore: nothing is written; Success with ``path`` None.
@@ -232,6 +233,8 @@ class InstanceStore:
 
         Symbolic links are not followed; a temporary file that another live receiver
         still holds (its ``flock``) is left alone.  Returns how many were removed.
+        It walks the whole tree once: ours are made directly in the output directory,
+        but a file moved deeper by hand is found too.
         """
         removed = 0
         for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
@@ -266,13 +269,20 @@ def _remove_if_abandoned(dirpath: str, name: str) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.unlink(path)
+        with contextlib.suppress(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+            return True
+        return False  # a live receiver holds it
     except OSError:
-        return False  # held by a live receiver (flock), or already gone
+        # No flock on this file system (ENOLCK, ...): nothing can be in use across a
+        # restart that we could tell apart, so remove it; or it is already gone.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            return True
+        return False
     finally:
         os.close(fd)
-    return True
 
 
 class _FileInstance(IncomingInstance):
@@ -354,7 +364,10 @@ class _FileInstance(IncomingInstance):
                 continue
         self._temp_name = name
         self._fd = fd
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Marks the file as in use for cleanup_leftovers(); a file system without
+        # flock (some network mounts) only loses that protection.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
 
     def _remove_temp(self) -> None:
@@ -472,9 +485,12 @@ class _FileInstance(IncomingInstance):
             _write_all(self._fd, self._pending)
             del self._pending[:]
         os.lseek(self._fd, self._meta_length, os.SEEK_SET)
-        stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
-        with stream:
-            return scan_dataset(stream, size, ts, stop_after=stop_after)
+        try:
+            stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
+            with stream:
+                return scan_dataset(stream, size, ts, stop_after=stop_after)
+        finally:
+            os.lseek(self._fd, 0, os.SEEK_END)
 
     def _plan(self, modality: str | None, series_date: str | None) -> PathPlan:
         config = self._store.config

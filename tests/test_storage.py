@@ -440,3 +440,27 @@ def test_corrupt_deflate_stream_is_refused() -> None:
     data[5:40] = bytes(35)
     with pytest.raises(DatasetError):
         scan(bytes(data), DEFLATED)
+
+
+FUZZ_SEED = encode(sample())
+
+
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda cut, flips: bytes(
+                b ^ flips.get(i, 0) for i, b in enumerate(FUZZ_SEED[: cut or len(FUZZ_SEED)])
+            ),
+            st.integers(0, len(FUZZ_SEED)),
+            st.dictionaries(st.integers(0, len(FUZZ_SEED) - 1), st.integers(1, 255), max_size=4),
+        ),
+    ),
+    ts=st.sampled_from([EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED]),
+)
+def test_scan_parses_or_raises_dataset_error_never_anything_else(data: bytes, ts: str) -> None:
+    try:
+        summary = scan(data, ts)
+    except DatasetError:
+        return
+    assert isinstance(summary, storage.DatasetSummary)

@@ -1,0 +1,567 @@
+"""InstanceStore on a real file system: what appears in the output directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from dcmrecv import writer
+from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
+from dcmrecv.writer import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    STATUS_OUT_OF_RESOURCES,
+    STATUS_SUCCESS,
+    InstanceStore,
+    StoreResult,
+)
+from tests.conftest import free_port, require_tool, wait_for_port
+
+#: Stand-in for dcmrecv.uids.modality_prefix: DCMTK's codes for the classes used here.
+MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+    "1.2.840.10008.5.1.4.1.1.7": "SC",
+}
+TS_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+FRAGMENT = 16372  # what DCMTK sends per PDV with a 16 KB maximum PDU
+
+
+class Received:
+    """A test file split into what an association delivers: UIDs, TS and data set."""
+
+    def __init__(self, name: str) -> None:
+        path = get_testdata_file(name)
+        assert isinstance(path, str)
+        self.path = Path(path)
+        raw = self.path.read_bytes()
+        (meta_length,) = struct.unpack("<I", raw[140:144])
+        self.dataset = raw[144 + meta_length :]
+        meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+        self.sop_class_uid = str(meta.MediaStorageSOPClassUID)
+        self.sop_instance_uid = str(meta.MediaStorageSOPInstanceUID)
+        self.transfer_syntax_uid = str(meta.TransferSyntaxUID)
+
+
+CT_SMALL = Received("CT_small.dcm")  # Series Date 19970430, explicit VR LE
+CT_NAME = f"CT.{CT_SMALL.sop_instance_uid}"
+
+
+def make_store(
+    tmp_path: Path,
+    modality: Callable[[str], str | None] = MODALITY.get,
+    clock: Callable[[], datetime] = datetime.now,
+    **options: object,
+) -> InstanceStore:
+    config = ReceiverConfig(port=0, output_directory=tmp_path, **options)  # type: ignore[arg-type]
+    return InstanceStore(config, modality_prefix=modality, clock=clock)
+
+
+def send(
+    store: InstanceStore,
+    data: bytes,
+    *,
+    sop_class_uid: str = CT_SMALL.sop_class_uid,
+    sop_instance_uid: str = CT_SMALL.sop_instance_uid,
+    transfer_syntax_uid: str = TS_EXPLICIT_LE,
+    fragment: int = FRAGMENT,
+) -> StoreResult:
+    instance = store.begin(
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax_uid=transfer_syntax_uid,
+        calling_aetitle="STORESCU",
+    )
+    buffer = bytearray(fragment)
+    for start in range(0, len(data), fragment):
+        piece = data[start : start + fragment]
+        # The engine reuses its receive buffer: what write() did not copy is lost.
+        buffer[: len(piece)] = piece
+        instance.write(memoryview(buffer)[: len(piece)])
+        buffer[: len(piece)] = bytes(len(piece))
+    return instance.commit()
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def data_set_of(path: Path) -> bytes:
+    raw = path.read_bytes()
+    (meta_length,) = struct.unpack("<I", raw[140:144])
+    return raw[144 + meta_length :]
+
+
+def encode(ds: pydicom.Dataset) -> bytes:
+    """A data set in explicit VR little endian, as an SCU would send it."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def large_ct(pixel_bytes: int = 3 * 1024 * 1024 + 5) -> bytes:
+    """CT_small with random pixel data: larger than the writer's buffer."""
+    ds = pydicom.dcmread(CT_SMALL.path)
+    ds.PixelData = os.urandom(pixel_bytes)
+    ds["PixelData"].VR = "OB"
+    return encode(ds)
+
+
+LARGE_CT = large_ct()
+
+
+# --- success ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fragment", [FRAGMENT, 128 * 1024, 1_000_000])
+def test_stored_file_is_part10_with_the_received_bytes(tmp_path: Path, fragment: int) -> None:
+    result = send(make_store(tmp_path), CT_SMALL.dataset, fragment=fragment)
+    assert result == StoreResult(
+        STATUS_SUCCESS, tmp_path / CT_NAME, None, False, log_path=str(tmp_path / CT_NAME)
+    )
+    assert files_under(tmp_path) == [CT_NAME]
+    assert data_set_of(tmp_path / CT_NAME) == CT_SMALL.dataset
+    stored = pydicom.dcmread(tmp_path / CT_NAME)
+    assert stored.file_meta.MediaStorageSOPInstanceUID == CT_SMALL.sop_instance_uid
+    assert stored.file_meta.SourceApplicationEntityTitle == "STORESCU"
+    assert stored == pydicom.dcmread(CT_SMALL.path)
+
+
+def test_large_instance_streams_through(tmp_path: Path) -> None:
+    data = LARGE_CT
+    result = send(make_store(tmp_path), data, fragment=65536)
+    assert result.status == STATUS_SUCCESS
+    assert result.path is not None and data_set_of(result.path) == data
+
+
+def test_series_date_subdirectories_and_extension(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path, subdirectory=SubdirectoryMode.SERIES_DATE, filename_extension=".dcm"
+    )
+    result = send(store, CT_SMALL.dataset)
+    assert result.status == STATUS_SUCCESS
+    assert files_under(tmp_path) == [f"data/1997/04/30/{CT_NAME}.dcm"]
+
+
+def test_missing_series_date_uses_today_from_the_clock(tmp_path: Path) -> None:
+    mr = Received("MR_small.dcm")  # its Series Date is empty
+    store = make_store(
+        tmp_path,
+        clock=lambda: datetime(2031, 1, 2, 3, 4, 5),
+        subdirectory=SubdirectoryMode.SERIES_DATE,
+    )
+    result = send(
+        store, mr.dataset, sop_class_uid=mr.sop_class_uid, sop_instance_uid=mr.sop_instance_uid
+    )
+    assert result.status == STATUS_SUCCESS
+    assert files_under(tmp_path) == [f"undef/20310102/MR.{mr.sop_instance_uid}"]
+
+
+def test_default_output_directory_is_logged_like_dcmtk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = ReceiverConfig(port=0)  # -od defaults to "."
+    result = send(InstanceStore(config, modality_prefix=MODALITY.get), CT_SMALL.dataset)
+    # DCMTK prints "Stored received object to file: ./CT.<uid>".
+    assert result.log_path == f"./{CT_NAME}"
+    assert result.path is not None and result.path.resolve() == tmp_path / CT_NAME
+
+
+def test_duplicate_instance_replaces_the_file_and_says_so(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    first = send(store, CT_SMALL.dataset)
+    other = pydicom.dcmread(CT_SMALL.path)
+    other.PatientName = "Second^Copy"
+    second_data = encode(other)
+    second = send(store, second_data)
+    assert (first.overwritten, second.overwritten) == (False, True)
+    assert files_under(tmp_path) == [CT_NAME]
+    assert data_set_of(tmp_path / CT_NAME) == second_data
+
+
+def test_unique_names_use_a_new_2_25_uid(tmp_path: Path) -> None:
+    store = make_store(tmp_path, filename_mode=FilenameMode.UNIQUE)
+    names = {Path(str(send(store, CT_SMALL.dataset).path)).name for _ in range(2)}
+    assert len(names) == 2
+    for name in names:
+        prefix, uid = name[:5], name[5:]
+        assert prefix == "CT.X."
+        assert uid.startswith("2.25.") and uid[5:].isdigit() and len(uid) <= 64
+
+
+def test_short_unique_names_never_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draws = iter([7, 7, 8])  # the second instance first draws the name the first one got
+    monkeypatch.setattr(writer.secrets, "randbits", lambda _bits: next(draws))
+    store = make_store(
+        tmp_path, filename_mode=FilenameMode.SHORT_UNIQUE, modality=lambda _uid: None
+    )
+    first = send(store, CT_SMALL.dataset)
+    second = send(store, CT_SMALL.dataset)
+    stamp = f"{store.started:08x}"
+    assert files_under(tmp_path) == [f"XX_{stamp}00000007", f"XX_{stamp}00000008"]
+    assert not first.overwritten and not second.overwritten
+
+
+def test_system_time_names_draw_a_new_time_on_a_collision(tmp_path: Path) -> None:
+    times = iter([datetime(2024, 1, 2, 3, 4, 5, 6)] * 2 + [datetime(2024, 1, 2, 3, 4, 5, 7)])
+    store = make_store(tmp_path, filename_mode=FilenameMode.SYSTEM_TIME, clock=lambda: next(times))
+    send(store, CT_SMALL.dataset)
+    send(store, CT_SMALL.dataset)
+    assert files_under(tmp_path) == ["20240102030405.000006.CT", "20240102030405.000007.CT"]
+
+
+def test_fsync_file_and_directory_unless_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    on, off = tmp_path / "on", tmp_path / "off"
+    on.mkdir()
+    off.mkdir()
+    assert send(make_store(on), CT_SMALL.dataset).status == STATUS_SUCCESS
+    assert synced == [False, True]  # the file, then its directory
+    synced.clear()
+    result = send(make_store(off, fsync=False), CT_SMALL.dataset)
+    assert result.status == STATUS_SUCCESS and synced == []
+
+
+def test_ignore_mode_stores_nothing(tmp_path: Path) -> None:
+    result = send(make_store(tmp_path, storage_mode=StorageMode.IGNORE), CT_SMALL.dataset)
+    assert result == StoreResult(STATUS_SUCCESS, None, None)
+    assert files_under(tmp_path) == []
+
+
+def test_deflated_data_set_is_stored_as_received(tmp_path: Path) -> None:
+    dfl = Received("image_dfl.dcm")
+    result = send(
+        make_store(tmp_path),
+        dfl.dataset,
+        sop_class_uid=dfl.sop_class_uid,
+        sop_instance_uid=dfl.sop_instance_uid,
+        transfer_syntax_uid=dfl.transfer_syntax_uid,
+    )
+    assert result.status == STATUS_SUCCESS and result.path is not None
+    assert data_set_of(result.path) == dfl.dataset
+    assert pydicom.dcmread(result.path).PixelData == pydicom.dcmread(dfl.path).PixelData
+
+
+# --- refusals -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(CT_SMALL.dataset[:-100], id="truncated"),
+        pytest.param(b"\x08\x00\x16\x00\x01\x02", id="garbage"),
+        pytest.param(b"", id="empty"),
+        pytest.param(LARGE_CT[:-10], id="large-truncated"),
+    ],
+)
+def test_unparsable_data_set_is_refused_and_not_stored(tmp_path: Path, data: bytes) -> None:
+    result = send(make_store(tmp_path), data)
+    assert 0xC000 <= result.status <= 0xCFFF
+    assert result.path is None and result.error_comment and len(result.error_comment) <= 64
+    assert files_under(tmp_path) == []
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("sop_class_uid", "sop_instance_uid"),
+    [(CT_SMALL.sop_class_uid, "1.2.3.4"), ("1.2.840.10008.5.1.4.1.1.4", CT_SMALL.sop_instance_uid)],
+)
+def test_data_set_not_matching_the_request_is_refused(
+    tmp_path: Path, sop_class_uid: str, sop_instance_uid: str
+) -> None:
+    result = send(
+        make_store(tmp_path),
+        CT_SMALL.dataset,
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+    )
+    assert result.status == STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+    assert os.listdir(tmp_path) == []
+
+
+def test_data_set_without_sop_uids_cannot_be_understood(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(CT_SMALL.path)
+    del ds.SOPInstanceUID
+    result = send(make_store(tmp_path), encode(ds))
+    assert result.status == STATUS_CANNOT_UNDERSTAND
+    assert os.listdir(tmp_path) == []
+
+
+def test_bit_preserving_stores_without_checking_and_finds_the_series_date(tmp_path: Path) -> None:
+    store = make_store(
+        tmp_path, storage_mode=StorageMode.BIT_PRESERVING, subdirectory=SubdirectoryMode.SERIES_DATE
+    )
+    assert send(store, CT_SMALL.dataset).status == STATUS_SUCCESS
+    garbage = b"\x01\x02\x03 not DICOM"
+    result = send(store, garbage, sop_instance_uid="1.2.9")
+    assert result.status == STATUS_SUCCESS and result.path is not None
+    assert data_set_of(result.path) == garbage
+    today = datetime.now().strftime("%Y%m%d")
+    assert files_under(tmp_path) == [f"data/1997/04/30/{CT_NAME}", f"undef/{today}/CT.1.2.9"]
+
+
+def test_peer_uid_with_path_characters_stays_in_the_output_directory(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    root.mkdir()
+    store = make_store(root, storage_mode=StorageMode.BIT_PRESERVING)
+    result = send(store, CT_SMALL.dataset, sop_instance_uid="../../escape/1.2")
+    assert result.status == STATUS_SUCCESS and result.path is not None
+    assert result.path.resolve().parent == root.resolve()
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_symlinked_subdirectory_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "out", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "data").symlink_to(outside)
+    store = make_store(root, subdirectory=SubdirectoryMode.SERIES_DATE)
+    result = send(store, CT_SMALL.dataset)
+    assert result.status == STATUS_OUT_OF_RESOURCES
+    assert list(outside.iterdir()) == []
+    assert sorted(os.listdir(root)) == ["data"]
+
+
+def test_extension_with_path_separator_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        make_store(tmp_path, filename_extension="/../x")
+
+
+# --- failures and clean-up -------------------------------------------------------------
+
+
+def test_discard_leaves_nothing(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    for size in (100, 600_000):
+        instance = store.begin(
+            sop_class_uid=CT_SMALL.sop_class_uid,
+            sop_instance_uid=CT_SMALL.sop_instance_uid,
+            transfer_syntax_uid=TS_EXPLICIT_LE,
+            calling_aetitle="X",
+        )
+        instance.write(bytes(size))
+        instance.discard()
+        instance.discard()
+        assert instance.commit().status != STATUS_SUCCESS
+        assert os.listdir(tmp_path) == []
+
+
+def test_cleanup_removes_only_abandoned_temporary_files(tmp_path: Path) -> None:
+    (tmp_path / "data" / "2020").mkdir(parents=True)
+    leftovers = [
+        tmp_path / ".dcmrecv-0123456789abcdef.part",
+        tmp_path / "data" / "2020" / ".dcmrecv-fedcba9876543210.part",
+    ]
+    keep = [tmp_path / "CT.1.2.3", tmp_path / ".dcmrecv-notours.part", tmp_path / "x.part"]
+    for path in leftovers + keep:
+        path.write_bytes(b"x")
+    store = make_store(tmp_path)
+    # An instance being received right now (its temp file exists) must survive.
+    live = store.begin(
+        sop_class_uid=CT_SMALL.sop_class_uid,
+        sop_instance_uid=CT_SMALL.sop_instance_uid,
+        transfer_syntax_uid=TS_EXPLICIT_LE,
+        calling_aetitle="X",
+    )
+    live.write(LARGE_CT[:1_000_000])  # beyond the buffer: the temporary file exists
+    (live_temp,) = set(tmp_path.glob(".dcmrecv-*.part")) - set(leftovers + keep)
+    assert store.cleanup_leftovers() == 2
+    assert live_temp.exists()
+    assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in keep)
+    live.write(LARGE_CT[1_000_000:])
+    assert live.commit().status == STATUS_SUCCESS
+    assert data_set_of(tmp_path / CT_NAME) == LARGE_CT
+
+
+DISK_FULL_CHILD = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from dcmrecv.config import ReceiverConfig, StorageMode
+    from dcmrecv.writer import InstanceStore
+
+    root, uid, limit, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    store = InstanceStore(
+        ReceiverConfig(
+            port=0, output_directory=Path(root), storage_mode=StorageMode.BIT_PRESERVING
+        ),
+        modality_prefix=lambda _uid: "CT",
+    )
+    instance = store.begin(sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sop_instance_uid=uid,
+                           transfer_syntax_uid="1.2.840.10008.1.2.1", calling_aetitle="X")
+    chunk = bytes(16384)
+    for _ in range(size // len(chunk)):
+        instance.write(chunk)
+    result = instance.commit()
+    print(json.dumps({"status": result.status, "comment": result.error_comment}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("limit", "size"),
+    [
+        pytest.param(1024 * 1024, 4 * 1024 * 1024, id="fails-while-receiving"),
+        pytest.param(4096, 64 * 1024, id="fails-when-committing"),
+    ],
+)
+def test_file_size_limit_answers_out_of_resources_and_keeps_the_old_file(
+    tmp_path: Path, limit: int, size: int
+) -> None:
+    uid = "1.2.826.0.1.3680043.2.1"
+    old = make_store(tmp_path, storage_mode=StorageMode.BIT_PRESERVING)
+    assert send(old, b"old copy", sop_instance_uid=uid).status == STATUS_SUCCESS
+    before = (tmp_path / f"CT.{uid}").read_bytes()
+    child = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_CHILD, str(tmp_path), uid, str(limit), str(size)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    outcome = json.loads(child.stdout)
+    assert outcome["status"] == STATUS_OUT_OF_RESOURCES
+    assert "too large" in outcome["comment"].lower()
+    assert (tmp_path / f"CT.{uid}").read_bytes() == before
+    assert os.listdir(tmp_path) == [f"CT.{uid}"]
+
+
+def test_same_instance_on_two_associations_ends_as_one_intact_file(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    base = pydicom.dcmread(CT_SMALL.path)
+    versions = []
+    for name in ("First^Sender", "Second^Sender"):
+        base.PatientName = name
+        versions.append(encode(base))
+    for _round in range(10):
+        barrier = threading.Barrier(2)
+        results: list[StoreResult] = []
+
+        def receive(data: bytes, barrier: threading.Barrier, results: list[StoreResult]) -> None:
+            instance = store.begin(
+                sop_class_uid=CT_SMALL.sop_class_uid,
+                sop_instance_uid=CT_SMALL.sop_instance_uid,
+                transfer_syntax_uid=TS_EXPLICIT_LE,
+                calling_aetitle="X",
+            )
+            instance.write(data)
+            barrier.wait()
+            results.append(instance.commit())
+
+        threads = [threading.Thread(target=receive, args=(v, barrier, results)) for v in versions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [r.status for r in results] == [STATUS_SUCCESS, STATUS_SUCCESS]
+        assert os.listdir(tmp_path) == [CT_NAME]
+        assert data_set_of(tmp_path / CT_NAME) in versions
+        (tmp_path / CT_NAME).unlink()
+        # Exactly one of the two found the name taken.
+        assert sorted(r.overwritten for r in results) == [False, True]
+
+
+# --- against DCMTK ----------------------------------------------------------------------
+
+CT_ONLY_CFG = """\
+[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+
+[[PresentationContexts]]
+[CTOnly]
+PresentationContext1 = CTImageStorage\\Uncompressed
+
+[[Profiles]]
+[Default]
+PresentationContexts = CTOnly
+"""
+
+
+@pytest.mark.dcmtk
+def test_same_path_as_dcmtk_dcmrecv(tmp_path: Path) -> None:
+    dcmrecv = require_tool("dcmrecv")
+    dcmsend = require_tool("dcmsend")
+    cfg = tmp_path / "ct.cfg"
+    cfg.write_text(CT_ONLY_CFG)
+    theirs, ours = tmp_path / "dcmtk", tmp_path / "ours"
+    theirs.mkdir()
+    ours.mkdir()
+    port = free_port()
+    options = ["+fd", "+ssd", "-fe", ".dcm"]
+    proc = subprocess.Popen(
+        [dcmrecv, "-v", *options, "-od", str(theirs), "-xf", str(cfg), "Default", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "listening" in line:
+                break
+        # dcmrecv prints "listening" just before it opens the port.
+        wait_for_port(port, proc)  # type: ignore[arg-type]
+        sent = subprocess.run(
+            [dcmsend, "-aet", "STORESCU", "127.0.0.1", str(port), str(CT_SMALL.path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+    finally:
+        proc.terminate()
+        log, _ = proc.communicate(timeout=10)
+    dcmtk_files = files_under(theirs)
+    assert len(dcmtk_files) == 1, log
+
+    store = make_store(ours, subdirectory=SubdirectoryMode.SERIES_DATE, filename_extension=".dcm")
+    result = send(store, CT_SMALL.dataset)
+    assert result.status == STATUS_SUCCESS
+    assert files_under(ours) == dcmtk_files
+    assert f"Stored received object to file: {theirs / dcmtk_files[0]}" in log
+    assert result.log_path == str(ours / dcmtk_files[0])
+
+    dcmtk_file = pydicom.dcmread(theirs / dcmtk_files[0])
+    our_file = pydicom.dcmread(ours / dcmtk_files[0])
+    for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"):
+        assert our_file.file_meta[keyword].value == dcmtk_file.file_meta[keyword].value
+    # Same data set, except that DCMTK's normal mode drops Data Set Trailing Padding
+    # (FFFC,FFFC), which CT_small.dcm carries; we keep the bytes as received.
+    assert "DataSetTrailingPadding" in our_file and "DataSetTrailingPadding" not in dcmtk_file
+    del our_file.DataSetTrailingPadding
+    assert list(our_file) == list(dcmtk_file)

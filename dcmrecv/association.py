@@ -14,6 +14,7 @@ sliced out as views and data set fragments go straight to the open temporary fil
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import socket
 import ssl
@@ -23,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
-from dcmrecv.config import IPNetwork, ReceiverConfig
+from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
 from dcmrecv.dump import dump_parameters
-from dcmrecv.negotiation import NegotiationResult, ProposedContext, negotiate
+from dcmrecv.negotiation import ContextResult, NegotiationResult, ProposedContext, negotiate
 from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
 from dcmrecv.writer import IncomingInstance, InstanceStore
 
@@ -61,6 +62,10 @@ REJECT_CALLING_AE = Reject(1, 1, 3, "calling AE title not recognized")
 REJECT_NO_CONTEXTS = Reject(1, 1, 1, "no acceptable presentation contexts")
 #: PS3.8 9.3.4: source 2 (ACSE related), reason 2 protocol-version-not-supported.
 REJECT_PROTOCOL_VERSION = Reject(1, 2, 2, "protocol version not supported")
+REJECT_FORCED = Reject(1, 1, 1, "forced via command line")
+REJECT_NO_IMPLEMENTATION_UID = Reject(1, 1, 1, "no implementation class UID provided")
+
+_serials = itertools.count(1)
 
 
 @dataclass
@@ -117,6 +122,8 @@ class Association:
         self._pending: _PendingStore | None = None
         self.calling_ae_title = ""
         self.called_ae_title = ""
+        self._host = address[0]
+        self.info: AssociationInfo | None = None
         self.stats = AssociationStats()
 
     # --- life cycle -----------------------------------------------------------------
@@ -153,6 +160,7 @@ class Association:
             self._close()
             if self._established:
                 self._log_summary()
+                self._notify("association_ended")
 
     def request_stop(self) -> None:
         """Shut-down: abort now if idle, else after the message in progress."""
@@ -279,11 +287,15 @@ class Association:
             self._receive(remaining)
 
     def _check_request(self, rq: pdu.AssociateRQ) -> Reject | None:
+        if self.config.refuse_associations:
+            return REJECT_FORCED
         if not rq.protocol_version & 0x0001:
             return REJECT_PROTOCOL_VERSION
         if rq.application_context != pdu.DICOM_APPLICATION_CONTEXT:
             return REJECT_APPLICATION_CONTEXT
         config = self.config
+        if config.require_implementation_uid and not rq.implementation_class_uid:
+            return REJECT_NO_IMPLEMENTATION_UID
         if config.accept_from is not None and not _address_allowed(
             self.address[0], config.accept_from
         ):
@@ -308,9 +320,10 @@ class Association:
     def _establish(self, rq: pdu.AssociateRQ) -> bool:
         self.calling_ae_title = rq.calling_ae_title[:_MAX_LOG_TEXT]
         self.called_ae_title = rq.called_ae_title[:_MAX_LOG_TEXT]
+        self._host = self._peer_name()
         log.info(
             "Association Received %s: %s -> %s",
-            self._peer_name(),
+            self._host,
             self.calling_ae_title,
             self.called_ae_title,
         )
@@ -332,6 +345,8 @@ class Association:
                 rq.roles or None,
                 rq.extended_negotiation or None,
             )
+            if self.config.promiscuous_transfer_syntaxes:
+                result = _accept_unknown(result, rq, self.config.promiscuous_transfer_syntaxes)
             if not result.accepted:
                 log.info("No Acceptable Presentation Contexts")
                 self._dump("", "RJ", rq, result)
@@ -362,6 +377,13 @@ class Association:
             cx.context_id: (cx.abstract_syntax, cx.transfer_syntax) for cx in result.accepted
         }
         self._peer_max_length = rq.max_length
+        self.info = AssociationInfo(
+            self.calling_ae_title,
+            self.called_ae_title,
+            self.address[0],
+            self._host,
+            next(_serials),
+        )
         self._established = True
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
         self._dump("", "AC", rq, result, responding)
@@ -555,11 +577,22 @@ class Association:
             raise ProtocolError(
                 f"data set on presentation context {context_id}, command on {pending.context_id}"
             )
+        config = self.config
+        if config.abort_during_store or (last and config.abort_after_store):
+            self._abort_by_option()
         pending.received += len(fragment)
         if pending.instance is not None:
             pending.instance.write(fragment)
+        if config.sleep_during_store:
+            time.sleep(config.sleep_during_store)  # storescp --sleep-during: a test aid
         if last:
             self._finish_message(pending)
+
+    def _abort_by_option(self) -> None:
+        log.info("ABORT initiated (due to command line options)")
+        self._discard_pending()
+        self._send_abort(AbortSource.SERVICE_USER, 0)
+        raise AssociationEnded
 
     def _finish_message(self, pending: _PendingStore) -> None:
         command = pending.command
@@ -567,10 +600,16 @@ class Association:
         if pending.instance is not None:
             result = pending.instance.commit()
             status, comment = result.status, result.error_comment
-            if result.overwritten and result.path is not None:
-                log.warning("file already exists, overwriting: %s", result.path)
-            if status == dimse.SUCCESS and result.path is not None:
-                log.info("Stored received object to file: %s", result.path)
+            # DCMTK prints the path as it joined it ("./CT.1.2..." for -od .).
+            shown = result.log_path or result.path
+            if result.overwritten and shown is not None:
+                log.warning("file already exists, overwriting: %s", shown)
+            if status == dimse.SUCCESS and shown is not None:
+                log.info("Stored received object to file: %s", shown)
+            if status == dimse.SUCCESS or status & 0xF000 == 0xB000:
+                self._notify("instance_stored", result)
+            if self.config.sleep_after_store:
+                time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
         with self._state_lock:
             self._pending = None
         self.stats.bytes += pending.received
@@ -614,6 +653,16 @@ class Association:
         if pending is not None and pending.instance is not None:
             pending.instance.discard()
 
+    def _notify(self, event: str, *args: object) -> None:
+        """Call an event handler (storescp hooks); its failure is logged, not fatal."""
+        handler = self.config.events
+        if handler is None or self.info is None:
+            return
+        try:
+            getattr(handler, event)(self.info, *args)
+        except Exception:
+            log.exception("event handler %s failed", event)
+
     def _log_summary(self) -> None:
         log.info(
             "Association summary: peer %s, %s -> %s, %d stored, %d failed, %d bytes, %.3f s",
@@ -625,6 +674,23 @@ class Association:
             self.stats.bytes,
             time.monotonic() - self._connected_at,
         )
+
+
+def _accept_unknown(
+    result: NegotiationResult, rq: pdu.AssociateRQ, transfer_syntaxes: tuple[str, ...]
+) -> NegotiationResult:
+    """storescp --promiscuous: accept abstract syntaxes the profile does not list.
+
+    The first of ``transfer_syntaxes`` that the peer offers wins, as for known ones.
+    """
+    offered = {cx.context_id: cx.transfer_syntaxes for cx in rq.contexts}
+    contexts = []
+    for cx in result.contexts:
+        if cx.result == 3:
+            chosen = next((ts for ts in transfer_syntaxes if ts in offered[cx.context_id]), "")
+            cx = ContextResult(cx.context_id, cx.abstract_syntax, 0 if chosen else 4, chosen)
+        contexts.append(cx)
+    return NegotiationResult(tuple(contexts), result.roles, result.extended_negotiation)
 
 
 def _address_allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:

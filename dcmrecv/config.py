@@ -12,10 +12,35 @@ import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dcmrecv.asconfig import Profile
+    from dcmrecv.writer import StoreResult
+
+
+@dataclass(frozen=True)
+class AssociationInfo:
+    """What event handlers learn about an association (AE titles as received)."""
+
+    calling_ae_title: str
+    called_ae_title: str
+    peer_address: str
+    peer_host: str
+    #: A number unique within this process, for grouping events.
+    serial: int
+
+
+class ReceiverEvents(Protocol):
+    """Notifications for storescp's ``--exec-on-reception`` / end-of-study hooks.
+
+    Called in the association's thread; an exception is logged, never fatal.
+    """
+
+    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None: ...
+
+    def association_ended(self, association: AssociationInfo) -> None: ...
+
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -103,3 +128,22 @@ class ReceiverConfig:
     accept_calling: frozenset[str] | None = None
     #: ``--accept-from``: peer networks allowed (None allows all); others are refused.
     accept_from: tuple[IPNetwork, ...] | None = None
+
+    # storescp's network test options (storescp.man, "network options").
+    #: ``--refuse``: reject every association, A-ASSOCIATE-RJ (1,1,1).
+    refuse_associations: bool = False
+    #: ``--reject``: reject requests without an Implementation Class UID, RJ (1,1,1).
+    require_implementation_uid: bool = False
+    #: ``--sleep-after``: seconds to sleep after storing each instance.
+    sleep_after_store: float = 0.0
+    #: ``--sleep-during``: seconds to sleep after each received data set fragment.
+    sleep_during_store: float = 0.0
+    #: ``--abort-after``: A-ABORT after receiving a data set, instead of responding.
+    abort_after_store: bool = False
+    #: ``--abort-during``: A-ABORT as soon as data set fragments arrive.
+    abort_during_store: bool = False
+    #: ``--promiscuous``: accept any abstract syntax the profile does not list, with
+    #: these transfer syntaxes in order of preference (storescp's -pm).
+    promiscuous_transfer_syntaxes: tuple[str, ...] = ()
+    #: storescp's event hooks; None for dcmrecv.
+    events: ReceiverEvents | None = None

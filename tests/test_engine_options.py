@@ -1,0 +1,110 @@
+"""Engine options that storescp exposes: refuse, reject, promiscuous, abort, events."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from dcmrecv.asconfig import verification_only_profile
+from dcmrecv.config import AssociationInfo
+from dcmrecv.writer import StoreResult
+from tests.conftest import running_receiver
+
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+PRIVATE_CLASS = "1.2.826.0.1.3680043.9.9999.1"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def _rejection(assoc) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    rj = assoc.acceptor.primitive
+    return (rj.result, rj.result_source, rj.diagnostic)
+
+
+def test_refuse_rejects_every_association(tmp_path: Path) -> None:
+    ae = AE()
+    ae.add_requested_context(Verification)
+    with running_receiver(output_directory=tmp_path, refuse_associations=True) as server:
+        assoc = ae.associate("127.0.0.1", server.port)
+    assert assoc.is_rejected and _rejection(assoc) == (1, 1, 1)
+
+
+def test_reject_requires_an_implementation_class_uid(tmp_path: Path) -> None:
+    ae = AE()
+    ae.add_requested_context(Verification)
+    with running_receiver(output_directory=tmp_path, require_implementation_uid=True) as server:
+        # pynetdicom always sends its Implementation Class UID: accepted.
+        assoc = ae.associate("127.0.0.1", server.port)
+        assert assoc.is_established
+        assoc.release()
+
+
+def test_promiscuous_accepts_unlisted_abstract_syntaxes(tmp_path: Path) -> None:
+    ae = AE()
+    ae.add_requested_context(PRIVATE_CLASS, ["1.2.840.10008.1.2", EXPLICIT])
+    ae.add_requested_context(Verification)
+    with running_receiver(
+        output_directory=tmp_path,
+        profile=verification_only_profile(),
+        promiscuous_transfer_syntaxes=(EXPLICIT, "1.2.840.10008.1.2"),
+    ) as server:
+        assoc = ae.associate("127.0.0.1", server.port)
+        assert assoc.is_established
+        accepted = {cx.abstract_syntax: cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
+        assoc.release()
+    assert accepted[PRIVATE_CLASS] == EXPLICIT  # our preference, not the peer's order
+
+
+@pytest.mark.parametrize("option", ["abort_during_store", "abort_after_store"])
+def test_abort_options_abort_and_store_nothing(tmp_path: Path, option: str) -> None:
+    from dcmrecv.asconfig import load_profile
+
+    profile = load_profile(Path(__file__).resolve().parent.parent / "storescp.cfg", "Default")
+    ae = AE()
+    ae.add_requested_context(CTImageStorage, EXPLICIT)
+    with running_receiver(output_directory=tmp_path, profile=profile, **{option: True}) as server:
+        assoc = ae.associate("127.0.0.1", server.port)
+        assert assoc.is_established
+        status = assoc.send_c_store(pydicom.dcmread(CT_SMALL))
+        assoc.join(10)  # pynetdicom records the A-ABORT in its own thread
+        assert assoc.is_aborted
+    assert not status  # no response: the association was aborted
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, AssociationInfo, object]] = []
+        self.lock = threading.Lock()
+
+    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None:
+        with self.lock:
+            self.events.append(("stored", association, result.path))
+
+    def association_ended(self, association: AssociationInfo) -> None:
+        with self.lock:
+            self.events.append(("ended", association, None))
+
+
+def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
+    from dcmrecv.asconfig import load_profile
+
+    profile = load_profile(Path(__file__).resolve().parent.parent / "storescp.cfg", "Default")
+    recorder = _Recorder()
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(CTImageStorage, EXPLICIT)
+    with running_receiver(output_directory=tmp_path, profile=profile, events=recorder) as server:
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="RECEIVER")
+        assert assoc.send_c_store(pydicom.dcmread(CT_SMALL)).Status == 0
+        assoc.release()
+    kinds = [kind for kind, _, _ in recorder.events]
+    assert kinds == ["stored", "ended"]
+    info = recorder.events[0][1]
+    assert (info.calling_ae_title, info.called_ae_title) == ("SENDER", "RECEIVER")
+    stored_path = recorder.events[0][2]
+    assert isinstance(stored_path, Path) and stored_path.exists()

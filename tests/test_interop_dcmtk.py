@@ -2,8 +2,8 @@
 
 For each option set both receivers run as real processes with the same command line
 (``-v -xf /etc/dcmtk/storescp.cfg Default <options> -od DIR PORT``) and get the same
-send from DCMTK's storescu (dcmsend for one set) of pydicom's bundled test files: many
-SOP classes and transfer syntaxes (tests/interop.py, CORPUS).  Then the two output
+send from DCMTK's storescu (dcmsend for one set) of 32 of pydicom's bundled test files:
+13 SOP classes, 11 transfer syntaxes (tests/interop.py, CORPUS).  Then the two output
 trees are compared: paths, data sets, file meta and the ``I:`` lines of the log.
 
 What differs on purpose (README, "How it differs from DCMTK's dcmrecv") is normalised

@@ -150,7 +150,14 @@ class Association:
         except TimeoutError:
             self._on_timeout()
         except OSError as exc:
-            if not self._stopping:
+            if self._stopping:
+                pass
+            elif self.info is None and self._buffer.buffered == 0:
+                # A port probe or health check: nothing was sent, nothing to report
+                # louder than info.  (DCMTK logs an empty "Association Received"
+                # and a refusal here; that would count probes as associations.)
+                log.info("Connection from %s closed before an association request", self._peer())
+            else:
                 log.warning("Connection to %s failed: %s", self._peer(), exc)
         except Exception:  # a bug of ours must not take the server down
             log.exception("Internal error in association with %s; aborting it", self._peer())

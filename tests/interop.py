@@ -397,7 +397,9 @@ _PROBE = re.compile(r"I: Association Received [^:]*:  -> $")
 _PROBE_REFUSAL = "I: Refusing Association (bad application context)"
 #: Lines only ours writes, on purpose (README): the per-association summary, and the
 #: notice that SIGTERM was received (DCMTK's dcmrecv is simply killed by it).
-_OURS_ONLY = ("I: Association summary: ", "I: received SIGTERM")
+# Our own extra lines: the per-association summary, the signal, and the port probe
+# (which DCMTK logs as an empty association plus a refusal: _PROBE above).
+_OURS_ONLY = ("I: Association summary: ", "I: received SIGTERM", "I: Connection from ")
 
 
 def comparable_log(log: str, output_directory: Path, filename_mode: str) -> list[str]:

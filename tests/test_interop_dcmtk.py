@@ -273,13 +273,12 @@ def _connect_and_close(port: int) -> None:
 
 
 @pytest.mark.dcmtk
-@pytest.mark.xfail(
-    strict=True,
-    reason="DCMTK logs 'I: Association Received <host>:  -> ' and 'I: Refusing Association "
-    "(bad application context)' for a TCP connection closed before any PDU (a port probe); "
-    "ours logs one W: line instead",
-)
-def test_connection_closed_without_a_request_is_logged_as_dcmtk_does(tmp_path: Path) -> None:
+def test_port_probe_is_not_logged_as_an_association(tmp_path: Path) -> None:
+    # A TCP connection closed before any PDU (a load balancer's or a script's port
+    # probe).  DCMTK logs "I: Association Received <host>:  -> " and "I: Refusing
+    # Association (bad application context)" for it; we deliberately do not (README,
+    # "How it differs"): a script counting "Association Received" lines counts only
+    # real associations, and the probe is one info line, not a warning.
     logs = []
     for name, command in (("dcmtk", interop.dcmtk_command()), ("ours", interop.our_command())):
         workdir = (tmp_path / name).resolve()
@@ -307,4 +306,11 @@ def test_connection_closed_without_a_request_is_logged_as_dcmtk_does(tmp_path: P
             ]
         )
     theirs, ours = logs
-    assert ours == theirs
+    received = [line for line in ours if line.startswith("I: Association Received")]
+    assert received == ["I: Association Received localhost: ECHOSCU -> ANY-SCP"]
+    assert [line for line in ours if "closed before an association request" in line]
+    assert [line for line in ours if line.startswith(("W:", "E:"))] == [
+        "W: no configuration file specified, SCP will only support the Verification SOP Class"
+    ]
+    # The difference is real: DCMTK counts the probes as associations.
+    assert len([line for line in theirs if line.startswith("I: Association Received")]) > 1

@@ -327,7 +327,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark our dcmrecv against DCMTK's dcmrecv (see benchmarks/README.md).",
     )
     parser.add_argument("--quick", action="store_true", help="1 round, small sizes: a check")
-    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3; --quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5; --quick 1)")
     parser.add_argument(
         "--only",
         action="append",
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.large_mib:
         sizes = Sizes(**{**sizes.__dict__, "large_bytes": args.large_mib * 1024 * 1024})
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     only = [key for item in args.only for key in item.split(",") if key]
     selected = select(scenarios(sizes), only)
 
@@ -397,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             selected = [s for s in selected if s.key != LARGE]
 
     results = Results(notes=notes)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     try:
         cache: dict[str, Dataset] = {}
@@ -419,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         ("config", f"-xf {tools.config} Default"),
         ("benchmark wall time", f"{elapsed:.0f} s"),
+        # Other work on a shared machine shows here; compare runs with similar load.
+        ("load average (1 min) before / after", f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"),
     ]
     text = report.document(
         rows=rows,

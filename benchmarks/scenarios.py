@@ -151,7 +151,7 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
             nodelay=True,
             max_pdu=None,
             goal=Goal(RATIO_AT_MOST, 0.8),
-            variants=NO_FLOOR,
+            variants=ALL_VARIANTS,
         ),
         Scenario(
             key=IDLE,

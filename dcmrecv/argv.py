@@ -26,7 +26,6 @@ from dataclasses import dataclass
 #: Prefix of a command file argument (DCMTK's ``@filename``).
 COMMAND_FILE_PREFIX = "@"
 
-_TLS = "TLS options are not yet supported"
 _IPV6 = "IPv6 is not yet supported"
 
 
@@ -155,7 +154,32 @@ def _specs() -> tuple[OptionSpec, ...]:
         values="[s]econds: number",
     )
 
-    tls = "transport layer security (TLS) options (recognised, not yet supported):"
+    # Our own options: long names only, so they never meet a DCMTK spelling.
+    add = section(network, "access control (not in DCMTK):")
+    add(
+        "--accept-calling",
+        None,
+        "accept associations only from calling AE title a\n"
+        "(repeatable; others: A-ASSOCIATE-RJ 1,1,3)",
+        nargs=1,
+        values="[a]etitle: string",
+    )
+    add(
+        "--accept-calling-file",
+        None,
+        "accept the calling AE titles listed in f,\none per line, # starts a comment",
+        nargs=1,
+        values="[f]ilename: string",
+    )
+    add(
+        "--accept-from",
+        None,
+        "accept connections only from network n\n(repeatable; others: A-ASSOCIATE-RJ 1,1,1)",
+        nargs=1,
+        values="[n]etwork: address or CIDR, e.g. 10.0.0.0/8",
+    )
+
+    tls = "transport layer security (TLS) options:"
     add = section(tls, "transport protocol stack:")
     add("--disable-tls", "-tls", "use normal TCP/IP connection (default)")
     add(
@@ -164,22 +188,20 @@ def _specs() -> tuple[OptionSpec, ...]:
         "use authenticated secure TLS connection",
         nargs=2,
         values="[p]rivate key file, [c]ertificate file: string",
-        unsupported=_TLS,
     )
     add = section(tls, "private key password (only with --enable-tls):")
-    add("--std-passwd", "+ps", "prompt user to type password on stdin (default)", unsupported=_TLS)
+    add("--std-passwd", "+ps", "prompt user to type password on stdin (default)")
     add(
         "--use-passwd",
         "+pw",
         "use specified password",
         nargs=1,
         values="[p]assword: string",
-        unsupported=_TLS,
     )
-    add("--null-passwd", "-pw", "use empty string as password", unsupported=_TLS)
+    add("--null-passwd", "-pw", "use empty string as password")
     add = section(tls, "key and certificate file format:")
-    add("--pem-keys", "-pem", "read keys and certificates as PEM file (default)", unsupported=_TLS)
-    add("--der-keys", "-der", "read keys and certificates as DER file", unsupported=_TLS)
+    add("--pem-keys", "-pem", "read keys and certificates as PEM file (default)")
+    add("--der-keys", "-der", "read keys and certificates as DER file")
     add = section(tls, "certification authority:")
     add(
         "--add-cert-file",
@@ -187,7 +209,6 @@ def _specs() -> tuple[OptionSpec, ...]:
         "add certificate file to list of certificates",
         nargs=1,
         values="[f]ilename: string",
-        unsupported=_TLS,
     )
     add(
         "--add-cert-dir",
@@ -195,7 +216,6 @@ def _specs() -> tuple[OptionSpec, ...]:
         "add certificates in d to list of certificates",
         nargs=1,
         values="[d]irectory: string",
-        unsupported=_TLS,
     )
     add(
         "--add-crl-file",
@@ -203,41 +223,45 @@ def _specs() -> tuple[OptionSpec, ...]:
         "add certificate revocation list file\n(implies --enable-crl-vfy)",
         nargs=1,
         values="[f]ilename: string",
-        unsupported=_TLS,
     )
-    add("--enable-crl-vfy", "+crv", "enable leaf CRL verification", unsupported=_TLS)
-    add("--enable-crl-all", "+cra", "enable full chain CRL verification", unsupported=_TLS)
+    add("--enable-crl-vfy", "+crv", "enable leaf CRL verification")
+    add("--enable-crl-all", "+cra", "enable full chain CRL verification")
     add = section(tls, "security profile:")
     add(
         "--list-profiles",
         "+ph",
         "list supported TLS profiles and exit",
         exclusive=True,
-        unsupported=_TLS,
     )
-    add("--profile-8996", "+pg", "BCP 195 RFC 8996 TLS Profile (default)", unsupported=_TLS)
-    add("--profile-8996-mod", "+pm", "Modified BCP 195 RFC 8996 TLS Profile", unsupported=_TLS)
-    add("--profile-bcp195-nd", "+py", "Non-downgrading BCP 195 TLS Profile", unsupported=_TLS)
-    add("--profile-bcp195", "+px", "BCP 195 TLS Profile", unsupported=_TLS)
-    add("--profile-bcp195-ex", "+pz", "Extended BCP 195 TLS Profile", unsupported=_TLS)
-    add("--profile-basic", "+pb", "Basic TLS Secure Transport Connection Profile", unsupported=_TLS)
-    add("--profile-aes", "+pa", "AES TLS Secure Transport Connection Profile", unsupported=_TLS)
-    add("--profile-null", "+pn", "Authenticated unencrypted communication", unsupported=_TLS)
+    add("--profile-8996", "+pg", "BCP 195 RFC 8996 TLS Profile (default)")
+    add("--profile-8996-mod", "+pm", "Modified BCP 195 RFC 8996 TLS Profile")
+    add("--profile-bcp195-nd", "+py", "Non-downgrading BCP 195 TLS Profile (retired)")
+    add("--profile-bcp195", "+px", "BCP 195 TLS Profile (retired)")
+    add("--profile-bcp195-ex", "+pz", "Extended BCP 195 TLS Profile (retired)")
+    add(
+        "--profile-basic",
+        "+pb",
+        "Basic TLS Secure Transport Connection Profile\n(retired, needs 3DES in OpenSSL)",
+    )
+    add("--profile-aes", "+pa", "AES TLS Secure Transport Connection Profile\n(retired)")
+    add(
+        "--profile-null",
+        "+pn",
+        "Authenticated unencrypted communication\n(retired, was used in IHE ATNA)",
+    )
     add = section(tls, "ciphersuite:")
     add(
         "--list-ciphers",
         "+cc",
         "list supported TLS ciphersuites and exit",
         exclusive=True,
-        unsupported=_TLS,
     )
     add(
         "--cipher",
         "+cs",
-        "add ciphersuite to list of negotiated suites",
+        "add ciphersuite to list of negotiated suites\n(not with --profile-bcp195-ex)",
         nargs=1,
         values="[c]iphersuite name: string",
-        unsupported=_TLS,
     )
     add(
         "--dhparam",
@@ -245,45 +269,40 @@ def _specs() -> tuple[OptionSpec, ...]:
         "read DH parameters for DH/DSS ciphersuites",
         nargs=1,
         values="[f]ilename: string",
-        unsupported=_TLS,
     )
     add = section(tls, "server name indication:")
-    add("--no-sni", None, "do not use SNI (default)", unsupported=_TLS)
+    add("--no-sni", None, "do not use SNI (default)")
     add(
         "--expect-sni",
         None,
         "expect requests for server name s",
         nargs=1,
         values="[s]erver name: string",
-        unsupported=_TLS,
     )
     add = section(tls, "pseudo random generator:")
     add(
         "--seed",
         "+rs",
-        "seed random generator with contents of f",
+        "accepted and ignored: OpenSSL seeds itself",
         nargs=1,
         values="[f]ilename: string",
-        unsupported=_TLS,
     )
-    add("--write-seed", "+ws", "write back modified seed (only with --seed)", unsupported=_TLS)
+    add("--write-seed", "+ws", "accepted and ignored (only with --seed)")
     add(
         "--write-seed-file",
         "+wf",
-        "write modified seed to file f",
+        "accepted and ignored",
         nargs=1,
         values="[f]ilename: string (only with --seed)",
-        unsupported=_TLS,
     )
     add = section(tls, "peer authentication:")
     add(
         "--require-peer-cert",
         "-rc",
         "verify peer certificate, fail if absent (default)",
-        unsupported=_TLS,
     )
-    add("--verify-peer-cert", "-vc", "verify peer certificate if present", unsupported=_TLS)
-    add("--ignore-peer-cert", "-ic", "don't verify peer certificate", unsupported=_TLS)
+    add("--verify-peer-cert", "-vc", "verify peer certificate if present")
+    add("--ignore-peer-cert", "-ic", "don't verify peer certificate")
 
     output = "output options:"
     add = section(output, "general:")

@@ -14,6 +14,7 @@ directory (exit 45), and finally the server (64 when it cannot listen).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
@@ -25,7 +26,7 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from dcmrecv import __version__, exitcodes
+from dcmrecv import __version__, exitcodes, tls
 from dcmrecv.argv import (
     ArgvError,
     CommandLine,
@@ -41,6 +42,7 @@ from dcmrecv.config import (
     MAX_MAX_PDU,
     MIN_MAX_PDU,
     FilenameMode,
+    IPNetwork,
     ReceiverConfig,
     StorageMode,
     SubdirectoryMode,
@@ -163,6 +165,170 @@ class Request:
     config: ReceiverConfig
     #: ``-xf FILE PROFILE``, loaded later (its errors have their own exit code).
     profile_source: tuple[str, str] | None
+    #: ``+tls`` and friends; the context is built later (its errors exit with 71).
+    tls_options: tls.TLSOptions | None = None
+    #: ``--accept-calling-file``: read later, their titles join ``accept_calling``.
+    accept_calling_files: tuple[str, ...] = ()
+
+
+def _values(cmdline: CommandLine, long: str) -> tuple[str, ...]:
+    """The first value of every occurrence of ``long``, in command line order."""
+    return tuple(o.values[0] for o in cmdline.occurrences if o.spec.long == long)
+
+
+_PROFILES = tuple(profile.value for profile in tls.SecurityProfile)
+_VERIFICATION = {
+    "--require-peer-cert": tls.PeerVerification.REQUIRE,
+    "--verify-peer-cert": tls.PeerVerification.VERIFY,
+    "--ignore-peer-cert": tls.PeerVerification.IGNORE,
+}
+
+
+def tls_request(cmdline: CommandLine) -> tls.TLSOptions | None:
+    """Evaluate the TLS options as DCMTK's ``DcmTLSOptions::parseArguments`` does.
+
+    The checks come in DCMTK's order with its messages (``--use-passwd only allowed
+    with --enable-tls``, ``--cipher not allowed with --profile-bcp195-ex``); of each
+    block of alternatives the rightmost wins.  None when TLS is not enabled.
+    """
+    transport = cmdline.last("--disable-tls", "--enable-tls")
+    enabled = transport is not None and transport.spec.long == "--enable-tls"
+
+    def rightmost(*longs: str) -> str | None:
+        found = cmdline.last(*longs)
+        return found.spec.long if found is not None else None
+
+    def depend(long: str | None, condition: bool, on: str = "--enable-tls") -> None:
+        if long is not None and not condition:
+            raise ArgvError(f"{long} only allowed with {on}")
+
+    def present(long: str) -> str | None:
+        return long if cmdline.has(long) else None
+
+    password_option = cmdline.last("--std-passwd", "--use-passwd", "--null-passwd")
+    depend(password_option.spec.long if password_option else None, enabled)
+    password: str | None = None
+    if password_option is not None and password_option.spec.long == "--use-passwd":
+        password = password_option.values[0]
+    elif password_option is not None and password_option.spec.long == "--null-passwd":
+        password = ""
+    key_format_option = rightmost("--pem-keys", "--der-keys")
+    depend(key_format_option, enabled)
+    crl_option = rightmost("--enable-crl-vfy", "--enable-crl-all")
+    depend(crl_option, enabled)
+    depend(present("--dhparam"), enabled)
+    dhparam = cmdline.last("--dhparam")
+    expect_sni = cmdline.last("--expect-sni")
+    if cmdline.has("--no-sni") and expect_sni is not None:
+        raise ArgvError("--no-sni not allowed with --expect-sni")
+    seed = cmdline.last("--seed")
+    depend(present("--seed"), enabled)
+    write_seed = cmdline.last("--write-seed", "--write-seed-file")
+    if write_seed is not None:
+        depend(write_seed.spec.long, enabled)
+        depend(write_seed.spec.long, seed is not None, "--seed")
+    verification = rightmost(*_VERIFICATION)
+    depend(verification, enabled)
+    profile_option = rightmost(*_PROFILES)
+    depend(profile_option, enabled)
+    profile = (
+        tls.SecurityProfile(profile_option)
+        if profile_option is not None
+        else tls.SecurityProfile.BCP195_RFC8996
+    )
+    for long in ("--add-cert-file", "--add-cert-dir", "--add-crl-file"):
+        depend(present(long), enabled)
+    if cmdline.has("--cipher"):
+        depend("--cipher", enabled)
+        if profile is tls.SecurityProfile.BCP195_EXTENDED:
+            raise ArgvError("--cipher not allowed with --profile-bcp195-ex")
+
+    if not enabled:
+        return None
+    assert transport is not None
+    crl_mode = {
+        None: tls.CRLMode.NONE,
+        "--enable-crl-vfy": tls.CRLMode.LEAF,
+        "--enable-crl-all": tls.CRLMode.CHAIN,
+    }[crl_option]
+    write_seed_file: str | None = None
+    if write_seed is not None and seed is not None:
+        write_seed_file = (
+            seed.values[0] if write_seed.spec.long == "--write-seed" else write_seed.values[0]
+        )
+    return tls.TLSOptions(
+        private_key=transport.values[0],
+        certificate=transport.values[1],
+        password=password,
+        key_format=tls.KeyFormat.DER if key_format_option == "--der-keys" else tls.KeyFormat.PEM,
+        ca_files=_values(cmdline, "--add-cert-file"),
+        ca_dirs=_values(cmdline, "--add-cert-dir"),
+        crl_files=_values(cmdline, "--add-crl-file"),
+        crl_mode=crl_mode,
+        profile=profile,
+        ciphers=_values(cmdline, "--cipher"),
+        dhparam=dhparam.values[0] if dhparam else None,
+        verification=_VERIFICATION[verification] if verification else tls.PeerVerification.REQUIRE,
+        expected_sni=expect_sni.values[0] if expect_sni else None,
+        seed_file=seed.values[0] if seed else None,
+        write_seed_file=write_seed_file,
+    )
+
+
+#: PS3.5 6.2, AE: at most 16 characters of the default repertoire, no backslash and
+#: no control characters; leading and trailing spaces are not significant.
+MAX_AETITLE_LENGTH = 16
+
+
+def aetitle_problem(title: str) -> str | None:
+    """Why ``title`` (already stripped of spaces) is not a valid AE title, or None."""
+    if not title:
+        return "empty AE title"
+    if len(title) > MAX_AETITLE_LENGTH:
+        return f"AE title longer than {MAX_AETITLE_LENGTH} characters"
+    if any(not (" " <= char <= "~") or char == "\\" for char in title):
+        return "AE title with a backslash or a character outside ASCII"
+    return None
+
+
+def accept_calling_titles(values: tuple[str, ...]) -> frozenset[str]:
+    """``--accept-calling`` values as the engine compares them (stripped, checked)."""
+    titles = set()
+    for value in values:
+        title = value.strip(" ")
+        problem = aetitle_problem(title)
+        if problem is not None:
+            raise ArgvError(f"Invalid value for option --accept-calling ({problem}: '{value}')")
+        titles.add(title)
+    return frozenset(titles)
+
+
+def parse_aetitle_list(text: str, filename: str) -> frozenset[str]:
+    """The titles of an ``--accept-calling-file``: one per line, ``#`` comment lines."""
+    titles = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        title = line.strip(" \t\r")
+        if not title or title.startswith("#"):
+            continue
+        problem = aetitle_problem(title)
+        if problem is not None:
+            raise ArgvError(
+                f"Invalid AE title in --accept-calling-file '{filename}' line {number}"
+                f" ({problem}: '{title}')"
+            )
+        titles.add(title)
+    return frozenset(titles)
+
+
+def accept_from_networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """``--accept-from`` values: an address or a network in CIDR notation each."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ArgvError(f"Invalid value for option --accept-from ({value})") from None
+    return tuple(networks)
 
 
 def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
@@ -228,11 +394,17 @@ def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
 
     port = param_unsigned(cmdline, 1, 1, 65535)
 
-    # Recognised so the command line parses, refused until implemented (TLS, -i6, -i0;
-    # -tls and -i4 are what we do anyway).
+    # Recognised so the command line parses, refused until implemented (-i6, -i0;
+    # -i4 is what we do anyway).
     unsupported = cmdline.unsupported()
     if unsupported is not None:
         raise ArgvError(f"{unsupported.spec.unsupported}: {unsupported.given}")
+    # DCMTK evaluates the TLS options after the port.
+    tls_options = tls_request(cmdline)
+
+    accept_calling = _values(cmdline, "--accept-calling")
+    accept_calling_files = _values(cmdline, "--accept-calling-file")
+    accept_from = _values(cmdline, "--accept-from")
 
     config = ReceiverConfig(port=port, aetitle=aetitle, aetitle_explicit=explicit)
     changes: dict[str, Any] = {
@@ -255,7 +427,13 @@ def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
         changes["max_associations"] = option_unsigned(associations, 1)
     if shutdown is not None:
         changes["shutdown_timeout"] = option_number(shutdown, 0.0)
-    return Request(replace(config, **changes), profile_source)
+    if accept_calling or accept_calling_files:
+        changes["accept_calling"] = accept_calling_titles(accept_calling)
+    if accept_from:
+        changes["accept_from"] = accept_from_networks(accept_from)
+    if tls_options is not None:
+        changes["expected_sni"] = tls_options.expected_sni
+    return Request(replace(config, **changes), profile_source, tls_options, accept_calling_files)
 
 
 def output_directory_problem(path: Path) -> str | None:
@@ -291,10 +469,12 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if cmdline.has("--version"):
         click.echo(version_text(), nl=False)
         _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
-    if cmdline.exclusive:  # +cc/--list-ciphers, +ph/--list-profiles
-        unsupported = cmdline.unsupported()
-        assert unsupported is not None and unsupported.spec.unsupported is not None
-        raise CommandLineError(f"{unsupported.spec.unsupported}: {unsupported.given}")
+    if cmdline.has("--list-ciphers"):
+        click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
+        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+    if cmdline.has("--list-profiles"):
+        click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
+        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     try:
         logging_request = log_request(cmdline)
@@ -333,10 +513,35 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             "no configuration file specified, SCP will only support the Verification SOP Class"
         )
 
+    titles = set(config.accept_calling or ())
+    for filename in request.accept_calling_files:
+        try:
+            titles |= parse_aetitle_list(_read_text(filename), filename)
+        except OSError as exc:
+            message = f"Cannot open --accept-calling-file '{filename}': {exc.strerror or exc}"
+            raise CommandLineError(message, quiet=quiet) from None
+        except ArgvError as exc:
+            raise CommandLineError(str(exc), quiet=quiet) from None
+    if config.accept_calling is not None:
+        if not titles:
+            log.warning("--accept-calling-file lists no AE titles: every association is refused")
+        config = replace(config, accept_calling=frozenset(titles))
+
     problem = output_directory_problem(config.output_directory)
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
         _finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+
+    if request.tls_options is not None:
+        # DCMTK creates the transport layer last, after the output directory check.
+        try:
+            context = tls.create_context(request.tls_options)
+        except tls.TLSError as exc:
+            for detail in exc.details:
+                log.error("%s", detail)
+            log.critical("%s", exc)
+            _finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
+        config = replace(config, tls_context=context)
 
     from dcmrecv import server
 

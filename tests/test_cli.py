@@ -206,24 +206,35 @@ def test_syntax_errors(server: FakeServer, in_tmp: Path, args: list[str], messag
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["+tls", "key.pem", "cert.pem"],
-        ["--enable-tls", "key.pem", "cert.pem"],
-        ["+pw", "secret"],
-        ["+cf", "ca.pem"],
-        ["-ic"],
-        ["+px"],
-        ["+pg"],
-        ["--expect-sni", "host"],
-        ["+cc"],
-        ["+ph"],
+        (["+pw", "secret"], "--use-passwd only allowed with --enable-tls"),
+        (["-pw"], "--null-passwd only allowed with --enable-tls"),
+        (["-der"], "--der-keys only allowed with --enable-tls"),
+        (["+cf", "ca.pem"], "--add-cert-file only allowed with --enable-tls"),
+        (["-ic"], "--ignore-peer-cert only allowed with --enable-tls"),
+        (["+px"], "--profile-bcp195 only allowed with --enable-tls"),
+        (["+cs", "X"], "--cipher only allowed with --enable-tls"),
+        (["+tls", "k", "c", "+ws"], "--write-seed only allowed with --seed"),
+        (["+tls", "k", "c", "+pz", "+cs", "X"], "--cipher not allowed with --profile-bcp195-ex"),
+        (["--no-sni", "--expect-sni", "host"], "--no-sni not allowed with --expect-sni"),
     ],
 )
-def test_tls_options_are_refused(server: FakeServer, in_tmp: Path, args: list[str]) -> None:
+def test_tls_option_dependencies(
+    server: FakeServer, in_tmp: Path, args: list[str], message: str
+) -> None:
+    # Messages checked against DCMTK 3.6.7's dcmrecv (see test_tls.py for the comparison).
     result = run(*args, "104")
-    assert result.exit_code == 1
-    assert f"TLS options are not yet supported: {args[0]}" in result.stderr
+    assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
+    assert f"error: {message}" in result.stderr
+    assert server.configs == []
+
+
+def test_tls_start_up_error_exits_71(server: FakeServer, in_tmp: Path) -> None:
+    # A missing key file is reported at start-up with exit code 71, after the checks.
+    result = run("+tls", "missing.key", "missing.crt", "--expect-sni", "pacs", "104")
+    assert result.exit_code == exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER
+    assert "Unable to load private TLS key from 'missing.key'" in result.stderr
     assert server.configs == []
 
 

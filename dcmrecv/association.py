@@ -207,7 +207,14 @@ class Association:
         try:
             wrapped.do_handshake()
         except ssl.SSLError as exc:
-            log.error("TLS handshake with %s failed: %s", self._peer(), exc.reason or exc)
+            # verify_message says why a certificate was refused (expired, unknown CA...).
+            detail = getattr(exc, "verify_message", None)
+            log.error(
+                "TLS handshake with %s failed: %s%s",
+                self._peer(),
+                exc.reason or exc,
+                f" ({detail})" if detail else "",
+            )
             raise AssociationEnded from None
 
     def _receive(self, timeout: float | None) -> None:

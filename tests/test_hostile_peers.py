@@ -205,24 +205,29 @@ def test_huge_declared_request_is_aborted_before_allocating(
 @pytest.mark.xfail(
     strict=True,
     reason="engine bug: pdu.PDUBuffer.writable() grows the buffer by the bytes already "
-    "received on every call while a declared PDU is incomplete, so ~1.6 KB in small "
-    "pieces makes it hold ~680 KB (up to the declared 1 MiB)",
+    "received on every call while a declared PDU is incomplete: 1.6 KB received in "
+    "4-byte reads make it allocate about 680 KB at its peak (up to the declared 1 MiB)",
 )
-def test_request_buffer_grows_with_the_data_not_the_declared_length() -> None:
+def test_request_buffer_follows_the_data_when_a_peer_dribbles() -> None:
     # 1,000,000 bytes is within the allowed size of a request, so the receiver
-    # waits for them; what it holds meanwhile must follow what actually arrived
-    # (pdu.PDUBuffer), even when that arrives in many small pieces.
-    declared = 1_000_000
-    with running_receiver() as server, RawPeer(server.port) as peer:
-        with traced_peak() as peak:
-            peer.send(struct.pack(">BxL", rawpeer.A_ASSOCIATE_RQ, declared))
-            for _ in range(400):
-                peer.send(b"\x00" * 4)
-                # Wait for the receiver's ACK: each piece reaches it as a separate read.
-                time.sleep(0.001)
-        peer.close()
-        assert peak[0] < 256 * 1024, f"{peak[0]} bytes held for 1606 bytes received"
-        assert_still_serving(server.port)
+    # waits for them; what it holds meanwhile must follow what actually arrived.
+    # The receive loop of association.py, fed the reads that a peer sending 4
+    # bytes at a time produces over TCP; driven directly, so that every read is
+    # exactly 4 bytes and the figure does not depend on thread timing.
+    from dcmrecv.pdu import PDUBuffer
+
+    buffer = PDUBuffer()
+    buffer.max_lengths = {rawpeer.A_ASSOCIATE_RQ: 1024 * 1024}
+    incoming = struct.pack(">BxL", rawpeer.A_ASSOCIATE_RQ, 1_000_000) + bytes(1600)
+    with traced_peak() as peak:
+        for start in range(0, len(incoming), 4):
+            piece = incoming[start : start + 4]
+            view = buffer.writable()
+            view[: len(piece)] = piece
+            del view
+            buffer.advance(len(piece))
+            assert buffer.next_pdu() is None
+    assert peak[0] < 64 * 1024, f"{peak[0]} bytes held for {len(incoming)} bytes received"
 
 
 # --- not DICOM at all -------------------------------------------------------------------------
@@ -1013,6 +1018,32 @@ def test_peer_values_never_name_a_path_outside_the_output_directory(
         assert real.is_relative_to(output.resolve()), f"{path} is outside {output}"
         assert not path.is_symlink()
         assert real.relative_to(output.resolve()).parts[0] in ("data", "undef")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="storage bug: plan_path maps every character but 0-9 and . to _, so distinct "
+    "invalid UIDs can share a +fd name and the second replaces the first as a duplicate",
+)
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_distinct_instances_whose_uids_sanitise_alike_are_both_kept(
+    tmp_path: Path, default_profile: Profile
+) -> None:
+    # Neither is a valid UID (PS3.5 9.1), but both are distinct instances that a
+    # sender was told were stored: neither may silently replace the other.
+    uids = ["1.2.3/4", "1.2.3a4"]
+    with (
+        running_receiver(output_directory=tmp_path, profile=default_profile) as server,
+        open_storage(server.port) as peer,
+    ):
+        statuses = [
+            peer.store(CT_CONTEXT, c_store_rq(CT_IMAGE_STORAGE, uid), ct_data_set(uid))
+            for uid in uids
+        ]
+        peer.release()
+    stored = {pydicom.dcmread(path).SOPInstanceUID for path in files_under(tmp_path)}
+    for uid, status in zip(uids, statuses, strict=True):
+        assert status != 0x0000 or uid in stored, f"{uid!r} answered Success but is not stored"
 
 
 # --- fuzzing the request over a real socket ------------------------------------------------------

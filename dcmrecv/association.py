@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -66,6 +67,8 @@ REJECT_FORCED = Reject(1, 1, 1, "forced via command line")
 REJECT_NO_IMPLEMENTATION_UID = Reject(1, 1, 1, "no implementation class UID provided")
 
 _serials = itertools.count(1)
+#: Characters a UID may hold (PS3.5 9.1).
+_UID_CHARACTERS = re.compile(r"[0-9.]{1,64}")
 
 
 @dataclass
@@ -261,8 +264,12 @@ class Association:
         return f"{self.address[0]}:{self.address[1]}"
 
     def _peer_name(self) -> str:
-        # DCMTK prints the resolved host name unless -dhl (dcmrecv.man).
-        if self.config.disable_host_lookup:
+        # DCMTK prints the resolved host name unless -dhl (dcmrecv.man).  Nobody
+        # reads it when info lines are off and no event handler wants it: then a
+        # slow DNS must not delay the association.
+        if self.config.disable_host_lookup or (
+            self.config.events is None and not log.isEnabledFor(logging.INFO)
+        ):
             return self.address[0]
         try:
             return socket.gethostbyaddr(self.address[0])[0]
@@ -278,6 +285,12 @@ class Association:
             header = self._buffer.peek_header()
             if header is not None:
                 pdu_type = header[0]
+                if pdu_type == pdu.A_ABORT:
+                    # PS3.8 state table, Sta2 + A-ABORT PDU: AA-2, close; no answer.
+                    log.info(
+                        "Connection from %s aborted before an association request", self._peer()
+                    )
+                    return None
                 if pdu_type != pdu.A_ASSOCIATE_RQ:
                     # Anything else before a request is not DICOM or not in order (AA-1).
                     reason = (
@@ -546,6 +559,20 @@ class Association:
         abstract, transfer = self._accepted[context_id]
         sop_class = command.affected_sop_class_uid
         sop_instance = command.affected_sop_instance_uid
+        if sop_instance and not _UID_CHARACTERS.fullmatch(sop_instance):
+            # Not a UID (PS3.5 9.1): it would name a file, and two such values could
+            # name the same one.  Refused before anything is written.
+            log.error(
+                "C-STORE with invalid Affected SOP Instance UID %r refused", sop_instance[:80]
+            )
+            self._start_pending(
+                command,
+                context_id,
+                None,
+                dimse.CANNOT_UNDERSTAND,
+                "invalid Affected SOP Instance UID",
+            )
+            return
         if not sop_class or not sop_instance:
             self._start_pending(
                 command,

@@ -362,8 +362,8 @@ def iter_pdvs(body: memoryview) -> Iterator[tuple[int, int, memoryview]]:
         # The PDV length counts the context ID and the control byte (PS3.8 9.3.5.1).
         if length < 2 or length > end - offset - 4:
             raise ProtocolError(f"PDV length {length} does not fit the P-DATA-TF")
-        if control & 0xFC:
-            raise ProtocolError(f"PDV message control header 0x{control:02X} has reserved bits set")
+        # Bits 2-7 of the message control header are reserved and "never checked by
+        # the receiver" (PS3.8 E.2); only bits 0 and 1 mean anything.
         yield context_id, control, body[offset + 6 : offset + 4 + length]
         offset += 4 + length
 
@@ -415,19 +415,18 @@ class PDUBuffer:
         """Free space to receive into; compacts or grows as needed."""
         pending = self._end - self._start
         missing = max(self._pending_pdu_size() - pending, 1)
-        free = len(self._buffer) - self._end
-        if free < missing or free < _MIN_RECEIVE:
+        # Room worth a receive call: what the PDU still needs, up to a decent chunk.
+        wanted = min(missing, _MIN_RECEIVE)
+        if len(self._buffer) - self._end < wanted:
             if self._start:
                 # Same-size move: keeps the bytearray (resizing one with exported
                 # views is refused, and callers have released theirs by now).
                 self._buffer[:pending] = self._buffer[self._start : self._end]
                 self._start, self._end = 0, pending
-                free = len(self._buffer) - pending
-            if free < missing:
-                # Grow by at most the current size at a time: memory follows the
-                # data that actually arrives, not what a header claims.
-                step = min(missing, max(len(self._buffer), _MIN_RECEIVE))
-                self.reserve(self._end + step)
+            if len(self._buffer) - self._end < wanted:
+                # Double at most, and only once the space is really used up: memory
+                # follows the data that arrives, not what a header claims.
+                self.reserve(self._end + min(missing, max(len(self._buffer), _MIN_RECEIVE)))
         return memoryview(self._buffer)[self._end :]
 
     def reserve(self, capacity: int) -> None:

@@ -35,7 +35,9 @@ EXITCODE_CANNOT_START_SCP_AND_LISTEN = 64
 #: new connection is closed at once, so a connection flood cannot exhaust threads
 #: or file descriptors; ``--max-associations`` is the user-facing limit below it.
 MAX_CONNECTIONS = 512
-_LISTEN_BACKLOG = 128
+#: The kernel caps this at net.core.somaxconn (4096 on current Linux); a short
+#: queue drops SYNs in a burst and senders then wait a second per retry.
+_LISTEN_BACKLOG = 4096
 
 
 class Server:

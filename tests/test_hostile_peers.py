@@ -202,12 +202,6 @@ def test_huge_declared_request_is_aborted_before_allocating(
         assert_still_serving(server.port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: pdu.PDUBuffer.writable() grows the buffer by the bytes already "
-    "received on every call while a declared PDU is incomplete: 1.6 KB received in "
-    "4-byte reads make it allocate about 680 KB at its peak (up to the declared 1 MiB)",
-)
 def test_request_buffer_follows_the_data_when_a_peer_dribbles() -> None:
     # 1,000,000 bytes is within the allowed size of a request, so the receiver
     # waits for them; what it holds meanwhile must follow what actually arrived.
@@ -263,11 +257,6 @@ def test_not_an_association_request_is_aborted(
         assert_still_serving(server.port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: association._receive_request answers an A-ABORT received before "
-    "the A-ASSOCIATE-RQ with an A-ABORT (2,2) instead of just closing (PS3.8 AA-2)",
-)
 def test_abort_before_a_request_just_closes(log: pytest.LogCaptureFixture) -> None:
     # PS3.8 9.2 state table: A-ABORT received in Sta2 is AA-2, close the
     # transport; nothing is sent back to a peer that has given up.
@@ -529,11 +518,6 @@ def test_pdv_on_a_rejected_context_is_aborted(log: pytest.LogCaptureFixture) -> 
         assert_still_serving(server.port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: pdu.iter_pdvs aborts when bits 2-7 of the message control "
-    "header are set; PS3.8 E.2 says the receiver never checks them",
-)
 def test_reserved_bits_of_the_message_control_header_are_not_checked() -> None:
     # PS3.8 E.2: bits 2-7 of the message control header "are always set to 0 by
     # the sender and never checked by the receiver".
@@ -1020,17 +1004,12 @@ def test_peer_values_never_name_a_path_outside_the_output_directory(
         assert real.relative_to(output.resolve()).parts[0] in ("data", "undef")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage bug: plan_path maps every character but 0-9 and . to _, so distinct "
-    "invalid UIDs can share a +fd name and the second replaces the first as a duplicate",
-)
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_distinct_instances_whose_uids_sanitise_alike_are_both_kept(
     tmp_path: Path, default_profile: Profile
 ) -> None:
-    # Neither is a valid UID (PS3.5 9.1), but both are distinct instances that a
-    # sender was told were stored: neither may silently replace the other.
+    # Neither is a valid UID (PS3.5 9.1), and both would map to one file name: the
+    # receiver refuses them (C000) rather than let one silently replace the other.
     uids = ["1.2.3/4", "1.2.3a4"]
     with (
         running_receiver(output_directory=tmp_path, profile=default_profile) as server,

@@ -155,6 +155,12 @@ def test_p_data_round_trip_through_pynetdicom() -> None:
     assert controls[-1] == 0x02 and all(c == 0x00 for c in controls[:-1])
 
 
+def test_iter_pdvs_ignores_reserved_control_bits() -> None:
+    # PS3.8 E.2: bits 2-7 are never checked by the receiver.
+    body = memoryview(bytes.fromhex("00000004 01 FF 4142"))
+    assert [(c, m & 0x03, bytes(v)) for c, m, v in pdu.iter_pdvs(body)] == [(1, 3, b"AB")]
+
+
 def test_iter_pdvs_yields_views_of_each_value() -> None:
     # Two PDVs: len 6, ctx 1, command+last, "ABCD"; len 4, ctx 3, data, "EF"
     body = memoryview(bytes.fromhex("00000006 01 03 41424344 00000004 03 00 4546"))
@@ -170,7 +176,6 @@ def test_iter_pdvs_yields_views_of_each_value() -> None:
         "",  # P-DATA-TF without a PDV
         "00000001 01",  # PDV length below 2
         "00000010 01 03 4142",  # PDV longer than the PDU
-        "00000004 01 04 4142",  # reserved control bits
         "000000",  # truncated PDV header
     ],
 )

@@ -1,21 +1,22 @@
 """Benchmark input: valid DICOM instances written with pydicom, each with its own UIDs.
 
-Pixel data is random-ish (one random block per size, salted per instance) so that
-nothing along the way can shortcut it by compression or deduplication, and so that
-generating a thousand files stays quick.  The large multi-frame instance is written
+Pixel data is random-ish (one random block per size, salted per instance or frame)
+so that nothing along the way can shortcut it by compression or deduplication, and
+so that generating a thousand files stays quick.  Only pydicom and the standard
+library are needed (no numpy).  The large multi-frame instance is written
 streaming: pydicom writes everything up to the Pixel Data element, then the frames
 are appended block by block, so generating 1 GiB needs a few MB of memory.
 """
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
@@ -113,17 +114,24 @@ def _ct_dataset(
     return ds
 
 
-def _noise_block(nbytes: int, seed: int) -> np.ndarray:
-    """``nbytes`` of random 16-bit pixels (``nbytes`` rounded down to whole pixels)."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 4096, size=nbytes // BYTES_PER_PIXEL, dtype="<u2")
+def _noise_block(nbytes: int, seed: int) -> bytes:
+    """``nbytes`` of random pixel data (rounded down to whole 16-bit pixels)."""
+    return random.Random(seed).randbytes(nbytes - nbytes % BYTES_PER_PIXEL)
+
+
+def _salted(block: bytes, salt: int) -> bytes:
+    """``block`` with ``salt`` in its first 8 bytes: unique content at the cost of a copy."""
+    salted = bytearray(block)
+    if len(salted) >= 8:
+        struct.pack_into("<Q", salted, 0, salt)
+    return bytes(salted)
 
 
 def write_series(directory: Path, spec: SeriesSpec, *, seed: int = 0) -> list[Path]:
     """Write ``spec.count`` CT images of one series into ``directory``; return their paths.
 
     Every instance gets a new SOP Instance UID; the pixel data of instance ``n`` is a
-    shared random block with ``n`` added, so no two instances are byte-identical.
+    shared random block with ``n`` in its first pixels, so no two are byte-identical.
     """
     directory.mkdir(parents=True, exist_ok=True)
     base = _noise_block(spec.pixel_bytes, seed)
@@ -138,7 +146,7 @@ def write_series(directory: Path, spec: SeriesSpec, *, seed: int = 0) -> list[Pa
             rows=spec.rows,
             columns=spec.columns,
         )
-        ds.PixelData = (base + np.uint16(number)).tobytes()
+        ds.PixelData = _salted(base, number)
         ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
         path = directory / f"CT{number:06d}.dcm"
         dcmwrite(path, ds, enforce_file_format=True)
@@ -159,9 +167,9 @@ def _pixel_data_header(length: int) -> bytes:
     return struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length)
 
 
-def _frames(frame: np.ndarray, count: int) -> Iterator[bytes]:
+def _frames(frame: bytes, count: int) -> Iterator[bytes]:
     for index in range(count):
-        yield (frame + np.uint16(index)).tobytes()
+        yield _salted(frame, index)
 
 
 def write_large_multiframe(
@@ -198,7 +206,7 @@ def write_large_multiframe(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         out.write(head.getvalue())
-        out.write(_pixel_data_header(frames * frame.nbytes))
+        out.write(_pixel_data_header(frames * len(frame)))
         for chunk in _frames(frame, frames):
             out.write(chunk)
     return path

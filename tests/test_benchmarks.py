@@ -30,7 +30,7 @@ def test_series_instances_are_valid_ct_images_with_distinct_uids_and_pixels(tmp_
         assert ds.SOPClassUID == pydicom.uid.CTImageStorage
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
-        assert ds.pixel_array.shape == (8, 6)
+        assert (ds.Rows, ds.Columns, len(ds.PixelData)) == (8, 6, 8 * 6 * 2)
     assert len({ds.PixelData for ds in datasets}) == 3
 
 
@@ -50,10 +50,11 @@ def test_large_multiframe_is_streamed_into_a_readable_instance(tmp_path: Path) -
     ds = pydicom.dcmread(path)
 
     assert ds.NumberOfFrames == 3
-    assert ds.pixel_array.shape == (3, rows, columns)
+    assert (ds.Rows, ds.Columns) == (rows, columns)
     assert len(ds.PixelData) == 3 * frame_bytes
     # Frames differ: a receiver cannot deduplicate them.
-    assert ds.pixel_array[0].tolist() != ds.pixel_array[1].tolist()
+    frames = [ds.PixelData[i * frame_bytes : (i + 1) * frame_bytes] for i in range(3)]
+    assert len(set(frames)) == 3
     # Pixel Data is the last element: the file ends with it.
     assert path.read_bytes().endswith(ds.PixelData)
 

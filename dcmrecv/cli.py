@@ -47,6 +47,7 @@ from dcmrecv.config import (
     StorageMode,
     SubdirectoryMode,
 )
+from dcmrecv.envconfig import EnvConfigError, apply_environment
 from dcmrecv.logcfg import LogConfigError
 from dcmrecv.logsetup import (
     BASE_LOGGER,
@@ -459,8 +460,11 @@ def _finish(ctx: click.Context, code: int) -> NoReturn:
 
 def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     try:
-        cmdline = parse(expand_command_files(argv, _read_text))
-    except ArgvError as exc:
+        # DCMRECV_* variables become options placed before the command line, so
+        # the command line wins (DCMTK: the rightmost option wins).
+        args = apply_environment(expand_command_files(argv, _read_text), os.environ)
+        cmdline = parse(args)
+    except (ArgvError, EnvConfigError) as exc:
         raise CommandLineError(str(exc)) from None
 
     if cmdline.empty or cmdline.has("--help"):

@@ -107,3 +107,11 @@ def wait_for_port(
             # own readiness is not possible for DCMTK tools, so retry briefly.
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+@pytest.fixture(autouse=True)
+def _no_receiver_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCMRECV_* variables configure dcmrecv; one left in the shell must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("DCMRECV_"):
+            monkeypatch.delenv(name)

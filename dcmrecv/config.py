@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dcmrecv.asconfig import Profile
-    from dcmrecv.writer import StoreResult
+    from dcmrecv.writer import OutputPolicy, StoreResult
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,6 @@ class ReceiverConfig:
     promiscuous_transfer_syntaxes: tuple[str, ...] = ()
     #: storescp's event hooks; None for dcmrecv.
     events: ReceiverEvents | None = None
+    #: storescp's naming, sorting and output conversions (dcmrecv.writer.OutputPolicy);
+    #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
+    output_policy: OutputPolicy | None = None

@@ -41,7 +41,7 @@ import functools
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import BinaryIO, Final
@@ -217,6 +217,10 @@ INFLATE_CAP: Final = 4 * 1024 * 1024 * 1024
 SOP_CLASS_UID_TAG: Final = 0x00080016
 SOP_INSTANCE_UID_TAG: Final = 0x00080018
 SERIES_DATE_TAG: Final = 0x00080021
+#: What storescp's sorting reads (storescp.man, "sorting into subdirectories").
+SPECIFIC_CHARACTER_SET_TAG: Final = 0x00080005
+PATIENT_NAME_TAG: Final = 0x00100010
+STUDY_INSTANCE_UID_TAG: Final = 0x0020000D
 _PIXEL_DATA_TAG: Final = 0x7FE00010
 _ITEM: Final = 0xFFFEE000
 _ITEM_DELIMITATION: Final = 0xFFFEE00D
@@ -226,7 +230,16 @@ _UNDEFINED: Final = 0xFFFFFFFF
 _LONG_VRS: Final = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
-_WANTED: Final = (SOP_CLASS_UID_TAG, SOP_INSTANCE_UID_TAG, SERIES_DATE_TAG)
+_WANTED: Final = frozenset(
+    {
+        SOP_CLASS_UID_TAG,
+        SOP_INSTANCE_UID_TAG,
+        SERIES_DATE_TAG,
+        SPECIFIC_CHARACTER_SET_TAG,
+        PATIENT_NAME_TAG,
+        STUDY_INSTANCE_UID_TAG,
+    }
+)
 _MAX_WANTED_VALUE: Final = 1024
 
 
@@ -242,6 +255,12 @@ class DatasetSummary:
     sop_instance_uid: str | None = None
     #: The raw Series Date value; None when absent or not encoded with VR DA.
     series_date: str | None = None
+    #: For storescp's sorting: Study Instance UID, Patient's Name and Specific Character
+    #: Set as received (bytes as Latin-1 text, trailing padding removed); None if absent.
+    #: Not compared: two summaries are equal when dcmrecv would name the files alike.
+    study_instance_uid: str | None = field(default=None, compare=False)
+    patient_name: str | None = field(default=None, compare=False)
+    specific_character_set: str | None = field(default=None, compare=False)
 
 
 class _Source:
@@ -515,4 +534,7 @@ def scan_dataset(
         sop_class_uid=walker.found.get(SOP_CLASS_UID_TAG),
         sop_instance_uid=walker.found.get(SOP_INSTANCE_UID_TAG),
         series_date=series_date,
+        study_instance_uid=walker.found.get(STUDY_INSTANCE_UID_TAG),
+        patient_name=walker.found.get(PATIENT_NAME_TAG),
+        specific_character_set=walker.found.get(SPECIFIC_CHARACTER_SET_TAG),
     )

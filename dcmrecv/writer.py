@@ -61,10 +61,10 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
 from dcmrecv.filemeta import build_file_meta
@@ -126,6 +126,53 @@ class StoreResult:
     #: ``path`` exactly as DCMTK prints it in "Stored received object to file: <path>":
     #: pathlib drops a leading "./", DCMTK keeps it (default output directory ".").
     log_path: str | None = None
+    #: Study Instance UID (0020,000D) of a stored data set that was parsed, for
+    #: storescp's end-of-study events; None when absent or not read (+B, --ignore).
+    #: Not compared: it describes the data set, not the outcome.
+    study_instance_uid: str | None = field(default=None, compare=False)
+
+
+class ConversionError(ValueError):
+    """An output conversion is impossible for this instance (storescp's +t?, -F, ...)."""
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What an :class:`OutputPolicy` learns about one complete received instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    #: The transfer syntax the data set arrived in (the presentation context's).
+    transfer_syntax_uid: str
+    #: DCMTK's short code for the SOP class, None when it has none.
+    modality: str | None
+    #: The parsed top-level attributes; None in bit-preserving mode.
+    summary: DatasetSummary | None
+    calling_aetitle: str
+
+
+class OutputPolicy(Protocol):
+    """storescp's naming, sorting and output conversions (``ReceiverConfig.output_policy``).
+
+    Called in the association's thread once the last fragment is on disk.  ``plan``
+    replaces dcmrecv's naming (``plan_path``): raising PlanError refuses the instance
+    with 0xC000.  When the planned name exists and the plan does not replace, ``plan``
+    is called again with the refused plan, up to MAX_NAME_TRIES times.
+    ``convert`` re-encodes the received file (preamble, file meta information and data
+    set, positioned at 0) into ``target``; ConversionError refuses the instance with
+    0xA700 as DCMTK does when it cannot write the file.
+    """
+
+    def announce(self, sop_class_uid: str) -> None:
+        """A C-STORE request for ``sop_class_uid`` arrived (before its data set)."""
+
+    def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan: ...
+
+    def converts(self, facts: InstanceFacts) -> bool: ...
+
+    def convert(
+        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
+    ) -> None: ...
 
 
 def _comment(text: str) -> str:
@@ -251,6 +298,8 @@ class InstanceStore:
         transfer_syntax_uid: str,
         calling_aetitle: str,
     ) -> IncomingInstance:
+        if self.config.output_policy is not None:
+            self.config.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
             return _IgnoredInstance()
         return _FileInstance(
@@ -299,6 +348,7 @@ class _FileInstance(IncomingInstance):
         self._sop_class_uid = sop_class_uid
         self._sop_instance_uid = sop_instance_uid
         self._transfer_syntax_uid = transfer_syntax_uid
+        self._calling_aetitle = calling_aetitle
         self._refusal: StoreResult | None = None
         self._error: OSError | None = None
         self._finished = False
@@ -369,6 +419,44 @@ class _FileInstance(IncomingInstance):
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
+
+    def _convert(self, policy: OutputPolicy, facts: InstanceFacts) -> None:
+        """Re-encode the complete temporary file into a second one, which replaces it.
+
+        The policy reads the received file (it may keep large values on disk and read
+        them while writing), so memory grows with the largest value it must hold,
+        not with the instance; the received bytes stay on disk until the new file
+        is complete.
+        """
+        assert self._fd is not None and self._root_fd is not None and self._temp_name
+        old_fd, old_name = self._fd, self._temp_name
+        source_path = os.path.join(self._store.root, old_name)
+        self._fd = None
+        self._temp_name = None
+        try:
+            new_fd = self._create_temp()
+        except OSError:
+            self._fd, self._temp_name = old_fd, old_name
+            raise
+        try:
+            os.lseek(old_fd, 0, os.SEEK_SET)
+            with (
+                open(old_fd, "rb", buffering=65536, closefd=False) as source,
+                open(new_fd, "wb", buffering=65536, closefd=False) as target,
+            ):
+                policy.convert(source, source_path, facts, target)
+        except BaseException:
+            # Keep the received file as the one to clean up; drop the half-written one.
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp_name or "", dir_fd=self._root_fd)
+            with contextlib.suppress(OSError):
+                os.close(new_fd)
+            self._fd, self._temp_name = old_fd, old_name
+            raise
+        with contextlib.suppress(OSError):
+            os.unlink(old_name, dir_fd=self._root_fd)
+        with contextlib.suppress(OSError):
+            os.close(old_fd)
 
     def _remove_temp(self) -> None:
         """Close and unlink the temporary file (if any); keep going on errors."""
@@ -441,12 +529,33 @@ class _FileInstance(IncomingInstance):
         if self._pending:
             _write_all(fd, self._pending)
             del self._pending[:]
-        if config.fsync:
-            os.fsync(fd)
         assert self._root_fd is not None and self._temp_name is not None
 
+        policy = config.output_policy
+        facts = InstanceFacts(
+            sop_class_uid=self._sop_class_uid,
+            sop_instance_uid=self._sop_instance_uid,
+            transfer_syntax_uid=self._transfer_syntax_uid,
+            modality=modality,
+            summary=summary,
+            calling_aetitle=self._calling_aetitle,
+        )
+        if policy is not None and policy.converts(facts):
+            try:
+                self._convert(policy, facts)
+            except ConversionError as exc:
+                return _failure(STATUS_OUT_OF_RESOURCES, f"cannot write DICOM file: {exc}")
+            assert self._fd is not None
+            fd = self._fd
+        if config.fsync:
+            os.fsync(fd)
+
         try:
-            plan = self._plan(modality, series_date)
+            plan = (
+                policy.plan(facts, None)
+                if policy is not None
+                else self._plan(modality, series_date)
+            )
         except PlanError as exc:
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
         dir_fd = _open_subdirectory(self._root_fd, plan.directory, fsync=config.fsync)
@@ -455,7 +564,14 @@ class _FileInstance(IncomingInstance):
                 placed = self._place(dir_fd, plan)
                 if placed is not None:
                     break
-                plan = self._plan(modality, series_date)
+                try:
+                    plan = (
+                        policy.plan(facts, plan)
+                        if policy is not None
+                        else self._plan(modality, series_date)
+                    )
+                except PlanError as exc:
+                    return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
             else:
                 return _failure(STATUS_OUT_OF_RESOURCES, "no free file name found")
             if config.fsync:
@@ -470,6 +586,7 @@ class _FileInstance(IncomingInstance):
             error_comment=None,
             overwritten=placed,
             log_path=os.path.join(store.root, relative),
+            study_instance_uid=summary.study_instance_uid if summary is not None else None,
         )
 
     def _scan(self, *, stop_after: int | None) -> DatasetSummary:

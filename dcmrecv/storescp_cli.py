@@ -1,0 +1,337 @@
+"""The ``storescp`` command: DCMTK's storescp command line on our receiver.
+
+argv -> :class:`dcmrecv.storescp_options.Settings` -> ReceiverConfig (with a
+:class:`dcmrecv.hooks.StorescpSession` as naming/conversion policy and event
+handler) -> ``server.serve()``.  The steps follow storescp.cc's order, which decides
+which error a user sees first; every error exits with 1, as DCMTK's storescp does
+(it has no other exit codes), and a normal stop with 0.
+
+Log lines are storescp's (storescp.cc: "Association Received", "Received Store
+Request (MsgID 1, CT)", "storing DICOM file: ./CT.1.2...", "Association Release"),
+not dcmrecv's: :class:`StorescpLogDialect` rewrites the engine's records, because
+scripts grep for these texts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any, Final, NoReturn
+
+import click
+
+from dcmrecv import __version__, tls
+from dcmrecv.argv import ArgvError, CommandLine, expand_command_files, format_help
+from dcmrecv.cli import log_request, tls_request
+from dcmrecv.config import ReceiverConfig, StorageMode
+from dcmrecv.convert import configure_pydicom
+from dcmrecv.hooks import StorescpSession
+from dcmrecv.logcfg import LogConfigError
+from dcmrecv.logsetup import BASE_LOGGER, configure_logging, log_forced
+from dcmrecv.storescp_options import (
+    APPNAME,
+    OPTIONS,
+    PARAMS,
+    Settings,
+    StorageChoice,
+    evaluate,
+    old_spellings_help,
+    parse,
+    storescp_profile,
+)
+from dcmrecv.uids import modality_prefix
+
+DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
+EXIT_OK: Final = 0
+#: storescp returns 1 for every error (command line, config file, output directory,
+#: network); dcmrecv's distinct codes do not exist there.
+EXIT_ERROR: Final = 1
+
+log = logging.getLogger(BASE_LOGGER)
+
+
+def identification() -> str:
+    return f"$dcmrecv: {APPNAME} v{__version__} $"
+
+
+def header() -> str:
+    return f"{identification()}\n\n{APPNAME}: {DESCRIPTION}\n"
+
+
+def usage_text() -> str:
+    usage = f"usage: {APPNAME} [options] [port]"
+    return header() + format_help(usage, PARAMS, OPTIONS) + old_spellings_help() + "\n"
+
+
+def version_text() -> str:
+    return (
+        header()
+        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
+        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
+    )
+
+
+class CommandLineError(click.ClickException):
+    """DCMTK's ``error: ...`` block on stderr, exit code 1 (nothing in quiet mode)."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if not self.quiet:
+            click.echo(f"{header()}error: {self.message}", err=True, file=file)
+
+
+# --- storescp's log lines ---------------------------------------------------------------
+
+_pending = threading.local()
+
+#: Engine message templates -> storescp's text (None: storescp prints nothing there).
+_REWRITES: Final[dict[str, str | None]] = {
+    "Association Received %s: %s -> %s": "Association Received",
+    "Received C-ECHO Request (MsgID %d)": "Received Echo Request (MsgID %d)",
+    "Sending C-ECHO Response (Success)": None,
+    "Sending C-STORE Response (%s)": None,
+    "Stored received object to file: %s": "storing DICOM file: %s",
+    "file already exists, overwriting: %s": "DICOM file already exists, overwriting: %s",
+    "Received Association Release Request": "Association Release",
+    "Received Association Abort Request": "Association Aborted",
+    "Refusing Association (%s)": "Refusing Association (%s)",
+    "starting service class provider and listening ...": None,
+}
+_STORE_REQUEST: Final = "Received C-STORE Request (MsgID %d)"
+
+
+class StorescpLogDialect(logging.Filter):
+    """Turn the engine's dcmrecv-style records into storescp's lines.
+
+    storescp names the SOP class in "Received Store Request (MsgID 1, CT)"; the
+    engine's record has only the message ID, so it is held back (per thread) until
+    the session hears of the request's SOP class (:meth:`store_request`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = record.msg
+        if template == _STORE_REQUEST:
+            _pending.message_id = record.args[0] if isinstance(record.args, tuple) else 0
+            return False
+        if template == "Refusing Association (%s)" and record.args == (
+            "no implementation class UID provided",
+        ):
+            record.msg, record.args = (
+                "Association Rejected: No Implementation Class UID provided",
+                (),
+            )
+            return True
+        if not isinstance(template, str) or template not in _REWRITES:
+            return True
+        replacement = _REWRITES[template]
+        if replacement is None:
+            return False
+        if replacement != template:
+            record.msg = replacement
+            if "%" not in replacement:
+                record.args = ()
+        return True
+
+
+def store_request(sop_class_uid: str) -> None:
+    """Log storescp's "Received Store Request (MsgID n, XX)" held back by the filter."""
+    message_id = getattr(_pending, "message_id", None)
+    _pending.message_id = None
+    if message_id is None:
+        return
+    code = modality_prefix(sop_class_uid)
+    logging.getLogger("dcmrecv.association").info(
+        "Received Store Request (MsgID %d, %s)", message_id, "OT" if code == "UNKNOWN" else code
+    )
+
+
+class _Session(StorescpSession):
+    def announce(self, sop_class_uid: str) -> None:
+        store_request(sop_class_uid)
+
+
+def install_log_dialect() -> None:
+    dialect = StorescpLogDialect()
+    for name in ("dcmrecv.association", "dcmrecv.server"):
+        logger = logging.getLogger(name)
+        for existing in list(logger.filters):
+            if isinstance(existing, StorescpLogDialect):
+                logger.removeFilter(existing)
+        logger.addFilter(dialect)
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def _read_text(name: str) -> str:
+    return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+
+
+def _finish(ctx: click.Context, code: int) -> NoReturn:
+    ctx.exit(code)
+    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
+
+
+def build_config(settings: Settings, session: StorescpSession) -> ReceiverConfig:
+    """The engine's configuration for checked storescp settings (profile built in)."""
+    storage = {
+        StorageChoice.NORMAL: StorageMode.NORMAL,
+        StorageChoice.BIT_PRESERVING: StorageMode.BIT_PRESERVING,
+        StorageChoice.IGNORE: StorageMode.IGNORE,
+    }[settings.storage]
+    config = ReceiverConfig(
+        port=settings.port,
+        aetitle=settings.aetitle,
+        # storescp answers with its own AE title and accepts any called AE title.
+        aetitle_explicit=False,
+        use_called_aetitle=False,
+        dimse_timeout=settings.dimse_timeout,
+        disable_host_lookup=settings.disable_host_lookup,
+        profile=storescp_profile(settings.transfer_syntaxes),
+        output_directory=Path(settings.output_directory),
+        storage_mode=storage,
+        fsync=settings.fsync,
+        max_associations=settings.max_associations,
+        verbose_pc=settings.verbose_pc,
+        refuse_associations=settings.refuse,
+        require_implementation_uid=settings.reject,
+        sleep_after_store=settings.sleep_after,
+        sleep_during_store=settings.sleep_during,
+        abort_after_store=settings.abort_after,
+        abort_during_store=settings.abort_during,
+        promiscuous_transfer_syntaxes=(settings.transfer_syntaxes if settings.promiscuous else ()),
+        events=session,
+        output_policy=session,
+    )
+    changes: dict[str, Any] = {}
+    if settings.acse_timeout is not None:
+        changes["acse_timeout"] = settings.acse_timeout
+    if settings.max_pdu is not None:
+        changes["max_pdu"] = settings.max_pdu
+    if settings.shutdown_timeout is not None:
+        changes["shutdown_timeout"] = settings.shutdown_timeout
+    return replace(config, **changes)
+
+
+def make_session(settings: Settings) -> StorescpSession:
+    encoding = settings.encoding
+    wanted = encoding.reencode or not encoding.write_meta or encoding.transfer_syntax
+    return _Session(
+        settings.output_directory,
+        settings.naming,
+        settings.events,
+        encoding if wanted else None,
+    )
+
+
+def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
+    try:
+        cmdline: CommandLine = parse(expand_command_files(argv, _read_text))
+    except ArgvError as exc:
+        raise CommandLineError(str(exc)) from None
+
+    if cmdline.empty or cmdline.has("--help"):
+        click.echo(usage_text(), nl=False)
+        _finish(ctx, EXIT_OK)
+    if cmdline.has("--version"):
+        click.echo(version_text(), nl=False)
+        _finish(ctx, EXIT_OK)
+    if cmdline.has("--list-ciphers"):
+        click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
+        _finish(ctx, EXIT_OK)
+    if cmdline.has("--list-profiles"):
+        click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
+        _finish(ctx, EXIT_OK)
+
+    try:
+        logging_request = log_request(cmdline)
+        configure_logging(logging_request.level, logging_request.config_file, APPNAME)
+    except (ArgvError, LogConfigError, ValueError) as exc:
+        raise CommandLineError(str(exc)) from None
+    quiet = not log.isEnabledFor(logging.ERROR)
+    if logging_request.show_arguments:
+        program = ctx.info_name or APPNAME
+        quoted = "".join(f"'{arg}' " for arg in cmdline.arguments)
+        message = f"calling '{program}' with {len(cmdline.arguments)} arguments: {quoted}\n"
+        log_forced(log, logging.INFO, message)
+
+    try:
+        settings = evaluate(cmdline, verbose=log.isEnabledFor(logging.INFO))
+        tls_options = tls_request(cmdline)
+    except ArgvError as exc:
+        raise CommandLineError(str(exc), quiet=quiet) from None
+    log.debug("%s\n", identification())
+
+    if settings.fork:
+        log.info("--fork: associations already run concurrently, each in its own thread")
+    if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
+        log.critical("cannot listen on port %d, insufficient privileges", settings.port)
+        _finish(ctx, EXIT_ERROR)
+
+    profile = None
+    if settings.profile_source is not None:
+        from dcmrecv import asconfig
+
+        filename, profile_name = settings.profile_source
+        try:
+            profile = asconfig.load_profile(filename, profile_name)
+        except asconfig.ConfigError as exc:
+            log.critical("cannot read config file: %s", exc)
+            _finish(ctx, EXIT_ERROR)
+
+    directory = settings.output_directory
+    if directory != "." and not os.path.isdir(directory):
+        log.critical("specified output directory does not exist")
+        _finish(ctx, EXIT_ERROR)
+    if settings.storage is not StorageChoice.IGNORE and not os.access(directory, os.W_OK):
+        log.critical("specified output directory is not writeable")
+        _finish(ctx, EXIT_ERROR)
+
+    configure_pydicom(settings.convert_un)
+    session = make_session(settings)
+    config = build_config(settings, session)
+    if profile is not None:
+        config = replace(config, profile=profile)
+    if tls_options is not None:
+        try:
+            context = tls.create_context(tls_options)
+        except tls.TLSError as exc:
+            for detail in exc.details:
+                log.error("%s", detail)
+            log.critical("%s", exc)
+            _finish(ctx, EXIT_ERROR)
+        config = replace(config, tls_context=context, expected_sni=tls_options.expected_sni)
+    install_log_dialect()
+
+    from dcmrecv import server
+
+    try:
+        code = server.serve(config)
+    finally:
+        session.close()
+    _finish(ctx, EXIT_OK if code == server.EXITCODE_NO_ERROR else EXIT_ERROR)
+
+
+class DcmtkCommand(click.Command):
+    """A click command that hands its raw arguments to the DCMTK-style parser."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.params["argv"] = tuple(args)
+        return []
+
+
+@click.command(cls=DcmtkCommand, name=APPNAME, add_help_option=False)
+@click.pass_context
+def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
+    """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options."""
+    _run(ctx, argv)

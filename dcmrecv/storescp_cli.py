@@ -108,6 +108,7 @@ _REWRITES: Final[dict[str, str | None]] = {
     "starting service class provider and listening ...": None,
 }
 _STORE_REQUEST: Final = "Received C-STORE Request (MsgID %d)"
+_CANNOT_LISTEN: Final = "cannot start SCP and listen on port %d: %s"
 
 
 class StorescpLogDialect(logging.Filter):
@@ -130,6 +131,12 @@ class StorescpLogDialect(logging.Filter):
                 "Association Rejected: No Implementation Class UID provided",
                 (),
             )
+            return True
+        if template == _CANNOT_LISTEN and isinstance(record.args, tuple):
+            # storescp: "E: cannot create network: <DCMTK condition>" (exit code 1).
+            record.msg = "cannot create network: 0006:031c TCP Initialization Error: %s"
+            record.args = (record.args[-1],)
+            record.levelno, record.levelname = logging.ERROR, "ERROR"
             return True
         if not isinstance(template, str) or template not in _REWRITES:
             return True
@@ -272,6 +279,8 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         raise CommandLineError(str(exc), quiet=quiet) from None
     log.debug("%s\n", identification())
 
+    if settings.encoding.item_padding:
+        log.warning("--padding-create: items are not padded, only the file (pydicom cannot)")
     if settings.fork:
         log.info("--fork: associations already run concurrently, each in its own thread")
     if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
@@ -311,9 +320,9 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             log.critical("%s", exc)
             _finish(ctx, EXIT_ERROR)
         config = replace(config, tls_context=context, expected_sni=tls_options.expected_sni)
-    install_log_dialect()
-
     from dcmrecv import server
+
+    install_log_dialect()
 
     try:
         code = server.serve(config)

@@ -6,6 +6,7 @@ arguments; the parsing results are checked against storescp.man.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,17 @@ def test_no_arguments_prints_usage_and_exits_0() -> None:
     result = _ours([])
     assert result.returncode == 0
     assert "usage: storescp [options] [port]" in result.stdout
+
+
+@pytest.mark.dcmtk
+def test_port_in_use_matches_dcmtk() -> None:
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        dcmtk = subprocess.run(
+            [require_tool("storescp"), port], capture_output=True, text=True, timeout=60
+        )
+        ours = _ours([port])
+    assert dcmtk.returncode == ours.returncode == 1
+    assert ours.stderr == dcmtk.stderr

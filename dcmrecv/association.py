@@ -29,6 +29,7 @@ from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
 from dcmrecv.dump import dump_parameters
 from dcmrecv.negotiation import ContextResult, NegotiationResult, ProposedContext, negotiate
 from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
+from dcmrecv.uids import uid_kind
 from dcmrecv.writer import IncomingInstance, InstanceStore
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,7 @@ class Association:
             )
             if self.config.promiscuous_transfer_syntaxes:
                 result = _accept_unknown(result, rq, self.config.promiscuous_transfer_syntaxes)
-            if not result.accepted:
+            if not result.accepted and not self.config.acknowledge_without_contexts:
                 log.info("No Acceptable Presentation Contexts")
                 self._dump("", "RJ", rq, result)
                 reject = REJECT_NO_CONTEXTS
@@ -420,6 +421,8 @@ class Association:
         )
         self._established = True
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
+        if not self._accepted:
+            log.info("    (but no valid presentation contexts)")
         self._dump("", "AC", rq, result, responding)
         return True
 
@@ -729,14 +732,16 @@ class Association:
 def _accept_unknown(
     result: NegotiationResult, rq: pdu.AssociateRQ, transfer_syntaxes: tuple[str, ...]
 ) -> NegotiationResult:
-    """storescp --promiscuous: accept abstract syntaxes the profile does not list.
+    """storescp --promiscuous: accept abstract syntaxes unknown to DCMTK.
 
-    The first of ``transfer_syntaxes`` that the peer offers wins, as for known ones.
+    As DCMTK's storescp, only UIDs without a name (private or newer SOP classes) are
+    taken; a known class the profile leaves out stays refused.  The first of
+    ``transfer_syntaxes`` that the peer offers wins, as for known ones.
     """
     offered = {cx.context_id: cx.transfer_syntaxes for cx in rq.contexts}
     contexts = []
     for cx in result.contexts:
-        if cx.result == 3:
+        if cx.result == 3 and not uid_kind(cx.abstract_syntax):
             chosen = next((ts for ts in transfer_syntaxes if ts in offered[cx.context_id]), "")
             cx = ContextResult(cx.context_id, cx.abstract_syntax, 0 if chosen else 4, chosen)
         contexts.append(cx)

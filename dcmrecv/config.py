@@ -147,6 +147,9 @@ class ReceiverConfig:
     promiscuous_transfer_syntaxes: tuple[str, ...] = ()
     #: storescp's event hooks; None for dcmrecv.
     events: ReceiverEvents | None = None
+    #: storescp: answer with an A-ASSOCIATE-AC even when no presentation context is
+    #: accepted (as DCMTK's storescp does); dcmrecv rejects such a request (1,1,1).
+    acknowledge_without_contexts: bool = False
     #: storescp's naming, sorting and output conversions (dcmrecv.writer.OutputPolicy);
     #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
     output_policy: OutputPolicy | None = None

@@ -219,6 +219,8 @@ def build_config(settings: Settings, session: StorescpSession) -> ReceiverConfig
         promiscuous_transfer_syntaxes=(settings.transfer_syntaxes if settings.promiscuous else ()),
         events=session,
         output_policy=session,
+        # DCMTK's storescp acknowledges even when it accepts no context.
+        acknowledge_without_contexts=True,
     )
     changes: dict[str, Any] = {}
     if settings.acse_timeout is not None:

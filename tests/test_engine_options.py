@@ -108,3 +108,33 @@ def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
     assert (info.calling_ae_title, info.called_ae_title) == ("SENDER", "RECEIVER")
     stored_path = recorder.events[0][2]
     assert isinstance(stored_path, Path) and stored_path.exists()
+
+
+def test_acknowledge_without_contexts_sends_an_ac_refusing_all(tmp_path: Path) -> None:
+    # storescp's behaviour: an A-ASSOCIATE-AC even though no context is accepted.
+    from tests.rawpeer import RawPeer, associate_rq
+
+    request = associate_rq([(1, PRIVATE_CLASS, ("1.2.840.10008.1.2",))])
+    with (
+        running_receiver(output_directory=tmp_path, acknowledge_without_contexts=True) as server,
+        RawPeer(server.port) as peer,
+    ):
+        assert peer.associate(request) == {}
+
+
+def test_promiscuous_leaves_known_but_unlisted_classes_refused(tmp_path: Path) -> None:
+    # DCMTK's storescp -pm takes only UIDs it has no name for; CT Image Storage is
+    # known, so a profile without it still refuses it.
+    ae = AE()
+    ae.add_requested_context(CTImageStorage, EXPLICIT)
+    ae.add_requested_context(PRIVATE_CLASS, EXPLICIT)
+    with running_receiver(
+        output_directory=tmp_path,
+        profile=verification_only_profile(),
+        promiscuous_transfer_syntaxes=(EXPLICIT,),
+    ) as server:
+        assoc = ae.associate("127.0.0.1", server.port)
+        assert assoc.is_established
+        accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
+        assoc.release()
+    assert accepted == {PRIVATE_CLASS}

@@ -37,7 +37,6 @@ separators).  A name is always prefixed by the modality, so it can never be ``.`
 
 from __future__ import annotations
 
-import functools
 import re
 import struct
 import zlib
@@ -46,8 +45,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import BinaryIO, Final
 
-from pydicom.datadict import dictionary_VR
-
+from dcmrecv._sq_tags import SQ_REPEATERS, SQ_TAGS
 from dcmrecv.config import FilenameMode, SubdirectoryMode
 
 #: DCMTK's ``DcmStorageSCP::DEF_StandardSubdirectory`` / ``DEF_UndefinedSubdirectory``.
@@ -384,14 +382,10 @@ class _Syntax:
 _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_sequence_in_dictionary(tag: int) -> bool:
-    """Implicit VR carries no VR: a defined-length value is a sequence if the
-    data dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
-    try:
-        return bool(dictionary_VR(tag) == "SQ")
-    except KeyError:
-        return False
+def _is_dictionary_sequence(tag: int) -> bool:
+    """Implicit VR carries no VR: a defined-length value is a sequence if the data
+    dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
+    return tag in SQ_TAGS or any(tag & mask == value for mask, value in SQ_REPEATERS)
 
 
 def _tag_text(tag: int) -> str:
@@ -451,7 +445,7 @@ class _Walker:
     ) -> None:
         src = self.source
         is_sequence = vr == b"SQ" or (
-            not syntax.explicit and (length == _UNDEFINED or _is_sequence_in_dictionary(tag))
+            not syntax.explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
         )
         if is_sequence or (vr == b"UN" and length == _UNDEFINED):
             # PS3.5 6.2.2: UN of undefined length holds a sequence in implicit VR LE.

@@ -127,6 +127,8 @@ class Association:
         self._command_buffer: bytearray | None = None
         self._command_context = 0
         self._pending: _PendingStore | None = None
+        #: Data set fragments of the current receive, not yet handed to the writer.
+        self._batch: list[memoryview] = []
         self.calling_ae_title = ""
         self.called_ae_title = ""
         self._host = address[0]
@@ -467,6 +469,7 @@ class Association:
                 )
             whole = self._buffer.next_pdu()
             if whole is None:
+                self._flush_batch()  # the views point into the buffer about to be reused
                 self._receive(config.dimse_timeout)
                 continue
             pdu_type, body = whole
@@ -635,11 +638,22 @@ class Association:
             self._abort_by_option()
         pending.received += len(fragment)
         if pending.instance is not None:
-            pending.instance.write(fragment)
+            # Kept as a view into the receive buffer and written, together with the
+            # other fragments of this receive, before the buffer is reused.
+            self._batch.append(fragment)
         if config.sleep_during_store:
             time.sleep(config.sleep_during_store)  # storescp --sleep-during: a test aid
         if last:
+            self._flush_batch()
             self._finish_message(pending)
+
+    def _flush_batch(self) -> None:
+        """Hand the collected data set fragments to the open instance in one go."""
+        if self._batch:
+            pending = self._pending
+            if pending is not None and pending.instance is not None:
+                pending.instance.write_many(self._batch)
+            self._batch.clear()
 
     def _abort_by_option(self) -> None:
         log.info("ABORT initiated (due to command line options)")
@@ -700,6 +714,7 @@ class Association:
             raise AssociationEnded
 
     def _discard_pending(self) -> None:
+        self._batch.clear()
         with self._state_lock:
             pending, self._pending = self._pending, None
             self._command_buffer = None

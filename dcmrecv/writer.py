@@ -54,7 +54,6 @@ import abc
 import contextlib
 import errno
 import fcntl
-import io
 import os
 import re
 import secrets
@@ -77,6 +76,7 @@ from dcmrecv.storage import (
     PlanError,
     check_extension,
     plan_path,
+    scan_buffer,
     scan_dataset,
     short_unique_name,
     uuid_uid,
@@ -641,7 +641,7 @@ class _FileInstance(IncomingInstance):
         if self._fd is None:
             data = memoryview(self._pending)[self._meta_length :]
             try:
-                return scan_dataset(io.BytesIO(data), size, ts, stop_after=stop_after)
+                return scan_buffer(data, ts, stop_after=stop_after)
             finally:
                 data.release()
         if self._pending:

@@ -378,6 +378,9 @@ class _Syntax:
         self.tag = struct.Struct(order + "HH")
         self.u16 = struct.Struct(order + "H")
         self.u32 = struct.Struct(order + "I")
+        # Whole element headers (PS3.5 7.1): implicit, and explicit with a 16-bit length.
+        self.implicit_header = struct.Struct(order + "HHI")
+        self.explicit_header = struct.Struct(order + "HH2sH")
 
 
 _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
@@ -386,7 +389,12 @@ _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
 def _is_dictionary_sequence(tag: int) -> bool:
     """Implicit VR carries no VR: a defined-length value is a sequence if the data
     dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
-    return tag in SQ_TAGS or any(tag & mask == value for mask, value in SQ_REPEATERS)
+    if tag in SQ_TAGS:
+        return True
+    for mask, value in SQ_REPEATERS:  # noqa: SIM110 - per element: no generator here
+        if tag & mask == value:
+            return True
+    return False
 
 
 def _tag_text(tag: int) -> str:
@@ -502,9 +510,9 @@ def _walk_buffer(
 
     Small instances (the common case: hundreds per second) are checked before they
     ever touch the disk; one function call per element instead of several, and
-    ``unpack_from`` on the buffer instead of reads, make this walk about three times
-    faster.  Accepts and refuses exactly what the stream walk does (a property test
-    holds the two together).
+    ``unpack_from`` on the buffer instead of reads, make this walk 1.5 to 2.3 times
+    faster (CT_small.dcm: 154 -> 67 us).  Accepts and refuses exactly what the
+    stream walk does (a property test holds the two together).
     """
     size = len(buf)
     found: dict[int, str] = {}
@@ -529,6 +537,12 @@ def _walk_buffer(
 
     def elements(pos: int, syntax: _Syntax, end: int | None, depth: int) -> int:
         top = depth == 0
+        explicit = syntax.explicit
+        # The element header is inlined with one unpack per element: this loop runs
+        # for every element of every instance.
+        implicit_header = syntax.implicit_header.unpack_from
+        explicit_header = syntax.explicit_header.unpack_from
+        u32 = syntax.u32.unpack_from
         while True:
             if end is not None:
                 if pos >= end:
@@ -538,15 +552,33 @@ def _walk_buffer(
             elif top and pos >= size:
                 return pos
             start = pos
-            tag, vr, length, pos = header(pos, syntax)
-            if tag >> 16 == 0xFFFE:
+            if pos + 8 > size:
+                raise DatasetError(f"data set ends inside an element at offset {pos}")
+            if explicit:
+                group, element, vr, length = explicit_header(buf, pos)
+            if not explicit or group == 0xFFFE:
+                # Items and delimiters have no VR in any transfer syntax (PS3.5 7.5).
+                group, element, length = implicit_header(buf, pos)
+                vr = b""
+                pos += 8
+            elif not (vr.isalpha() and vr.isupper()):
+                raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
+            elif vr in long_vrs:
+                if pos + 12 > size:
+                    raise DatasetError(f"data set ends inside an element at offset {pos}")
+                length = u32(buf, pos + 8)[0]
+                pos += 12
+            else:
+                pos += 8
+            tag = (group << 16) | element
+            if group == 0xFFFE:
                 if tag == _ITEM_DELIMITATION and end is None and not top:
                     return pos
                 raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
             if top and stop_after is not None and tag > stop_after:
                 return pos
             is_sequence = vr == b"SQ" or (
-                not syntax.explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
+                not explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
             )
             if is_sequence or (vr == b"UN" and length == _UNDEFINED):
                 inner = syntax if is_sequence else _IMPLICIT_LE

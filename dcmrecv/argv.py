@@ -21,7 +21,7 @@ the caller can let the rightmost of mutually exclusive options win, as DCMTK doe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Prefix of a command file argument (DCMTK's ``@filename``).
 COMMAND_FILE_PREFIX = "@"
@@ -48,10 +48,21 @@ class OptionSpec:
     unsupported: str | None = None
 
 
-def _specs() -> tuple[OptionSpec, ...]:
-    specs: list[OptionSpec] = []
+class OptionTable:
+    """Builds an option table section by section, in help order.
 
-    def section(group: str, subgroup: str | None) -> Callable[..., None]:
+    Shared by dcmrecv's table (below) and storescp's (storescp_options.py), which
+    also takes over specs of this table where the two commands spell an option
+    and describe it alike.
+    """
+
+    def __init__(self) -> None:
+        self.specs: list[OptionSpec] = []
+
+    def section(self, group: str, subgroup: str | None) -> Callable[..., None]:
+        """An ``add(long, short, help, *, nargs, values, exclusive, unsupported)``
+        that appends options to ``group`` / ``subgroup``."""
+
         def add(
             long: str,
             short: str | None,
@@ -62,13 +73,24 @@ def _specs() -> tuple[OptionSpec, ...]:
             exclusive: bool = False,
             unsupported: str | None = None,
         ) -> None:
-            specs.append(
+            self.specs.append(
                 OptionSpec(
                     long, short, nargs, group, subgroup, values, help, exclusive, unsupported
                 )
             )
 
         return add
+
+    def reuse(self, group: str, subgroup: str | None, *longs: str) -> None:
+        """Append dcmrecv's specs of these long options, moved to this section."""
+        for long in longs:
+            spec = next(spec for spec in OPTIONS if spec.long == long)
+            self.specs.append(replace(spec, group=group, subgroup=subgroup))
+
+
+def _specs() -> tuple[OptionSpec, ...]:
+    table = OptionTable()
+    section = table.section
 
     general = "general options:"
     add = section(general, None)
@@ -339,7 +361,7 @@ def _specs() -> tuple[OptionSpec, ...]:
     add("--normal", "-B", "allow implicit format conversions (default)")
     add("--bit-preserving", "+B", "write dataset exactly as received")
     add("--ignore", None, "ignore dataset, receive but do not store it")
-    return tuple(specs)
+    return tuple(table.specs)
 
 
 #: Every option ``dcmrecv`` knows, in help order.
@@ -475,14 +497,23 @@ class CommandLine:
         return None
 
 
-def parse(args: Sequence[str], param_names: Sequence[str] = ("port",)) -> CommandLine:
+def parse(
+    args: Sequence[str],
+    param_names: Sequence[str] = ("port",),
+    *,
+    lookup: Callable[[str], OptionSpec | None] | None = None,
+    params_required: bool = True,
+) -> CommandLine:
     """Check every token of an (already ``@``-expanded) argument list.
 
     Raises :class:`ArgvError` with DCMTK's message for an unknown option, a missing
     option value, a missing parameter or too many parameters.  The parameter count is
     not checked when the list is empty (the caller prints the usage text) or holds an
-    exclusive option such as ``--help``.
+    exclusive option such as ``--help``.  ``lookup`` finds options in another
+    command's table (storescp); ``params_required=False`` leaves missing parameters
+    to the caller.
     """
+    find = find_option if lookup is None else lookup
     arguments: list[str] = []
     occurrences: list[Occurrence] = []
     params: list[str] = []
@@ -494,7 +525,7 @@ def parse(args: Sequence[str], param_names: Sequence[str] = ("port",)) -> Comman
             arguments.append(arg)
             params.append(arg)
             continue
-        spec = find_option(arg)
+        spec = find(arg)
         if spec is None:
             raise ArgvError(f"Unknown option {arg}")
         if i + spec.nargs > len(args):
@@ -506,7 +537,7 @@ def parse(args: Sequence[str], param_names: Sequence[str] = ("port",)) -> Comman
         occurrences.append(Occurrence(spec, arg, values))
     cmdline = CommandLine(tuple(arguments), tuple(occurrences), tuple(params))
     if not cmdline.empty and not cmdline.exclusive:
-        if len(params) < len(param_names):
+        if params_required and len(params) < len(param_names):
             raise ArgvError(f"Missing parameter {param_names[len(params)]}")
         if len(params) > len(param_names):
             raise ArgvError("Too many parameters")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,23 +53,8 @@ _WRAP: Final = "TCP wrapper access control (+ac) is not supported"
 
 
 def _own_specs() -> list[OptionSpec]:
-    specs: list[OptionSpec] = []
-
-    def section(group: str, subgroup: str | None) -> Callable[..., None]:
-        def add(
-            long: str,
-            short: str | None,
-            help: str,
-            *,
-            nargs: int = 0,
-            values: str = "",
-            unsupported: str | None = None,
-        ) -> None:
-            specs.append(
-                OptionSpec(long, short, nargs, group, subgroup, values, help, False, unsupported)
-            )
-
-        return add
+    table = argv.OptionTable()
+    section = table.section
 
     add = section("multi-process options:", None)
     add("--single-process", None, "single process mode (default)")
@@ -110,20 +95,8 @@ def _own_specs() -> list[OptionSpec]:
         nargs=1,
         values=f"[s]econds: integer (default: {DEFAULT_SOCKET_TIMEOUT})",
     )
-    add(
-        "--acse-timeout",
-        "-ta",
-        "timeout for ACSE messages",
-        nargs=1,
-        values="[s]econds: integer (default: 30)",
-    )
-    add(
-        "--dimse-timeout",
-        "-td",
-        "timeout for DIMSE messages",
-        nargs=1,
-        values="[s]econds: integer (default: unlimited)",
-    )
+    # Spelled and described as in dcmrecv's table.
+    table.reuse(network, "other network options:", "--acse-timeout", "--dimse-timeout")
     add(
         "--aetitle",
         "-aet",
@@ -131,14 +104,7 @@ def _own_specs() -> list[OptionSpec]:
         nargs=1,
         values="[a]etitle: string",
     )
-    add(
-        "--max-pdu",
-        "-pdu",
-        "set max receive pdu to n bytes (default: 16384)",
-        nargs=1,
-        values="[n]umber of bytes: integer (4096..131072)",
-    )
-    add("--disable-host-lookup", "-dhl", "disable hostname lookup")
+    table.reuse(network, "other network options:", "--max-pdu", "--disable-host-lookup")
     add("--refuse", None, "refuse association")
     add("--reject", None, "reject association if no implement. class UID")
     add("--ignore", None, "ignore store data, receive but do not store")
@@ -306,7 +272,7 @@ def _own_specs() -> list[OptionSpec]:
         values="[t]imeout: integer",
     )
     add("--exec-sync", "-xs", "execute command synchronously in foreground")
-    return specs
+    return table.specs
 
 
 #: storescp's "preferred network transfer syntaxes" block, in DCMTK's order.
@@ -494,31 +460,7 @@ def parse(args: Sequence[str]) -> CommandLine:
     port is checked by :func:`evaluate`, as storescp's "port" is optional in its
     grammar (DCMTK: "Missing parameter port" unless --inetd).
     """
-    arguments: list[str] = []
-    occurrences: list[Occurrence] = []
-    params: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if not argv.is_option(arg):
-            arguments.append(arg)
-            params.append(arg)
-            continue
-        spec = find_option(arg)
-        if spec is None:
-            raise ArgvError(f"Unknown option {arg}")
-        if i + spec.nargs > len(args):
-            raise ArgvError(f"Missing value for option {spec.long}")
-        values = tuple(args[i : i + spec.nargs])
-        i += spec.nargs
-        arguments.append(spec.long)
-        arguments.extend(values)
-        occurrences.append(Occurrence(spec, arg, values))
-    cmdline = CommandLine(tuple(arguments), tuple(occurrences), tuple(params))
-    if not cmdline.empty and not cmdline.exclusive and len(params) > len(PARAMS):
-        raise ArgvError("Too many parameters")
-    return cmdline
+    return argv.parse(args, [name for name, _ in PARAMS], lookup=find_option, params_required=False)
 
 
 # --- evaluation -----------------------------------------------------------------------

@@ -138,28 +138,10 @@ def _own_specs() -> list[OptionSpec]:
         "-up",
         "silently correct space-padded UIDs (always done:\nUIDs are compared without padding)",
     )
-    add(
-        "--shutdown-timeout",
-        None,
-        "on SIGTERM/SIGINT, let running associations\nfinish for s seconds (default: 30)",
-        nargs=1,
-        values="[s]econds: number",
-    )
+    table.reuse(network, "other network options:", "--shutdown-timeout")
 
     output = "output options:"
-    add = section(output, "general:")
-    add(
-        "--output-directory",
-        "-od",
-        "write received objects to existing directory d",
-        nargs=1,
-        values='[d]irectory: string (default: ".")',
-    )
-    add(
-        "--no-fsync",
-        None,
-        "answer Success without waiting for the disk\n(default: fsync file and directory first)",
-    )
+    table.reuse(output, "general:", "--output-directory", "--no-fsync")
     add = section(output, "bit preserving mode:")
     add("--normal", "-B", "allow implicit format conversions (default)")
     add("--bit-preserving", "+B", "write data exactly as read")

@@ -22,11 +22,11 @@ import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
-from dcmrecv import __version__, exitcodes, tls
+from dcmrecv import dcmtkcli, exitcodes, tls
 from dcmrecv.argv import (
     ArgvError,
     CommandLine,
@@ -67,13 +67,11 @@ log = logging.getLogger(BASE_LOGGER)
 
 
 def identification() -> str:
-    """Our counterpart of DCMTK's ``$dcmtk: dcmrecv v3.6.7 2022-04-22 $`` line."""
-    return f"$dcmrecv: {APPNAME} v{__version__} $"
+    return dcmtkcli.identification(APPNAME)
 
 
 def header() -> str:
-    """The identification lines DCMTK prints above help, version and errors."""
-    return f"{identification()}\n\n{APPNAME}: {DESCRIPTION}\n"
+    return dcmtkcli.header(APPNAME, DESCRIPTION)
 
 
 def usage_text() -> str:
@@ -100,22 +98,13 @@ def version_text() -> str:
     )
 
 
-class CommandLineError(click.ClickException):
-    """A command line problem: DCMTK's ``error: ...`` block on stderr, exit code 1.
-
-    In quiet mode (``-q``, or any log level above ERROR) DCMTK prints nothing for
-    errors found after the logging options are evaluated; ``quiet`` does the same.
-    """
+class CommandLineError(dcmtkcli.DcmtkCommandLineError):
+    """dcmrecv's command line problems, under dcmrecv's header."""
 
     exit_code = exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
 
-    def __init__(self, message: str, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.quiet = quiet
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if not self.quiet:
-            click.echo(f"{header()}error: {self.message}", err=True, file=file)
+    def banner(self) -> str:
+        return header()
 
 
 # --- evaluating the options (pure) ----------------------------------------------------
@@ -449,36 +438,27 @@ def output_directory_problem(path: Path) -> str | None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _read_text(name: str) -> str:
-    return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
-
-
-def _finish(ctx: click.Context, code: int) -> NoReturn:
-    ctx.exit(code)
-    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
-
-
 def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     try:
         # DCMRECV_* variables become options placed before the command line, so
         # the command line wins (DCMTK: the rightmost option wins).
-        args = apply_environment(expand_command_files(argv, _read_text), os.environ)
+        args = apply_environment(expand_command_files(argv, dcmtkcli.read_text), os.environ)
         cmdline = parse(args)
     except (ArgvError, EnvConfigError) as exc:
         raise CommandLineError(str(exc)) from None
 
     if cmdline.empty or cmdline.has("--help"):
         click.echo(usage_text(), nl=False)
-        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
     if cmdline.has("--version"):
         click.echo(version_text(), nl=False)
-        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
     if cmdline.has("--list-ciphers"):
         click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
-        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
     if cmdline.has("--list-profiles"):
         click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
-        _finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     try:
         logging_request = log_request(cmdline)
@@ -509,7 +489,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             profile = asconfig.load_profile(filename, profile_name)
         except asconfig.ConfigError as exc:
             log.critical("cannot load association configuration: %s", exc)
-            _finish(ctx, exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG)
+            dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG)
         config = replace(config, profile=profile)
     else:
         # Same words and place as DCMTK's dcmrecv, before the output directory check.
@@ -520,7 +500,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     titles = set(config.accept_calling or ())
     for filename in request.accept_calling_files:
         try:
-            titles |= parse_aetitle_list(_read_text(filename), filename)
+            titles |= parse_aetitle_list(dcmtkcli.read_text(filename), filename)
         except OSError as exc:
             message = f"Cannot open --accept-calling-file '{filename}': {exc.strerror or exc}"
             raise CommandLineError(message, quiet=quiet) from None
@@ -534,7 +514,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     problem = output_directory_problem(config.output_directory)
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
-        _finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
 
     if request.tls_options is not None:
         # DCMTK creates the transport layer last, after the output directory check.
@@ -544,23 +524,15 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             for detail in exc.details:
                 log.error("%s", detail)
             log.critical("%s", exc)
-            _finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
+            dcmtkcli.finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
         config = replace(config, tls_context=context)
 
     from dcmrecv import server
 
-    _finish(ctx, server.serve(config))
+    dcmtkcli.finish(ctx, server.serve(config))
 
 
-class DcmtkCommand(click.Command):
-    """A click command that hands its raw arguments to :mod:`dcmrecv.argv`."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.params["argv"] = tuple(args)
-        return []
-
-
-@click.command(cls=DcmtkCommand, name=APPNAME, add_help_option=False)
+@click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)
 @click.pass_context
 def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
     """Simple DICOM storage SCP (receiver); run ``dcmrecv --help`` for the options."""

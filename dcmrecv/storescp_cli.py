@@ -21,11 +21,11 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 
-from dcmrecv import __version__, tls
+from dcmrecv import dcmtkcli, tls
 from dcmrecv.argv import ArgvError, CommandLine, expand_command_files, format_help
 from dcmrecv.cli import log_request, tls_request
 from dcmrecv.config import ReceiverConfig, StorageMode
@@ -56,11 +56,11 @@ log = logging.getLogger(BASE_LOGGER)
 
 
 def identification() -> str:
-    return f"$dcmrecv: {APPNAME} v{__version__} $"
+    return dcmtkcli.identification(APPNAME)
 
 
 def header() -> str:
-    return f"{identification()}\n\n{APPNAME}: {DESCRIPTION}\n"
+    return dcmtkcli.header(APPNAME, DESCRIPTION)
 
 
 def usage_text() -> str:
@@ -76,18 +76,13 @@ def version_text() -> str:
     )
 
 
-class CommandLineError(click.ClickException):
-    """DCMTK's ``error: ...`` block on stderr, exit code 1 (nothing in quiet mode)."""
+class CommandLineError(dcmtkcli.DcmtkCommandLineError):
+    """storescp's command line problems, under storescp's header."""
 
     exit_code = EXIT_ERROR
 
-    def __init__(self, message: str, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.quiet = quiet
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if not self.quiet:
-            click.echo(f"{header()}error: {self.message}", err=True, file=file)
+    def banner(self) -> str:
+        return header()
 
 
 # --- storescp's log lines ---------------------------------------------------------------
@@ -180,15 +175,6 @@ def install_log_dialect() -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _read_text(name: str) -> str:
-    return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
-
-
-def _finish(ctx: click.Context, code: int) -> NoReturn:
-    ctx.exit(code)
-    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
-
-
 def build_config(settings: Settings, session: StorescpSession) -> ReceiverConfig:
     """The engine's configuration for checked storescp settings (profile built in)."""
     storage = {
@@ -245,22 +231,22 @@ def make_session(settings: Settings) -> StorescpSession:
 
 def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     try:
-        cmdline: CommandLine = parse(expand_command_files(argv, _read_text))
+        cmdline: CommandLine = parse(expand_command_files(argv, dcmtkcli.read_text))
     except ArgvError as exc:
         raise CommandLineError(str(exc)) from None
 
     if cmdline.empty or cmdline.has("--help"):
         click.echo(usage_text(), nl=False)
-        _finish(ctx, EXIT_OK)
+        dcmtkcli.finish(ctx, EXIT_OK)
     if cmdline.has("--version"):
         click.echo(version_text(), nl=False)
-        _finish(ctx, EXIT_OK)
+        dcmtkcli.finish(ctx, EXIT_OK)
     if cmdline.has("--list-ciphers"):
         click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
-        _finish(ctx, EXIT_OK)
+        dcmtkcli.finish(ctx, EXIT_OK)
     if cmdline.has("--list-profiles"):
         click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
-        _finish(ctx, EXIT_OK)
+        dcmtkcli.finish(ctx, EXIT_OK)
 
     try:
         logging_request = log_request(cmdline)
@@ -287,7 +273,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         log.info("--fork: associations already run concurrently, each in its own thread")
     if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
         log.critical("cannot listen on port %d, insufficient privileges", settings.port)
-        _finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, EXIT_ERROR)
 
     profile = None
     if settings.profile_source is not None:
@@ -298,15 +284,15 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             profile = asconfig.load_profile(filename, profile_name)
         except asconfig.ConfigError as exc:
             log.critical("cannot read config file: %s", exc)
-            _finish(ctx, EXIT_ERROR)
+            dcmtkcli.finish(ctx, EXIT_ERROR)
 
     directory = settings.output_directory
     if directory != "." and not os.path.isdir(directory):
         log.critical("specified output directory does not exist")
-        _finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, EXIT_ERROR)
     if settings.storage is not StorageChoice.IGNORE and not os.access(directory, os.W_OK):
         log.critical("specified output directory is not writeable")
-        _finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, EXIT_ERROR)
 
     configure_pydicom(settings.convert_un)
     session = make_session(settings)
@@ -320,7 +306,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             for detail in exc.details:
                 log.error("%s", detail)
             log.critical("%s", exc)
-            _finish(ctx, EXIT_ERROR)
+            dcmtkcli.finish(ctx, EXIT_ERROR)
         config = replace(config, tls_context=context, expected_sni=tls_options.expected_sni)
     from dcmrecv import server
 
@@ -330,18 +316,10 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         code = server.serve(config)
     finally:
         session.close()
-    _finish(ctx, EXIT_OK if code == server.EXITCODE_NO_ERROR else EXIT_ERROR)
+    dcmtkcli.finish(ctx, EXIT_OK if code == server.EXITCODE_NO_ERROR else EXIT_ERROR)
 
 
-class DcmtkCommand(click.Command):
-    """A click command that hands its raw arguments to the DCMTK-style parser."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.params["argv"] = tuple(args)
-        return []
-
-
-@click.command(cls=DcmtkCommand, name=APPNAME, add_help_option=False)
+@click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)
 @click.pass_context
 def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
     """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options."""

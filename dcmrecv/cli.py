@@ -56,6 +56,7 @@ from dcmrecv.logsetup import (
     level_from_name,
     log_forced,
 )
+from dcmrecv.storage import PlanError, check_extension
 
 APPNAME = "dcmrecv"
 DESCRIPTION = "Simple DICOM storage SCP (receiver)"
@@ -368,6 +369,12 @@ def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
         "--system-time-names": FilenameMode.SYSTEM_TIME,
     }[names.spec.long if names else None]
     extension = cmdline.last("--filename-extension")
+    if extension is not None:
+        try:
+            check_extension(extension.values[0])
+        except PlanError as exc:
+            # A path separator would put files elsewhere (storage.check_extension).
+            raise ArgvError(f"Invalid value for option --filename-extension: {exc}") from None
 
     storage = cmdline.last("--normal", "--bit-preserving", "--ignore")
     storage_mode = {

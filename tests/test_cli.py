@@ -178,6 +178,8 @@ def test_verbose_pc_with_debug(server: FakeServer, in_tmp: Path) -> None:
     ("args", "message"),
     [
         (["-ssd", "104"], "Unknown option -ssd"),
+        # An extension with a path separator would put files outside their folder.
+        (["-fe", "a/b", "104"], "Invalid value for option --filename-extension"),
         (["-pdu", "10", "104"], "Invalid value for option --max-pdu (underflow: 10)"),
         (["-v"], "Missing parameter port"),
         (["70000"], "Invalid parameter value 70000 (overflow)"),

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, pdu
+from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
 from dcmrecv.config import DEFAULT_AETITLE
 from dcmrecv.envconfig import PREFIX, env_port
 
@@ -36,10 +36,10 @@ VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 
 #: DIMSE command fields (PS3.7 E.1) and the status we hope for (PS3.7 C.1).
-C_ECHO_RQ = 0x0030
-C_ECHO_RSP = 0x8030
-STATUS_SUCCESS = 0x0000
-NO_DATA_SET = 0x0101
+C_ECHO_RQ = dimse.C_ECHO_RQ
+C_ECHO_RSP = dimse.C_ECHO_RSP
+STATUS_SUCCESS = dimse.SUCCESS
+NO_DATA_SET = dimse.NO_DATA_SET
 
 DEFAULT_HOST = "127.0.0.1"
 #: The port the image listens on; DICOM's registered port 104 needs privileges.

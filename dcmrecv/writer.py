@@ -65,6 +65,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 
+from dcmrecv import dimse
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
 from dcmrecv.filemeta import build_file_meta
 from dcmrecv.storage import (
@@ -82,11 +83,11 @@ from dcmrecv.storage import (
     uuid_uid,
 )
 
-#: DIMSE status codes of a C-STORE-RSP (PS3.4 Table B.2-1, PS3.7 Annex C).
-STATUS_SUCCESS: Final = 0x0000
-STATUS_OUT_OF_RESOURCES: Final = 0xA700
-STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = 0xA900
-STATUS_CANNOT_UNDERSTAND: Final = 0xC000
+#: DIMSE status codes of a C-STORE-RSP (PS3.4 Table B.2-1), named as in dimse.py.
+STATUS_SUCCESS: Final = dimse.SUCCESS
+STATUS_OUT_OF_RESOURCES: Final = dimse.OUT_OF_RESOURCES
+STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = dimse.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+STATUS_CANNOT_UNDERSTAND: Final = dimse.CANNOT_UNDERSTAND
 
 #: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
 OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"

@@ -402,29 +402,8 @@ class _FileInstance(IncomingInstance):
     # --- receiving -------------------------------------------------------------
 
     def write(self, fragment: bytes | bytearray | memoryview) -> None:
-        if self._finished or self._refusal is not None or self._error is not None:
-            return
         view = memoryview(fragment)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        size = view.nbytes
-        self._received += size
-        pending = self._pending
-        if len(pending) + size <= BUFFER_SIZE:
-            pending += view
-            return
-        try:
-            fd = self._fd if self._fd is not None else self._create_temp()
-            if pending:
-                _write_all(fd, pending)
-                del pending[:]
-            if size >= BUFFER_SIZE // 2:
-                _write_all(fd, view)
-            else:
-                pending += view
-        except OSError as exc:
-            self._error = exc
-            self._remove_temp()
+        self.write_many([view if view.format == "B" and view.ndim == 1 else view.cast("B")])
 
     def write_many(self, fragments: Sequence[memoryview]) -> None:
         if self._finished or self._refusal is not None or self._error is not None:

@@ -154,13 +154,11 @@ def encode_response(
 
 
 #: DCMTK's wording for C-STORE statuses in "Sending C-STORE Response (...)" lines
-#: (DU_cstoreStatusString), so log-grepping scripts keep working.
+#: (DU_cstoreStatusString), so log-grepping scripts keep working.  Exact codes here;
+#: the A7xx, A9xx and Cxxx ranges are decided in store_status_text().
 _STORE_STATUS_TEXT = {
     SUCCESS: "Success",
     REFUSED_SOP_CLASS_NOT_SUPPORTED: "Refused: SOPClassNotSupported",
-    OUT_OF_RESOURCES: "Refused: OutOfResources",
-    DATA_SET_DOES_NOT_MATCH_SOP_CLASS: "Error: DataSetDoesNotMatchSOPClass",
-    CANNOT_UNDERSTAND: "Error: CannotUnderstand",
     0xB000: "Warning: CoercionOfDataElements",
     0xB007: "Warning: DataSetDoesNotMatchSOPClass",
     0xB006: "Warning: ElementsDiscarded",

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
 from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
 from dcmrecv.dump import dump_parameters
-from dcmrecv.negotiation import ContextResult, NegotiationResult, ProposedContext, negotiate
+from dcmrecv.negotiation import NegotiationResult, ProposedContext, accept_unknown, negotiate
 from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
-from dcmrecv.uids import uid_kind
 from dcmrecv.writer import IncomingInstance, InstanceStore
 
 log = logging.getLogger(__name__)
@@ -373,17 +372,13 @@ class Association:
                 from dcmrecv.asconfig import verification_only_profile
 
                 profile = verification_only_profile()
-            result = negotiate(
-                [
-                    ProposedContext(cx.context_id, cx.abstract_syntax, cx.transfer_syntaxes)
-                    for cx in rq.contexts
-                ],
-                profile,
-                rq.roles or None,
-                rq.extended_negotiation or None,
-            )
+            proposed = [
+                ProposedContext(cx.context_id, cx.abstract_syntax, cx.transfer_syntaxes)
+                for cx in rq.contexts
+            ]
+            result = negotiate(proposed, profile, rq.roles or None, rq.extended_negotiation or None)
             if self.config.promiscuous_transfer_syntaxes:
-                result = _accept_unknown(result, rq, self.config.promiscuous_transfer_syntaxes)
+                result = accept_unknown(result, proposed, self.config.promiscuous_transfer_syntaxes)
             if not result.accepted and not self.config.acknowledge_without_contexts:
                 log.info("No Acceptable Presentation Contexts")
                 self._dump("", "RJ", rq, result)
@@ -742,25 +737,6 @@ class Association:
             self.stats.bytes,
             time.monotonic() - self._connected_at,
         )
-
-
-def _accept_unknown(
-    result: NegotiationResult, rq: pdu.AssociateRQ, transfer_syntaxes: tuple[str, ...]
-) -> NegotiationResult:
-    """storescp --promiscuous: accept abstract syntaxes unknown to DCMTK.
-
-    As DCMTK's storescp, only UIDs without a name (private or newer SOP classes) are
-    taken; a known class the profile leaves out stays refused.  The first of
-    ``transfer_syntaxes`` that the peer offers wins, as for known ones.
-    """
-    offered = {cx.context_id: cx.transfer_syntaxes for cx in rq.contexts}
-    contexts = []
-    for cx in result.contexts:
-        if cx.result == 3 and not uid_kind(cx.abstract_syntax):
-            chosen = next((ts for ts in transfer_syntaxes if ts in offered[cx.context_id]), "")
-            cx = ContextResult(cx.context_id, cx.abstract_syntax, 0 if chosen else 4, chosen)
-        contexts.append(cx)
-    return NegotiationResult(tuple(contexts), result.roles, result.extended_negotiation)
 
 
 def _address_allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:

@@ -41,6 +41,7 @@ from enum import Enum
 from typing import Final
 
 from dcmrecv.asconfig import ExtendedNegotiationSpec, Profile
+from dcmrecv.uids import uid_kind
 
 __all__ = [
     "ABSTRACT_SYNTAX_NOT_SUPPORTED",
@@ -189,3 +190,25 @@ def negotiate(
 
 def _rejected(context: ProposedContext, reason: int) -> ContextResult:
     return ContextResult(context.context_id, context.abstract_syntax, reason, "")
+
+
+def accept_unknown(
+    result: NegotiationResult,
+    proposed: Sequence[ProposedContext],
+    transfer_syntaxes: Sequence[str],
+) -> NegotiationResult:
+    """storescp --promiscuous: also accept abstract syntaxes unknown to DCMTK.
+
+    As DCMTK's storescp, only UIDs without a name (private or newer SOP classes) are
+    taken; a known class the profile leaves out stays refused.  The first of
+    ``transfer_syntaxes`` that the peer offers wins, as for known ones.
+    """
+    offered = {cx.context_id: cx.transfer_syntaxes for cx in proposed}
+    contexts = []
+    for cx in result.contexts:
+        if cx.result == ABSTRACT_SYNTAX_NOT_SUPPORTED and not uid_kind(cx.abstract_syntax):
+            chosen = next((ts for ts in transfer_syntaxes if ts in offered[cx.context_id]), "")
+            outcome = ACCEPTANCE if chosen else TRANSFER_SYNTAXES_NOT_SUPPORTED
+            cx = ContextResult(cx.context_id, cx.abstract_syntax, outcome, chosen)
+        contexts.append(cx)
+    return NegotiationResult(tuple(contexts), result.roles, result.extended_negotiation)

@@ -386,3 +386,31 @@ def test_same_answers_as_dcmtk_for_the_quirks_file() -> None:
         _assert_same_answer(ours, receiver.ask(proposed, roles))
     finally:
         receiver.stop()
+
+
+def test_promiscuous_accepts_only_unnamed_abstract_syntaxes() -> None:
+    # storescp -pm: a private class is accepted with our preferred transfer syntax;
+    # a class DCMTK knows (CT) but the profile lacks stays "abstract syntax not
+    # supported"; a private class offered in no acceptable syntax gets result 4.
+    from dcmrecv.asconfig import verification_only_profile
+    from dcmrecv.negotiation import (
+        ABSTRACT_SYNTAX_NOT_SUPPORTED,
+        ACCEPTANCE,
+        TRANSFER_SYNTAXES_NOT_SUPPORTED,
+        ProposedContext,
+        accept_unknown,
+        negotiate,
+    )
+
+    implicit, explicit = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
+    proposed = [
+        ProposedContext(1, "1.2.826.0.1.3680043.9.9999.1", (implicit, explicit)),
+        ProposedContext(3, "1.2.840.10008.5.1.4.1.1.2", (explicit,)),
+        ProposedContext(5, "1.2.826.0.1.3680043.9.9999.2", ("1.2.840.10008.1.2.4.50",)),
+    ]
+    base = negotiate(proposed, verification_only_profile())
+    result = accept_unknown(base, proposed, (explicit, implicit))
+    outcomes = {cx.context_id: (cx.result, cx.transfer_syntax) for cx in result.contexts}
+    assert outcomes[1] == (ACCEPTANCE, explicit)
+    assert outcomes[3][0] == ABSTRACT_SYNTAX_NOT_SUPPORTED
+    assert outcomes[5] == (TRANSFER_SYNTAXES_NOT_SUPPORTED, "")

@@ -70,7 +70,7 @@ WORKDIR /data
 # associations or has stopped answering is reported unhealthy.  The probe reads
 # DCMRECV_PORT and DCMRECV_AETITLE like the receiver does.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
-    CMD ["python", "-m", "dcmrecv.healthcheck"]
+    CMD ["python", "-m", "dcmrecv.commands.healthcheck"]
 
 # docker stop sends SIGTERM: the receiver stops accepting, lets running C-STOREs
 # finish (up to --shutdown-timeout, 30 s by default: give `docker stop -t` more) and

@@ -66,7 +66,8 @@ RESULTS = REPO / "benchmarks" / "results"
 OURS_DEFAULT = (
     sys.executable,
     "-c",
-    "import sys; from dcmrecv.cli import main; sys.argv[0] = 'dcmrecv'; sys.exit(main())",
+    "import sys; from dcmrecv.commands.dcmrecv import main; "
+    "sys.argv[0] = 'dcmrecv'; sys.exit(main())",
 )
 DEFAULT_CONFIG = Path("/etc/dcmtk/storescp.cfg")
 #: Our options that DCMTK's dcmrecv does not have.
@@ -347,7 +348,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ours",
         default=None,
-        help="command that runs our receiver (default: this checkout's dcmrecv.cli via python)",
+        help="command that runs our receiver (default: this checkout's dcmrecv via python)",
     )
     parser.add_argument(
         "--stand-in-dcmtk",
@@ -416,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ours",
             shlex.join(tools.ours)
             if tools.ours != OURS_DEFAULT
-            else "python -c 'dcmrecv.cli.main()' from this checkout",
+            else "python -c 'dcmrecv.commands.dcmrecv.main()' from this checkout",
         ),
         ("config", f"-xf {tools.config} Default"),
         ("benchmark wall time", f"{elapsed:.0f} s"),

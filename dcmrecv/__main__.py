@@ -1,5 +1,5 @@
 """``python -m dcmrecv``: the same as the ``dcmrecv`` command."""
 
-from dcmrecv.cli import main
+from dcmrecv.commands.dcmrecv import main
 
 main()

@@ -7,16 +7,17 @@ the storage code read it and never look at argv.  Names follow DCMTK's
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from dcmrecv.asconfig import Profile
-    from dcmrecv.writer import OutputPolicy, StoreResult
+from dcmrecv.negotiation.asconfig import Profile
+from dcmrecv.storage.model import FilenameMode as FilenameMode
+from dcmrecv.storage.model import OutputPolicy, StoreResult
+from dcmrecv.storage.model import StorageMode as StorageMode
+from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
 
 
 @dataclass(frozen=True)
@@ -43,30 +44,6 @@ class ReceiverEvents(Protocol):
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class SubdirectoryMode(enum.Enum):
-    """``-s`` / ``+ssd`` (dcmrecv.man, "subdirectory generation")."""
-
-    NONE = "none"  # -s  --no-subdir (default)
-    SERIES_DATE = "series-date"  # +ssd --series-date-subdir: data/YYYY/MM/DD or undef/YYYYMMDD
-
-
-class FilenameMode(enum.Enum):
-    """``+fd`` / ``+fu`` / ``+fsu`` / ``+fst`` (dcmrecv.man, "filename generation")."""
-
-    DEFAULT = "default"  # +fd  <prefix>.<SOP Instance UID>
-    UNIQUE = "unique"  # +fu  <prefix>.X.<new UID>
-    SHORT_UNIQUE = "short-unique"  # +fsu <prefix>_<16 hex digits>
-    SYSTEM_TIME = "system-time"  # +fst <YYYYMMDDHHMMSS>.<microseconds>.<prefix>
-
-
-class StorageMode(enum.Enum):
-    """``-B`` / ``+B`` / ``--ignore`` (dcmrecv.man, "storage mode")."""
-
-    NORMAL = "normal"  # -B: the data set is parsed before it is accepted
-    BIT_PRESERVING = "bit-preserving"  # +B: the received bytes behind a file meta header
-    IGNORE = "ignore"  # --ignore: receive, answer Success, store nothing
 
 
 #: DCMTK's defaults (dcmrecv.man): AE title, ACSE timeout, max receive PDU.
@@ -150,6 +127,6 @@ class ReceiverConfig:
     #: storescp: answer with an A-ASSOCIATE-AC even when no presentation context is
     #: accepted (as DCMTK's storescp does); dcmrecv rejects such a request (1,1,1).
     acknowledge_without_contexts: bool = False
-    #: storescp's naming, sorting and output conversions (dcmrecv.writer.OutputPolicy);
+    #: storescp's naming, sorting and output conversions (dcmrecv.storage.writer.OutputPolicy);
     #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
     output_policy: OutputPolicy | None = None

@@ -173,7 +173,7 @@ say "building $IMAGE"
 say "built in $(took "$started")"
 
 "${ENGINE[@]}" image inspect "$IMAGE" >"$WORK/image.json"
-tr -d ' \n' <"$WORK/image.json" | grep -q '"Test":\["CMD","python","-m","dcmrecv.healthcheck"\]' \
+tr -d ' \n' <"$WORK/image.json" | grep -q '"Test":\["CMD","python","-m","dcmrecv.commands.healthcheck"\]' \
     || fail "the image has no C-ECHO HEALTHCHECK (see $KIND image inspect $IMAGE)"
 user=$("${ENGINE[@]}" image inspect --format '{{.Config.User}}' "$IMAGE")
 case "$user" in

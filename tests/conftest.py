@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from dcmrecv.server import Server
+    from dcmrecv.wire.server import Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -69,7 +69,7 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
     The server is stopped, and its threads joined, when the block ends.
     """
     from dcmrecv.config import ReceiverConfig
-    from dcmrecv.server import Server
+    from dcmrecv.wire.server import Server
 
     settings.setdefault("bind_address", "127.0.0.1")
     settings.setdefault("shutdown_timeout", 10.0)

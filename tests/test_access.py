@@ -22,8 +22,8 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
-from dcmrecv.argv import ArgvError, find_option, parse
-from dcmrecv.cli import parse_aetitle_list, receiver_request
+from dcmrecv.commands.argv import ArgvError, find_option, parse
+from dcmrecv.commands.dcmrecv import parse_aetitle_list, receiver_request
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent

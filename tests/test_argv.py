@@ -1,4 +1,4 @@
-"""DCMTK-style argv parsing (dcmrecv.argv): what a DCMTK user types must mean the same."""
+"""DCMTK-style argv parsing (dcmrecv.commands.argv): what a DCMTK user types must mean the same."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from dcmrecv.argv import (
+from dcmrecv.commands.argv import (
     OPTIONS,
     ArgvError,
     expand_command_files,
@@ -230,7 +230,7 @@ def test_tls_options_are_recognised_with_their_value_counts(spelling: str, nargs
     spec = find_option(spelling)
     assert spec is not None
     assert spec.nargs == nargs
-    assert spec.unsupported is None  # all implemented (dcmrecv/tls.py)
+    assert spec.unsupported is None  # all implemented (dcmrecv/wire/tls.py)
 
 
 def _dcmtk_help_options(help_text: str) -> dict[str, tuple[str | None, int]]:

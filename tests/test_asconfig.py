@@ -1,4 +1,4 @@
-"""DCMTK association configuration files (dcmrecv/asconfig.py).
+"""DCMTK association configuration files (dcmrecv/negotiation/asconfig.py).
 
 Fixtures are in tests/data/asconfig/ (see its README.md): DCMTK's own sample
 files of every release from 3.5.4 to 3.7.0, annotated good and bad files.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcmrecv.asconfig import (
+from dcmrecv.negotiation.asconfig import (
     AssociationProfiles,
     ConfigError,
     ExtendedNegotiationSpec,
@@ -30,7 +30,7 @@ from dcmrecv.asconfig import (
     render_asconfig,
     verification_only_profile,
 )
-from dcmrecv.uids import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, uid_name
+from dcmrecv.negotiation.uids import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, uid_name
 from tests.conftest import IN_CI, free_port, require_tool, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent

@@ -246,9 +246,9 @@ def test_folded_stacks_summarise_self_and_inclusive_samples() -> None:
     # Frames name files by absolute path, under wherever this checkout lives.
     repo = profile.REPO
     lines = [
-        f"run ({repo}/dcmrecv/server.py:10);recv (/x/lib/python3.11/socket.py:5) 6",
-        f"run ({repo}/dcmrecv/server.py:12);write ({repo}/dcmrecv/storage.py:7) 3",
-        f"run ({repo}/dcmrecv/server.py:10) 1",
+        f"run ({repo}/dcmrecv/wire/server.py:10);recv (/x/lib/python3.11/socket.py:5) 6",
+        f"run ({repo}/dcmrecv/wire/server.py:12);write ({repo}/dcmrecv/storage/naming.py:7) 3",
+        f"run ({repo}/dcmrecv/wire/server.py:10) 1",
         "",
     ]
 
@@ -256,6 +256,6 @@ def test_folded_stacks_summarise_self_and_inclusive_samples() -> None:
 
     assert result.total == 10
     assert result.self_samples.most_common(1) == [("recv (socket.py)", 6)]
-    assert result.self_samples["write (dcmrecv/storage.py)"] == 3
+    assert result.self_samples["write (dcmrecv/storage/naming.py)"] == 3
     # Two lines of the same function count as one function, once per stack.
-    assert result.inclusive_samples["run (dcmrecv/server.py)"] == 10
+    assert result.inclusive_samples["run (dcmrecv/wire/server.py)"] == 10

@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import dcmrecv
+import dcmrecv.wire
 from dcmrecv import exitcodes
-from dcmrecv.cli import main
+from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.logsetup import reset_logging
+from dcmrecv.logs.layout import reset_logging
 from tests.conftest import require_tool
 
 
 class FakeServer:
-    """Stands in for dcmrecv.server: records the configuration, returns a code."""
+    """Stands in for dcmrecv.wire.server: records the configuration, returns a code."""
 
     def __init__(self) -> None:
         self.configs: list[ReceiverConfig] = []
@@ -45,10 +45,10 @@ class FakeServer:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
-    module = types.ModuleType("dcmrecv.server")
+    module = types.ModuleType("dcmrecv.wire.server")
     module.serve = fake.serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dcmrecv.server", module)
-    monkeypatch.setattr(dcmrecv, "server", module, raising=False)
+    monkeypatch.setitem(sys.modules, "dcmrecv.wire.server", module)
+    monkeypatch.setattr(dcmrecv.wire, "server", module, raising=False)
     return fake
 
 
@@ -276,7 +276,7 @@ def test_output_directory_not_writable(
     server: FakeServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # root may write anywhere, so ask the access check itself to say no
-    monkeypatch.setattr("dcmrecv.cli.os.access", lambda path, mode: False)
+    monkeypatch.setattr("dcmrecv.commands.dcmrecv.os.access", lambda path, mode: False)
     result = run("-od", str(in_tmp), "104")
     assert result.exit_code == 45
     assert "F: cannot specify output directory: Directory is not writable\n" in result.stderr
@@ -364,7 +364,7 @@ def test_arguments_are_printed_expanded(server: FakeServer, in_tmp: Path) -> Non
 
 # --- end to end: a real process ------------------------------------------------------------------
 
-_MAIN = "import sys; sys.argv[0] = 'dcmrecv'; from dcmrecv.cli import main; main()"
+_MAIN = "import sys; sys.argv[0] = 'dcmrecv'; from dcmrecv.commands.dcmrecv import main; main()"
 
 
 def _ours(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

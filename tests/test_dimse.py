@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
 from pynetdicom.dsutils import decode as _decode
 
-from dcmrecv import dimse
+from dcmrecv.wire import dimse
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dcmrecv.asconfig import verification_only_profile
-from dcmrecv.dump import dump_parameters
-from dcmrecv.negotiation import ProposedContext, negotiate
-from dcmrecv.pdu import AssociateRQ, PresentationContextRQ
+from dcmrecv.negotiation.acceptor import ProposedContext, negotiate
+from dcmrecv.negotiation.asconfig import verification_only_profile
+from dcmrecv.wire.dump import dump_parameters
+from dcmrecv.wire.pdu import AssociateRQ, PresentationContextRQ
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT = "1.2.840.10008.1.2"

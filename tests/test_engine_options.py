@@ -11,9 +11,9 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from dcmrecv.asconfig import verification_only_profile
 from dcmrecv.config import AssociationInfo
-from dcmrecv.writer import StoreResult
+from dcmrecv.negotiation.asconfig import verification_only_profile
+from dcmrecv.storage.writer import StoreResult
 from tests.conftest import running_receiver
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
@@ -62,7 +62,7 @@ def test_promiscuous_accepts_unlisted_abstract_syntaxes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("option", ["abort_during_store", "abort_after_store"])
 def test_abort_options_abort_and_store_nothing(tmp_path: Path, option: str) -> None:
-    from dcmrecv.asconfig import load_profile
+    from dcmrecv.negotiation.asconfig import load_profile
 
     profile = load_profile(Path(__file__).resolve().parent.parent / "storescp.cfg", "Default")
     ae = AE()
@@ -92,7 +92,7 @@ class _Recorder:
 
 
 def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
-    from dcmrecv.asconfig import load_profile
+    from dcmrecv.negotiation.asconfig import load_profile
 
     profile = load_profile(Path(__file__).resolve().parent.parent / "storescp.cfg", "Default")
     recorder = _Recorder()

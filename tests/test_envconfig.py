@@ -1,8 +1,8 @@
-"""DCMRECV_* environment variables -> dcmrecv arguments (dcmrecv.envconfig).
+"""DCMRECV_* environment variables -> dcmrecv arguments (dcmrecv.commands.environment).
 
 What an operator sees: a variable sets the option it is named after, the command
 line overrides it, a typo or a half-given option is an error that names the
-variable.  Results are checked through DCMTK's grammar (``dcmrecv.argv.parse``),
+variable.  Results are checked through DCMTK's grammar (``dcmrecv.commands.argv.parse``),
 the way the command will read them.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcmrecv.argv import OPTIONS, ArgvError, CommandLine, parse
-from dcmrecv.envconfig import (
+from dcmrecv.commands.argv import OPTIONS, ArgvError, CommandLine, parse
+from dcmrecv.commands.environment import (
     ENV_OPTIONS,
     EnvConfigError,
     apply_environment,
@@ -76,7 +76,7 @@ def test_variable_gives_its_option(environ: dict[str, str], expected: list[str])
 
 @pytest.mark.parametrize("spec", [s for s in OPTIONS if not s.exclusive], ids=lambda s: s.long)
 def test_every_option_of_the_table_can_be_set(spec: object) -> None:
-    """An option added to dcmrecv.argv.OPTIONS needs no change here to be configurable."""
+    """An option added to dcmrecv.commands.argv.OPTIONS needs no change here to be configurable."""
     (option,) = [o for o in ENV_OPTIONS if o.spec is spec]
     name = option.spec.long.removeprefix("--").upper().replace("-", "_")
     assert option.variables[0] == f"DCMRECV_{name}"

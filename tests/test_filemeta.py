@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dcmrecv.filemeta import build_file_meta
+from dcmrecv.storage.filemeta import build_file_meta
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydicom.datadict import dictionary_VR
 
-from dcmrecv._sq_tags import SQ_REPEATERS, SQ_TAGS
+from dcmrecv.storage._sq_tags import SQ_REPEATERS, SQ_TAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The container health probe (dcmrecv.healthcheck): one real C-ECHO, exit 0 or 1.
+"""The container health probe (dcmrecv.commands.healthcheck): one real C-ECHO, exit 0 or 1.
 
 The probe is checked the way Docker and Kubernetes use it: against a receiver
 that answers (healthy), one that refuses the association or the Verification
@@ -21,10 +21,7 @@ import pytest
 from pydicom.filereader import read_dataset
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 
-from dcmrecv import dimse, pdu
-from dcmrecv.asconfig import load_profile
-from dcmrecv.config import DEFAULT_AETITLE
-from dcmrecv.healthcheck import (
+from dcmrecv.commands.healthcheck import (
     EXIT_HEALTHY,
     EXIT_UNHEALTHY,
     Unhealthy,
@@ -34,7 +31,10 @@ from dcmrecv.healthcheck import (
     encode_echo_rq,
     run,
 )
-from dcmrecv.pdu import decode_associate_rq
+from dcmrecv.config import DEFAULT_AETITLE
+from dcmrecv.negotiation.asconfig import load_profile
+from dcmrecv.wire import dimse, pdu
+from dcmrecv.wire.pdu import decode_associate_rq
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def test_bad_port_in_environment_is_unhealthy(capsys: pytest.CaptureFixture[str]
 def test_module_runs_as_docker_runs_it() -> None:
     with running_receiver() as server:
         result = subprocess.run(
-            [sys.executable, "-m", "dcmrecv.healthcheck", "127.0.0.1", str(server.port)],
+            [sys.executable, "-m", "dcmrecv.commands.healthcheck", "127.0.0.1", str(server.port)],
             capture_output=True,
             text=True,
             timeout=30,

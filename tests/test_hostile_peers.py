@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pynetdicom import pdu as pn_pdu
 
-from dcmrecv.asconfig import Profile, load_profile
 from dcmrecv.config import SubdirectoryMode
+from dcmrecv.negotiation.asconfig import Profile, load_profile
 from tests import rawpeer
 from tests.conftest import running_receiver
 from tests.rawpeer import (
@@ -208,7 +208,7 @@ def test_request_buffer_follows_the_data_when_a_peer_dribbles() -> None:
     # The receive loop of association.py, fed the reads that a peer sending 4
     # bytes at a time produces over TCP; driven directly, so that every read is
     # exactly 4 bytes and the figure does not depend on thread timing.
-    from dcmrecv.pdu import PDUBuffer
+    from dcmrecv.wire.pdu import PDUBuffer
 
     buffer = PDUBuffer()
     buffer.max_lengths = {rawpeer.A_ASSOCIATE_RQ: 1024 * 1024}

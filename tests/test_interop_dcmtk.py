@@ -205,7 +205,7 @@ def test_same_file_meta(request: pytest.FixtureRequest, pair: Pair) -> None:
         our_elements = {int(e.tag): e for e in our_meta if int(e.tag) not in IGNORED_META}
         if SOURCE_AE_TITLE not in their_elements and SOURCE_AE_TITLE in our_elements:
             # DCMTK writes (0002,0016) Source Application Entity Title only in +B mode;
-            # ours writes the calling AE title in every mode (dcmrecv/filemeta.py: every
+            # ours writes the calling AE title in every mode (dcmrecv/storage/filemeta.py: every
             # mode of ours keeps the received bytes as +B does).  Optional (PS3.10
             # Table 7.1-1, type 3), but it must name the sender.
             source = our_elements.pop(SOURCE_AE_TITLE)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dcmrecv.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile, load_profile
 from tests import rawpeer
 from tests.conftest import free_port, running_receiver, wait_for_port
 from tests.rawpeer import (
@@ -50,7 +50,7 @@ STORAGE_RQ = associate_rq(
     ]
 )
 #: Large enough that the receiver has moved past its in-memory buffer (256 KiB in
-#: dcmrecv.writer) and holds a temporary file on disk when the association dies.
+#: dcmrecv.storage.writer) and holds a temporary file on disk when the association dies.
 HALF = 1024 * 1024
 
 

@@ -30,8 +30,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from dcmrecv.asconfig import load_profile
 from dcmrecv.config import StorageMode
+from dcmrecv.negotiation.asconfig import load_profile
 from tests import rawpeer
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
 from tests.rawpeer import RawPeer
@@ -173,7 +173,7 @@ def test_soak_associate_abort_cycles(tmp_path: Path) -> None:
 def test_connection_flood_is_bounded_and_the_receiver_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from dcmrecv.server import MAX_CONNECTIONS
+    from dcmrecv.wire.server import MAX_CONNECTIONS
 
     caplog.set_level(logging.WARNING, logger="dcmrecv")
     flood = MAX_CONNECTIONS + 50

@@ -10,23 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from dcmrecv.logcfg import (
-    LogConfigError,
-    apply_log_config,
-    expand_variables,
-    parse_log_config,
-    parse_properties,
-    read_log_config,
-)
-from dcmrecv.logsetup import (
+from dcmrecv.logs.layout import (
     TRACE,
     PatternFormatter,
     SimpleFormatter,
-    configure_logging,
     format_date,
     log_forced,
     parse_pattern,
     reset_logging,
+)
+from dcmrecv.logs.logger_config import (
+    LogConfigError,
+    apply_log_config,
+    configure_logging,
+    expand_variables,
+    parse_log_config,
+    parse_properties,
+    read_log_config,
 )
 from tests.conftest import IN_CI
 
@@ -52,7 +52,7 @@ def dcmtk_example(name: str, tmp_path: Path) -> Path:
 
 
 def record(
-    message: str, level: int = logging.INFO, name: str = "dcmrecv.server", created: float = 0.0
+    message: str, level: int = logging.INFO, name: str = "dcmrecv.wire.server", created: float = 0.0
 ) -> logging.LogRecord:
     rec = logging.LogRecord(name, level, __file__, 42, message, (), None, func="handler")
     if created:
@@ -78,7 +78,7 @@ def test_console_prefixes_and_levels(
     capsys: pytest.CaptureFixture[str], level: str, shown: list[str], hidden: list[str]
 ) -> None:
     configure_logging(level, None)
-    logger = logging.getLogger("dcmrecv.association")
+    logger = logging.getLogger("dcmrecv.wire.association")
     levels = {
         "T": TRACE,
         "D": logging.DEBUG,
@@ -130,8 +130,8 @@ def test_pattern_padding_and_level_names() -> None:
 
 def test_pattern_logger_name_and_precision() -> None:
     formatter = PatternFormatter("%c %c{1} %c{2} %-8c{1}|")
-    assert formatter.format(record("x", name="dcmrecv.server")) == (
-        "dcmrecv.server server dcmrecv.server server  |"
+    assert formatter.format(record("x", name="dcmrecv.wire.server")) == (
+        "dcmrecv.wire.server server wire.server server  |"
     )
 
 
@@ -381,15 +381,15 @@ def test_logger_levels_and_additivity(tmp_path: Path, capsys: pytest.CaptureFixt
     config_file = write(
         tmp_path,
         "log4cplus.rootLogger = WARN, c\n"
-        "log4cplus.logger.dcmrecv.storage = DEBUG\n"
-        "log4cplus.logger.dcmrecv.pdu = INHERITED, c\n"
-        "log4cplus.additivity.dcmrecv.pdu = false\n"
+        "log4cplus.logger.dcmrecv.storage.naming = DEBUG\n"
+        "log4cplus.logger.dcmrecv.wire.pdu = INHERITED, c\n"
+        "log4cplus.additivity.dcmrecv.wire.pdu = false\n"
         "log4cplus.appender.c = log4cplus::ConsoleAppender\n",
     )
     configure_logging("warn", config_file)
-    logging.getLogger("dcmrecv.storage").debug("storage debug")
-    logging.getLogger("dcmrecv.association").info("association info")
-    logging.getLogger("dcmrecv.pdu").warning("pdu warning")
+    logging.getLogger("dcmrecv.storage.naming").debug("storage debug")
+    logging.getLogger("dcmrecv.wire.association").info("association info")
+    logging.getLogger("dcmrecv.wire.pdu").warning("pdu warning")
     assert capsys.readouterr().out == "DEBUG - storage debug\nWARN - pdu warning\n"
 
 
@@ -401,7 +401,7 @@ def test_dcmtk_logger_names_mean_ours(tmp_path: Path, capsys: pytest.CaptureFixt
         "log4cplus.appender.c = log4cplus::ConsoleAppender\n",
     )
     configure_logging("warn", config_file, "dcmrecv")
-    logging.getLogger("dcmrecv.server").info("shown")
+    logging.getLogger("dcmrecv.wire.server").info("shown")
     assert capsys.readouterr().out == "INFO - shown\n"
 
 

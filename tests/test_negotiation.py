@@ -1,4 +1,4 @@
-"""Presentation context negotiation as DCMTK's dcmrecv does it (dcmrecv/negotiation.py).
+"""Presentation context negotiation as DCMTK's dcmrecv does it (dcmrecv/negotiation/acceptor.py).
 
 The unit tests state DCMTK's rules (dcasccfg.cc, the role table in dul.h);
 the tests marked dcmtk put the same proposals to DCMTK 3.6.7's dcmrecv and
@@ -14,15 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dcmrecv.asconfig import (
-    ExtendedNegotiationSpec,
-    PresentationContextSpec,
-    Profile,
-    RoleSpec,
-    load_profile,
-    verification_only_profile,
-)
-from dcmrecv.negotiation import (
+from dcmrecv.negotiation.acceptor import (
     ABSTRACT_SYNTAX_NOT_SUPPORTED,
     ACCEPTANCE,
     NO_REASON,
@@ -32,6 +24,14 @@ from dcmrecv.negotiation import (
     ProposedContext,
     RoleReply,
     negotiate,
+)
+from dcmrecv.negotiation.asconfig import (
+    ExtendedNegotiationSpec,
+    PresentationContextSpec,
+    Profile,
+    RoleSpec,
+    load_profile,
+    verification_only_profile,
 )
 from tests.conftest import IN_CI, free_port, require_tool, wait_for_port
 
@@ -392,8 +392,7 @@ def test_promiscuous_accepts_only_unnamed_abstract_syntaxes() -> None:
     # storescp -pm: a private class is accepted with our preferred transfer syntax;
     # a class DCMTK knows (CT) but the profile lacks stays "abstract syntax not
     # supported"; a private class offered in no acceptable syntax gets result 4.
-    from dcmrecv.asconfig import verification_only_profile
-    from dcmrecv.negotiation import (
+    from dcmrecv.negotiation.acceptor import (
         ABSTRACT_SYNTAX_NOT_SUPPORTED,
         ACCEPTANCE,
         TRANSFER_SYNTAXES_NOT_SUPPORTED,
@@ -401,6 +400,7 @@ def test_promiscuous_accepts_only_unnamed_abstract_syntaxes() -> None:
         accept_unknown,
         negotiate,
     )
+    from dcmrecv.negotiation.asconfig import verification_only_profile
 
     implicit, explicit = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
     proposed = [

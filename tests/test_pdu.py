@@ -17,8 +17,8 @@ from pynetdicom import build_context
 from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_primitives as pp
 
-from dcmrecv import pdu
-from dcmrecv.pdu import AbortReason, ProtocolError
+from dcmrecv.wire import pdu
+from dcmrecv.wire.pdu import AbortReason, ProtocolError
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 VERIFICATION = "1.2.840.10008.1.1"

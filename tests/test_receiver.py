@@ -14,8 +14,8 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from dcmrecv.asconfig import load_profile
 from dcmrecv.config import FilenameMode, StorageMode, SubdirectoryMode
+from dcmrecv.negotiation.asconfig import load_profile
 from tests.conftest import require_tool, running_receiver
 
 ROOT = Path(__file__).resolve().parent.parent

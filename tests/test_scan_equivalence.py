@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
-from dcmrecv.storage import DatasetError, DatasetSummary, scan_buffer, scan_dataset
+from dcmrecv.storage.dataset import DatasetError, DatasetSummary, scan_buffer, scan_dataset
 
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"

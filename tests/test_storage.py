@@ -21,16 +21,11 @@ from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from dcmrecv import storage
 from dcmrecv.config import FilenameMode, SubdirectoryMode
-from dcmrecv.storage import (
-    DatasetError,
-    PlanError,
-    parse_series_date,
-    plan_path,
-    scan_dataset,
-    short_unique_name,
-)
+from dcmrecv.storage import dataset
+from dcmrecv.storage import naming as storage
+from dcmrecv.storage.dataset import DatasetError, scan_dataset
+from dcmrecv.storage.naming import PlanError, parse_series_date, plan_path, short_unique_name
 
 NOW = datetime(2024, 3, 5, 7, 8, 9, 12345)
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -245,7 +240,7 @@ def deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def scan(data: bytes, ts: str = EXPLICIT_LE, **kwargs: int) -> storage.DatasetSummary:
+def scan(data: bytes, ts: str = EXPLICIT_LE, **kwargs: int) -> dataset.DatasetSummary:
     return scan_dataset(io.BytesIO(data), len(data), ts, **kwargs)  # type: ignore[arg-type]
 
 
@@ -269,7 +264,7 @@ def sample() -> Dataset:
 )
 def test_scan_reports_uids_and_series_date(ts: str, implicit: bool, little: bool) -> None:
     summary = scan(encode(sample(), implicit=implicit, little=little), ts)
-    assert summary == storage.DatasetSummary(CT, "1.2.3.4", "19970430")
+    assert summary == dataset.DatasetSummary(CT, "1.2.3.4", "19970430")
 
 
 def test_scan_reads_deflated_data_sets() -> None:
@@ -400,7 +395,7 @@ def test_stop_after_reads_only_up_to_the_series_date() -> None:
     head = encode(sample())
     cut = head[: head.index(b"\x10\x00\x10\x00")]  # ends before Patient Name's value
     garbage = cut + b"\x10\x00\x10\x00PN\xff\x7f"
-    assert scan(garbage, stop_after=storage.SERIES_DATE_TAG).series_date == "19970430"
+    assert scan(garbage, stop_after=dataset.SERIES_DATE_TAG).series_date == "19970430"
     with pytest.raises(DatasetError):
         scan(garbage)
 
@@ -430,7 +425,7 @@ def test_deflate_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     ds.PixelData = bytes(4 * 1024 * 1024)
     bomb = deflate(encode(ds))
     assert len(bomb) < 16 * 1024  # 4 MiB from a few KiB: ratio far above 256
-    monkeypatch.setattr(storage, "INFLATE_FLOOR", 1024 * 1024)
+    monkeypatch.setattr(dataset, "INFLATE_FLOOR", 1024 * 1024)
     with pytest.raises(DatasetError, match="limit"):
         scan(bomb, DEFLATED)
 
@@ -463,4 +458,4 @@ def test_scan_parses_or_raises_dataset_error_never_anything_else(data: bytes, ts
         summary = scan(data, ts)
     except DatasetError:
         return
-    assert isinstance(summary, storage.DatasetSummary)
+    assert isinstance(summary, dataset.DatasetSummary)

@@ -1,4 +1,4 @@
-"""storescp's output conversions (dcmrecv.convert), read back with pydicom."""
+"""storescp's output conversions (dcmrecv.storage.convert), read back with pydicom."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from dcmrecv.convert import GroupLength, OutputEncoding, configure_pydicom, convert
-from dcmrecv.filemeta import build_file_meta
-from dcmrecv.writer import ConversionError
+from dcmrecv.storage.convert import GroupLength, OutputEncoding, configure_pydicom, convert
+from dcmrecv.storage.filemeta import build_file_meta
+from dcmrecv.storage.writer import ConversionError
 
 IMPLICIT, LE, BE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"

@@ -27,17 +27,22 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 
+from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
 from dcmrecv.config import AssociationInfo
-from dcmrecv.convert import OutputEncoding, configure_pydicom
-from dcmrecv.hooks import EventSettings, NamingSettings, StorescpSession, split_template
-from dcmrecv.sorting import SortMode
-from dcmrecv.storescp_options import network_transfer_syntaxes, storescp_profile
+from dcmrecv.ops.storescp_session import (
+    EventSettings,
+    NamingSettings,
+    StorescpSession,
+    split_template,
+)
+from dcmrecv.storage.convert import OutputEncoding, configure_pydicom
+from dcmrecv.storage.sorting import SortMode
 from tests.conftest import require_tool, running_receiver
 from tests.interop import receiver_process, stored_files
 
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
-OURS = [sys.executable, "-c", "from dcmrecv.storescp_cli import main; main()"]
+OURS = [sys.executable, "-c", "from dcmrecv.commands.storescp import main; main()"]
 RECORDER = (
     "import json, sys\n"
     "with open(sys.argv[1], 'a') as f:\n"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dcmrecv import storescp_options as so
-from dcmrecv.convert import GroupLength
-from dcmrecv.sorting import SortMode
-from dcmrecv.storescp_cli import main
+from dcmrecv.commands import storescp_options as so
+from dcmrecv.commands.storescp import main
+from dcmrecv.storage.convert import GroupLength
+from dcmrecv.storage.sorting import SortMode
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ ERROR_CASES = [
 
 def _ours(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from dcmrecv.storescp_cli import main; main()", *args],
+        [sys.executable, "-c", "from dcmrecv.commands.storescp import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=60,

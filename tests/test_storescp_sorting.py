@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcmrecv import sorting
-from dcmrecv.hooks import TemplateError, split_template, substitute
-from dcmrecv.sorting import SortMode
+from dcmrecv.ops.storescp_session import TemplateError, split_template, substitute
+from dcmrecv.storage import sorting
+from dcmrecv.storage.sorting import SortMode
 
 NOW = datetime(2024, 3, 5, 7, 8, 9, 123456)
 

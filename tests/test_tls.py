@@ -24,10 +24,10 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from dcmrecv import tls
-from dcmrecv.argv import ArgvError, parse
-from dcmrecv.asconfig import Profile, load_profile
-from dcmrecv.cli import receiver_request
+from dcmrecv.commands.argv import ArgvError, parse
+from dcmrecv.commands.dcmrecv import receiver_request
+from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.wire import tls
 from tests.conftest import IN_CI, free_port, require_tool, running_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent

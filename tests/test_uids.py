@@ -1,4 +1,5 @@
-"""UID names, keywords and DCMTK file name prefixes (dcmrecv/uids.py, dcmrecv/_uid_table.py).
+"""UID names, keywords and DCMTK file name prefixes (dcmrecv/negotiation/uids.py and
+_uid_table.py).
 
 Expected values are the DICOM standard's (PS3.6 Annex A) and DCMTK's (dcuid.cc,
 storescp.cfg), written out here, not taken from the code under test.
@@ -15,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcmrecv import uids
-from dcmrecv.uids import (
+from dcmrecv.negotiation import uids
+from dcmrecv.negotiation.uids import (
     STORAGE_SOP_CLASSES,
     TRANSFER_SYNTAXES,
     is_valid_uid,
@@ -202,5 +203,5 @@ def test_generated_uid_table_is_up_to_date() -> None:
         pytest.skip(f"{TSV} missing: the reference table lives in shared/ beside the repository")
     generator = _load_tool("gen_uid_table")
     expected = generator.render(generator.read_rows(TSV))
-    current = (REPO / "dcmrecv" / "_uid_table.py").read_text(encoding="utf-8")
+    current = (REPO / "dcmrecv" / "negotiation" / "_uid_table.py").read_text(encoding="utf-8")
     assert current == expected, "run python3 tools/gen_uid_table.py"

@@ -19,9 +19,9 @@ from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from dcmrecv import writer
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.writer import (
+from dcmrecv.storage import writer
+from dcmrecv.storage.writer import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
     STATUS_OUT_OF_RESOURCES,
@@ -31,7 +31,7 @@ from dcmrecv.writer import (
 )
 from tests.conftest import free_port, require_tool, wait_for_port
 
-#: Stand-in for dcmrecv.uids.modality_prefix: DCMTK's codes for the classes used here.
+#: Stand-in for dcmrecv.negotiation.uids.modality_prefix: DCMTK's codes for the classes used here.
 MODALITY = {
     "1.2.840.10008.5.1.4.1.1.2": "CT",
     "1.2.840.10008.5.1.4.1.1.4": "MR",
@@ -406,7 +406,7 @@ DISK_FULL_CHILD = textwrap.dedent(
     import json, resource, signal, sys
     from pathlib import Path
     from dcmrecv.config import ReceiverConfig, StorageMode
-    from dcmrecv.writer import InstanceStore
+    from dcmrecv.storage.writer import InstanceStore
 
     root, uid, limit, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate storescp.cfg and profiles/*.cfg from the UID table (dcmrecv/_uid_table.py).
+"""Generate storescp.cfg and profiles/*.cfg from the UID table (dcmrecv/negotiation/_uid_table.py).
 
 Usage: python3 tools/gen_profiles.py [--check]
 
@@ -25,14 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from dcmrecv._uid_table import UID_ROWS  # noqa: E402
-from dcmrecv.asconfig import (  # noqa: E402
+from dcmrecv.negotiation._uid_table import UID_ROWS  # noqa: E402
+from dcmrecv.negotiation.asconfig import (  # noqa: E402
     AssociationProfiles,
     PresentationContextSpec,
     Profile,
     render_asconfig,
 )
-from dcmrecv.uids import (  # noqa: E402
+from dcmrecv.negotiation.uids import (  # noqa: E402
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,

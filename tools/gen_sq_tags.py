@@ -1,6 +1,6 @@
-"""Write dcmrecv/_sq_tags.py: the tags whose VR is SQ in the DICOM data dictionary.
+"""Write dcmrecv/storage/_sq_tags.py: the tags whose VR is SQ in the DICOM data dictionary.
 
-The data set checker (dcmrecv/storage.py) must know, for Implicit VR data sets,
+The data set checker (dcmrecv/storage/dataset.py) must know, for Implicit VR data sets,
 which defined-length values are sequences (PS3.5 7.1.3 leaves the VR out; the data
 dictionary of PS3.6 says).  Importing pydicom's dictionary at run time costs about
 0.1 s and 30 MB in every receiver process, so the few hundred SQ tags are kept as a
@@ -18,7 +18,7 @@ from pydicom import __version__ as pydicom_version
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET = REPO / "dcmrecv" / "_sq_tags.py"
+TARGET = REPO / "dcmrecv" / "storage" / "_sq_tags.py"
 
 
 def render() -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate dcmrecv/_uid_table.py from the project's UID reference table.
+"""Generate dcmrecv/negotiation/_uid_table.py from the project's UID reference table.
 
 Usage: python3 tools/gen_uid_table.py [TSV] [--output PATH] [--check]
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TSV = REPO.parent / "shared" / "reference" / "dcmtk-uids.tsv"
-DEFAULT_OUTPUT = REPO / "dcmrecv" / "_uid_table.py"
+DEFAULT_OUTPUT = REPO / "dcmrecv" / "negotiation" / "_uid_table.py"
 COLUMNS = (
     "uid",
     "dicom_keyword",
@@ -42,7 +42,7 @@ GENERATED FILE, do not edit: regenerate with
     python3 tools/gen_uid_table.py [path/to/dcmtk-uids.tsv]
 
 from shared/reference/dcmtk-uids.tsv (DCMTK's UID name map and modality table,
-dcmdata/libsrc/dcuid.cc, merged over DCMTK 3.5.4 to 3.7.0).  dcmrecv/uids.py is
+dcmdata/libsrc/dcuid.cc, merged over DCMTK 3.5.4 to 3.7.0).  dcmrecv/negotiation/uids.py is
 the API over this table.
 
 Each row: (uid, DICOM keyword (PS3.6 Annex A) or "", DCMTK's current name,

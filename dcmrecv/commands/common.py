@@ -1,6 +1,6 @@
 """What dcmrecv and storescp share as DCMTK-style click commands.
 
-Both commands read their arguments with DCMTK's grammar (dcmrecv.argv), not with
+Both commands read their arguments with DCMTK's grammar (dcmrecv.commands.argv), not with
 click's parser, and print DCMTK's identification lines and ``error:`` block.
 """
 

@@ -1,7 +1,7 @@
 """The ``storescp`` command: DCMTK's storescp command line on our receiver.
 
-argv -> :class:`dcmrecv.storescp_options.Settings` -> ReceiverConfig (with a
-:class:`dcmrecv.hooks.StorescpSession` as naming/conversion policy and event
+argv -> :class:`dcmrecv.commands.storescp_options.Settings` -> ReceiverConfig (with a
+:class:`dcmrecv.ops.storescp_session.StorescpSession` as naming/conversion policy and event
 handler) -> ``server.serve()``.  The steps follow storescp.cc's order, which decides
 which error a user sees first; every error exits with 1, as DCMTK's storescp does
 (it has no other exit codes), and a normal stop with 0.
@@ -25,15 +25,10 @@ from typing import Any, Final, NoReturn
 
 import click
 
-from dcmrecv import dcmtkcli, tls
-from dcmrecv.argv import ArgvError, CommandLine, expand_command_files, format_help
-from dcmrecv.cli import log_request, tls_request
-from dcmrecv.config import ReceiverConfig, StorageMode
-from dcmrecv.convert import configure_pydicom
-from dcmrecv.hooks import StorescpSession
-from dcmrecv.logcfg import LogConfigError
-from dcmrecv.logsetup import BASE_LOGGER, configure_logging, log_forced
-from dcmrecv.storescp_options import (
+from dcmrecv.commands import common as dcmtkcli
+from dcmrecv.commands.argv import ArgvError, CommandLine, expand_command_files, format_help
+from dcmrecv.commands.dcmrecv import log_request, tls_request
+from dcmrecv.commands.storescp_options import (
     APPNAME,
     OPTIONS,
     PARAMS,
@@ -44,7 +39,13 @@ from dcmrecv.storescp_options import (
     parse,
     storescp_profile,
 )
-from dcmrecv.uids import modality_prefix
+from dcmrecv.config import ReceiverConfig, StorageMode
+from dcmrecv.logs.layout import BASE_LOGGER, log_forced
+from dcmrecv.logs.logger_config import LogConfigError, configure_logging
+from dcmrecv.negotiation.uids import modality_prefix
+from dcmrecv.ops.storescp_session import StorescpSession
+from dcmrecv.storage.convert import configure_pydicom
+from dcmrecv.wire import tls
 
 DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
 EXIT_OK: Final = 0
@@ -152,7 +153,7 @@ def store_request(sop_class_uid: str) -> None:
     if message_id is None:
         return
     code = modality_prefix(sop_class_uid)
-    logging.getLogger("dcmrecv.association").info(
+    logging.getLogger("dcmrecv.wire.association").info(
         "Received Store Request (MsgID %d, %s)", message_id, "OT" if code == "UNKNOWN" else code
     )
 
@@ -164,7 +165,7 @@ class _Session(StorescpSession):
 
 def install_log_dialect() -> None:
     dialect = StorescpLogDialect()
-    for name in ("dcmrecv.association", "dcmrecv.server"):
+    for name in ("dcmrecv.wire.association", "dcmrecv.wire.server"):
         logger = logging.getLogger(name)
         for existing in list(logger.filters):
             if isinstance(existing, StorescpLogDialect):
@@ -277,7 +278,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
 
     profile = None
     if settings.profile_source is not None:
-        from dcmrecv import asconfig
+        from dcmrecv.negotiation import asconfig
 
         filename, profile_name = settings.profile_source
         try:
@@ -308,7 +309,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             log.critical("%s", exc)
             dcmtkcli.finish(ctx, EXIT_ERROR)
         config = replace(config, tls_context=context, expected_sni=tls_options.expected_sni)
-    from dcmrecv import server
+    from dcmrecv.wire import server
 
     install_log_dialect()
 

@@ -47,14 +47,14 @@ from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_f
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
-from dcmrecv.uids import (
+from dcmrecv.negotiation.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     uid_name,
 )
-from dcmrecv.writer import ConversionError
+from dcmrecv.storage.model import ConversionError
 
 #: Transfer syntaxes whose data set is native (not encapsulated): the ones we can write.
 NATIVE_TRANSFER_SYNTAXES: Final = frozenset(

@@ -1,7 +1,7 @@
 """Configuration from the environment: ``DCMRECV_*`` variables -> DCMTK-style arguments.
 
 A container is configured with environment variables more often than with a
-command line.  Every option of :data:`dcmrecv.argv.OPTIONS` has a variable named
+command line.  Every option of :data:`dcmrecv.commands.argv.OPTIONS` has a variable named
 ``DCMRECV_`` plus its long name, upper-cased, dashes as underscores
 (``--max-associations`` -> ``DCMRECV_MAX_ASSOCIATIONS``); the ``port`` parameter is
 ``DCMRECV_PORT``.  The names are derived from the option table, so an option added
@@ -30,7 +30,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dcmrecv.argv import OPTIONS, OptionSpec, find_option, is_option
+from dcmrecv.commands.argv import OPTIONS, OptionSpec, find_option, is_option
 
 #: Prefix of every variable this module reads.
 PREFIX = "DCMRECV_"
@@ -178,9 +178,9 @@ def env_port(environ: Mapping[str, str]) -> str | None:
 def _scan(args: Sequence[str]) -> tuple[bool, set[str]]:
     """Whether ``args`` hold a parameter, and which options (long names) they use.
 
-    Walks the tokens with DCMTK's rules from :mod:`dcmrecv.argv` (an option's values
+    Walks the tokens with DCMTK's rules from :mod:`dcmrecv.commands.argv` (an option's values
     are taken verbatim, so ``-aet 104`` holds no parameter).  Unknown options are
-    skipped here; :func:`dcmrecv.argv.parse` reports them afterwards.
+    skipped here; :func:`dcmrecv.commands.argv.parse` reports them afterwards.
     """
     has_param = False
     longs: set[str] = set()

@@ -1,7 +1,7 @@
 """storescp's file naming, study sorting and events, as one object the engine calls.
 
 :class:`StorescpSession` is the ``ReceiverConfig.output_policy`` (names and
-conversions, dcmrecv.writer.OutputPolicy) and ``ReceiverConfig.events``
+conversions, dcmrecv.storage.writer.OutputPolicy) and ``ReceiverConfig.events``
 (``instance_stored``/``association_ended``, dcmrecv.config.ReceiverEvents) of the
 ``storescp`` command.  It implements storescp.man's "event options" and "NOTES":
 
@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, Final
 
-from dcmrecv import sorting
 from dcmrecv.config import AssociationInfo
-from dcmrecv.convert import OutputEncoding, convert
-from dcmrecv.sorting import SortMode
-from dcmrecv.storage import PathPlan, PlanError, sanitize_uid, uuid_uid
-from dcmrecv.writer import InstanceFacts, StoreResult
+from dcmrecv.storage import sorting
+from dcmrecv.storage.convert import OutputEncoding, convert
+from dcmrecv.storage.model import InstanceFacts, StoreResult
+from dcmrecv.storage.naming import PathPlan, PlanError, sanitize_uid, uuid_uid
+from dcmrecv.storage.sorting import SortMode
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ ASC_dumpParameters output.  Pure: values in, text out.
 from __future__ import annotations
 
 from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dcmrecv.negotiation import NegotiationResult
-from dcmrecv.pdu import AssociateRQ
-from dcmrecv.uids import uid_name
+from dcmrecv.negotiation.acceptor import NegotiationResult
+from dcmrecv.negotiation.uids import uid_name
+from dcmrecv.wire.pdu import AssociateRQ
 
 _RESULT_WORDS = {
     0: "Accepted",

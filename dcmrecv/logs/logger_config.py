@@ -16,7 +16,7 @@ parts those files use and the common parts of log4cplus around them:
   ``LogLevelMatchFilter``, ``LogLevelRangeFilter``, ``StringMatchFilter``,
   ``DenyAllFilter``;
 * layouts ``SimpleLayout`` (the default) and ``PatternLayout`` with
-  ``ConversionPattern`` (see :func:`dcmrecv.logsetup.parse_pattern`).
+  ``ConversionPattern`` (see :func:`dcmrecv.logs.layout.parse_pattern`).
 
 Keys are case-sensitive as in log4cplus: ``logToStderr`` in DCMTK's own
 ``logger.cfg`` is not ``logToStdErr``, so that console writes to standard output,
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from dcmrecv import logsetup
+from dcmrecv.logs import layout as log_layout
 
 PREFIX = "log4cplus."
 _LOG4CPLUS_NS = "log4cplus::"
@@ -248,7 +248,7 @@ class _Reader:
         text = self.get(key).strip().upper()
         if allow_inherit and text in ("INHERITED", "INHERIT", "NOTSET", ""):
             return None
-        value = logsetup.level_from_name(text)
+        value = log_layout.level_from_name(text)
         if value is None:
             raise self.error(
                 key,
@@ -277,8 +277,8 @@ def _layout(reader: _Reader, prefix: str) -> LayoutSpec:
         raise reader.error(key, "PatternLayout needs a ConversionPattern")
     pattern = reader.get(pattern_key)
     try:
-        logsetup.parse_pattern(pattern)
-    except logsetup.PatternError as exc:
+        log_layout.parse_pattern(pattern)
+    except log_layout.PatternError as exc:
         raise reader.error(pattern_key, str(exc)) from None
     each_line = reader.boolean(f"{key}.FormatEachLine", True)
     return LayoutSpec("pattern", pattern, each_line)
@@ -370,7 +370,7 @@ def _logger(reader: _Reader, key: str, name: str, appname: str, root: bool) -> L
     if not root and level_text in ("INHERITED", "INHERIT", "NOTSET"):
         level = None
     else:
-        level = logsetup.level_from_name(level_text)
+        level = log_layout.level_from_name(level_text)
         if level is None:
             raise reader.error(key, _unknown_level(tokens[0]))
     appenders = tuple(t for t in tokens[1:] if t)
@@ -387,7 +387,7 @@ def python_logger_name(name: str, appname: str = "dcmrecv") -> str:
     our base logger; other names are taken as Python logger names.
     """
     if name in ("", "root", "dcmtk", f"dcmtk.apps.{appname}"):
-        return logsetup.BASE_LOGGER
+        return log_layout.BASE_LOGGER
     return name
 
 
@@ -523,15 +523,15 @@ class RollingFileHandler(logging.handlers.RotatingFileHandler):
 
 def _formatter(layout: LayoutSpec) -> logging.Formatter:
     if layout.kind == "pattern":
-        return logsetup.PatternFormatter(layout.pattern, layout.format_each_line)
-    return logsetup.SimpleFormatter()
+        return log_layout.PatternFormatter(layout.pattern, layout.format_each_line)
+    return log_layout.SimpleFormatter()
 
 
 def _handler(spec: AppenderSpec) -> logging.Handler:
     handler: logging.Handler
     try:
         if spec.kind == "console":
-            handler = logsetup.ConsoleHandler(to_stderr=spec.to_stderr)
+            handler = log_layout.ConsoleHandler(to_stderr=spec.to_stderr)
         elif spec.kind == "null":
             handler = logging.NullHandler()
         elif spec.kind == "file":
@@ -570,13 +570,40 @@ def apply_log_config(config: LogConfig) -> None:
     leaves the previous setup in place.
     """
     handlers = {name: _handler(spec) for name, spec in config.appenders.items()}
-    base = logging.getLogger(logsetup.BASE_LOGGER)
+    base = logging.getLogger(log_layout.BASE_LOGGER)
     base.propagate = False
     for spec in (config.root, *config.loggers):
         logger = logging.getLogger(spec.name)
         logger.setLevel(logging.NOTSET if spec.level is None else spec.level)
         for name in spec.appenders:
-            logsetup.install_handler(logger, handlers[name])
+            log_layout.install_handler(logger, handlers[name])
     for name, additive in config.additivity.items():
-        if name != logsetup.BASE_LOGGER:
+        if name != log_layout.BASE_LOGGER:
             logging.getLogger(name).propagate = additive
+
+
+def configure_logging(level: str, config_file: str | None, appname: str = "dcmrecv") -> None:
+    """Set up logging as DCMTK's ``OFLog::configureFromCommandLine`` does.
+
+    Without ``config_file``: ``L: message`` lines on standard error for records at
+    ``level`` (``fatal``, ``error``, ``warn``, ``info``, ``debug``, ``trace``, also
+    ``off`` and ``all``) or above.  With it: the log4cplus property file decides
+    everything and ``level`` is not used; ``${appname}`` in it expands to
+    ``appname``.  Raises :class:`ValueError` for an unknown level and
+    :class:`dcmrecv.logs.logger_config.LogConfigError` for an unusable configuration file.
+    """
+    if config_file is not None:
+        config = read_log_config(config_file, appname)
+        log_layout.uninstall()
+        apply_log_config(config)
+        return
+    levelno = log_layout.level_from_name(level)
+    if levelno is None:
+        raise ValueError(f"unknown log level {level!r}")
+    log_layout.uninstall()
+    base = logging.getLogger(log_layout.BASE_LOGGER)
+    base.setLevel(levelno)
+    base.propagate = False
+    handler = log_layout.ConsoleHandler(to_stderr=True)
+    handler.setFormatter(log_layout.PatternFormatter(log_layout.DEFAULT_PATTERN))
+    log_layout.install_handler(base, handler)

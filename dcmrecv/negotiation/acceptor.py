@@ -1,7 +1,7 @@
 """Presentation context negotiation of an association acceptor, as DCMTK's dcmrecv does it.
 
 A pure function from the proposed presentation contexts (A-ASSOCIATE-RQ,
-PS3.8 9.3.2.2) and a profile (dcmrecv/asconfig.py) to the results that go into
+PS3.8 9.3.2.2) and a profile (dcmrecv/negotiation/asconfig.py) to the results that go into
 the A-ASSOCIATE-AC (PS3.8 9.3.3.2).  It follows DCMTK 3.6.7's
 DcmAssociationConfiguration::evaluateAssociationParameters()
 (dcmnet/libsrc/dcasccfg.cc), which DcmSCP (scp.cc) calls for every request,
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from dcmrecv.asconfig import ExtendedNegotiationSpec, Profile
-from dcmrecv.uids import uid_kind
+from dcmrecv.negotiation.asconfig import ExtendedNegotiationSpec, Profile
+from dcmrecv.negotiation.uids import uid_kind
 
 __all__ = [
     "ABSTRACT_SYNTAX_NOT_SUPPORTED",

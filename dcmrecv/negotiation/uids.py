@@ -3,7 +3,7 @@
 DCMTK's configuration files (asconfig.txt) name SOP classes and transfer
 syntaxes by DCMTK's symbolic names, by names older DCMTK releases used, or by
 numeric UID; the DICOM standard's keywords (PS3.6 Annex A) are accepted too.
-The facts live in the generated table dcmrecv/_uid_table.py.
+The facts live in the generated table dcmrecv/negotiation/_uid_table.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Final
 
-from dcmrecv._uid_table import UID_ROWS
+from dcmrecv.negotiation._uid_table import UID_ROWS
 
 VERIFICATION_SOP_CLASS: Final = "1.2.840.10008.1.1"
 IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"

@@ -24,7 +24,7 @@ What a reader of the output directory sees:
 * Nothing outside the output directory: subdirectories are opened one component at a
   time relative to their parent with ``O_NOFOLLOW``, so a symbolic link placed inside
   the output tree is never followed (the instance is refused with 0xA700 instead), and
-  names come from ``dcmrecv.storage.plan_path``, which sanitises peer values.
+  names come from ``dcmrecv.storage.naming.plan_path``, which sanitises peer values.
 * Each temporary file is ``flock``'ed while in use, so ``cleanup_leftovers()`` of a
   second receiver on the same directory never deletes a file that is being written.
 
@@ -60,34 +60,52 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final
 
-from dcmrecv import dimse
-from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.filemeta import build_file_meta
-from dcmrecv.storage import (
+from dcmrecv.status import Status
+from dcmrecv.storage.dataset import (
     SERIES_DATE_TAG,
-    UNKNOWN_MODALITY,
     DatasetError,
     DatasetSummary,
+    scan_buffer,
+    scan_dataset,
+)
+from dcmrecv.storage.filemeta import build_file_meta
+from dcmrecv.storage.model import (
+    ConversionError as ConversionError,
+)
+from dcmrecv.storage.model import (
+    FilenameMode,
+    StorageMode,
+    StorageOptions,
+    SubdirectoryMode,
+)
+from dcmrecv.storage.model import (
+    InstanceFacts as InstanceFacts,
+)
+from dcmrecv.storage.model import (
+    OutputPolicy as OutputPolicy,
+)
+from dcmrecv.storage.model import (
+    StoreResult as StoreResult,
+)
+from dcmrecv.storage.naming import (
+    UNKNOWN_MODALITY,
     PathPlan,
     PlanError,
     check_extension,
     plan_path,
-    scan_buffer,
-    scan_dataset,
     short_unique_name,
     uuid_uid,
 )
 
 #: DIMSE status codes of a C-STORE-RSP (PS3.4 Table B.2-1), named as in dimse.py.
-STATUS_SUCCESS: Final = dimse.SUCCESS
-STATUS_OUT_OF_RESOURCES: Final = dimse.OUT_OF_RESOURCES
-STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = dimse.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
-STATUS_CANNOT_UNDERSTAND: Final = dimse.CANNOT_UNDERSTAND
+STATUS_SUCCESS: Final = Status.SUCCESS
+STATUS_OUT_OF_RESOURCES: Final = Status.OUT_OF_RESOURCES
+STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+STATUS_CANNOT_UNDERSTAND: Final = Status.CANNOT_UNDERSTAND
 
 #: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
 OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
@@ -109,71 +127,6 @@ _NO_LINK_ERRNOS: Final = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP
 
 ModalityLookup = Callable[[str], "str | None"]
 Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    """What to answer for one C-STORE, and where the instance went."""
-
-    #: DIMSE status: 0x0000 success, 0xA700 out of resources, 0xA900 data set does not
-    #: match SOP class, 0xC000..0xCFFF cannot understand.
-    status: int
-    #: The final file: the output directory joined with the relative path, not resolved.
-    path: Path | None
-    #: For the C-STORE-RSP Error Comment (0000,0902), at most 64 characters.
-    error_comment: str | None
-    #: An existing file of the same name was replaced (log OVERWRITE_WARNING).
-    overwritten: bool = False
-    #: ``path`` exactly as DCMTK prints it in "Stored received object to file: <path>":
-    #: pathlib drops a leading "./", DCMTK keeps it (default output directory ".").
-    log_path: str | None = None
-    #: Study Instance UID (0020,000D) of a stored data set that was parsed, for
-    #: storescp's end-of-study events; None when absent or not read (+B, --ignore).
-    #: Not compared: it describes the data set, not the outcome.
-    study_instance_uid: str | None = field(default=None, compare=False)
-
-
-class ConversionError(ValueError):
-    """An output conversion is impossible for this instance (storescp's +t?, -F, ...)."""
-
-
-@dataclass(frozen=True)
-class InstanceFacts:
-    """What an :class:`OutputPolicy` learns about one complete received instance."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    #: The transfer syntax the data set arrived in (the presentation context's).
-    transfer_syntax_uid: str
-    #: DCMTK's short code for the SOP class, None when it has none.
-    modality: str | None
-    #: The parsed top-level attributes; None in bit-preserving mode.
-    summary: DatasetSummary | None
-    calling_aetitle: str
-
-
-class OutputPolicy(Protocol):
-    """storescp's naming, sorting and output conversions (``ReceiverConfig.output_policy``).
-
-    Called in the association's thread once the last fragment is on disk.  ``plan``
-    replaces dcmrecv's naming (``plan_path``): raising PlanError refuses the instance
-    with 0xC000.  When the planned name exists and the plan does not replace, ``plan``
-    is called again with the refused plan, up to MAX_NAME_TRIES times.
-    ``convert`` re-encodes the received file (preamble, file meta information and data
-    set, positioned at 0) into ``target``; ConversionError refuses the instance with
-    0xA700 as DCMTK does when it cannot write the file.
-    """
-
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request for ``sop_class_uid`` arrived (before its data set)."""
-
-    def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan: ...
-
-    def converts(self, facts: InstanceFacts) -> bool: ...
-
-    def convert(
-        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
-    ) -> None: ...
 
 
 def _comment(text: str) -> str:
@@ -219,7 +172,7 @@ def _uid(value: str) -> str:
 
 
 def _default_modality_lookup() -> ModalityLookup:
-    from dcmrecv.uids import modality_prefix
+    from dcmrecv.negotiation.uids import modality_prefix
 
     lookup: ModalityLookup = modality_prefix
     return lookup
@@ -272,13 +225,13 @@ class InstanceStore:
 
     def __init__(
         self,
-        config: ReceiverConfig,
+        config: StorageOptions,
         *,
         modality_prefix: ModalityLookup | None = None,
         clock: Clock = datetime.now,
     ) -> None:
         """``modality_prefix`` maps a SOP Class UID to DCMTK's short modality code
-        (default ``dcmrecv.uids.modality_prefix``); ``clock`` gives local time (for
+        (default ``dcmrecv.negotiation.uids.modality_prefix``); ``clock`` gives local time (for
         ``undef/YYYYMMDD`` and ``+fst`` names).  Raises ValueError (PlanError) when the
         ``-fe`` extension contains a path separator."""
         self.config = config
@@ -294,7 +247,7 @@ class InstanceStore:
     def modality(self, sop_class_uid: str) -> str | None:
         """The short modality code, or None when the SOP class has none.
 
-        ``dcmrecv.uids.modality_prefix`` answers "UNKNOWN" for those; plan_path then
+        ``dcmrecv.negotiation.uids.modality_prefix`` answers "UNKNOWN" for those; plan_path then
         picks DCMTK's fallback per naming scheme ("XX" for ``+fsu``).
         """
         if self._modality is None:

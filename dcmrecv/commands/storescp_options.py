@@ -1,6 +1,6 @@
 """storescp's command line: option table, parser and evaluation (pure functions).
 
-The grammar is DCMTK's (dcmrecv.argv): options are whole words starting with ``-``
+The grammar is DCMTK's (dcmrecv.commands.argv): options are whole words starting with ``-``
 or ``+``, values are the next words, the rightmost of exclusive options wins,
 ``@file`` expands.  The options are current DCMTK's (storescp.man) plus the
 spellings of the original storescp, which scripts still use:
@@ -36,11 +36,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from dcmrecv import argv, asconfig, uids
-from dcmrecv.argv import ArgvError, CommandLine, Occurrence, OptionSpec
-from dcmrecv.convert import GroupLength, OutputEncoding
-from dcmrecv.hooks import EventSettings, NamingSettings, TemplateError, split_template
-from dcmrecv.sorting import SortMode, check_prefix
+from dcmrecv.commands import argv
+from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
+from dcmrecv.negotiation import asconfig, uids
+from dcmrecv.ops.storescp_session import (
+    EventSettings,
+    NamingSettings,
+    TemplateError,
+    split_template,
+)
+from dcmrecv.storage.convert import GroupLength, OutputEncoding
+from dcmrecv.storage.sorting import SortMode, check_prefix
 
 APPNAME: Final = "storescp"
 DEFAULT_AETITLE: Final = "STORESCP"
@@ -438,7 +444,7 @@ def find_option(spelling: str) -> OptionSpec | None:
 def parse(args: Sequence[str]) -> CommandLine:
     """Check every token of an (already ``@``-expanded) storescp argument list.
 
-    The rules and messages are dcmrecv.argv.parse's (DCMTK's); unlike dcmrecv the
+    The rules and messages are dcmrecv.commands.argv.parse's (DCMTK's); unlike dcmrecv the
     port is checked by :func:`evaluate`, as storescp's "port" is optional in its
     grammar (DCMTK: "Missing parameter port" unless --inetd).
     """

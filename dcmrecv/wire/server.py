@@ -21,9 +21,9 @@ import threading
 import time
 from types import FrameType
 
-from dcmrecv.association import Association
 from dcmrecv.config import ReceiverConfig
-from dcmrecv.writer import InstanceStore
+from dcmrecv.storage.writer import InstanceStore
+from dcmrecv.wire.association import Association
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from dcmrecv.status import Status
+from dcmrecv.status import store_status_text as store_status_text
+
 # Command Field values, PS3.7 E.1.
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
@@ -20,13 +23,13 @@ C_ECHO_RSP = 0x8030
 #: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
 NO_DATA_SET = 0x0101
 
-# Status codes we answer with (PS3.7 annex C and B.2.3, PS3.4 B.2.3).
-SUCCESS = 0x0000
-REFUSED_SOP_CLASS_NOT_SUPPORTED = 0x0122
-UNRECOGNIZED_OPERATION = 0x0211
-OUT_OF_RESOURCES = 0xA700
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
+# Status codes we answer with: dcmrecv.status.Status, named here for the codec's users.
+SUCCESS = Status.SUCCESS
+REFUSED_SOP_CLASS_NOT_SUPPORTED = Status.REFUSED_SOP_CLASS_NOT_SUPPORTED
+UNRECOGNIZED_OPERATION = Status.UNRECOGNIZED_OPERATION
+OUT_OF_RESOURCES = Status.OUT_OF_RESOURCES
+DATA_SET_DOES_NOT_MATCH_SOP_CLASS = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+CANNOT_UNDERSTAND = Status.CANNOT_UNDERSTAND
 
 #: The longest command set we accept.  Real ones are under 300 bytes; the bound keeps
 #: a peer from making us buffer an endless "command".
@@ -151,30 +154,3 @@ def encode_response(
         body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))
     payload = b"".join(body)
     return _element(0x0000, _U32.pack(len(payload))) + payload
-
-
-#: DCMTK's wording for C-STORE statuses in "Sending C-STORE Response (...)" lines
-#: (DU_cstoreStatusString), so log-grepping scripts keep working.  Exact codes here;
-#: the A7xx, A9xx and Cxxx ranges are decided in store_status_text().
-_STORE_STATUS_TEXT = {
-    SUCCESS: "Success",
-    REFUSED_SOP_CLASS_NOT_SUPPORTED: "Refused: SOPClassNotSupported",
-    0xB000: "Warning: CoercionOfDataElements",
-    0xB007: "Warning: DataSetDoesNotMatchSOPClass",
-    0xB006: "Warning: ElementsDiscarded",
-}
-
-
-def store_status_text(status: int) -> str:
-    """Human text for a C-STORE status, as DCMTK prints it."""
-    text = _STORE_STATUS_TEXT.get(status)
-    if text is not None:
-        return text
-    # As DU_cstoreStatusString: then the high byte, then the high nibble decides.
-    if status & 0xFF00 == 0xA700:
-        return "Refused: OutOfResources"
-    if status & 0xFF00 == 0xA900:
-        return "Error: DataSetDoesNotMatchSOPClass"
-    if status & 0xF000 == 0xC000:
-        return "Error: CannotUnderstand"
-    return f"Unknown Status: 0x{status:04x}"

@@ -24,12 +24,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
+from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
-from dcmrecv.dump import dump_parameters
-from dcmrecv.negotiation import NegotiationResult, ProposedContext, accept_unknown, negotiate
-from dcmrecv.pdu import AbortReason, AbortSource, ProtocolError
-from dcmrecv.writer import IncomingInstance, InstanceStore
+from dcmrecv.negotiation.acceptor import (
+    NegotiationResult,
+    ProposedContext,
+    accept_unknown,
+    negotiate,
+)
+from dcmrecv.status import is_stored
+from dcmrecv.storage.writer import IncomingInstance, InstanceStore
+from dcmrecv.wire import dimse, pdu
+from dcmrecv.wire.dump import dump_parameters
+from dcmrecv.wire.pdu import AbortReason, AbortSource, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +376,7 @@ class Association:
         if reject is None:
             profile = self.config.profile
             if profile is None:
-                from dcmrecv.asconfig import verification_only_profile
+                from dcmrecv.negotiation.asconfig import verification_only_profile
 
                 profile = verification_only_profile()
             proposed = [
@@ -668,14 +675,14 @@ class Association:
                 log.warning("file already exists, overwriting: %s", shown)
             if status == dimse.SUCCESS and shown is not None:
                 log.info("Stored received object to file: %s", shown)
-            if status == dimse.SUCCESS or status & 0xF000 == 0xB000:
+            if is_stored(status):
                 self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
         with self._state_lock:
             self._pending = None
         self.stats.bytes += pending.received
-        if status == dimse.SUCCESS or status & 0xF000 == 0xB000:
+        if is_stored(status):
             self.stats.instances += 1
         else:
             self.stats.failures += 1

@@ -5,7 +5,7 @@ GENERATED FILE, do not edit: regenerate with
     python3 tools/gen_uid_table.py [path/to/dcmtk-uids.tsv]
 
 from shared/reference/dcmtk-uids.tsv (DCMTK's UID name map and modality table,
-dcmdata/libsrc/dcuid.cc, merged over DCMTK 3.5.4 to 3.7.0).  dcmrecv/uids.py is
+dcmdata/libsrc/dcuid.cc, merged over DCMTK 3.5.4 to 3.7.0).  dcmrecv/negotiation/uids.py is
 the API over this table.
 
 Each row: (uid, DICOM keyword (PS3.6 Annex A) or "", DCMTK's current name,

@@ -330,7 +330,7 @@ class ConsoleHandler(logging.Handler):
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
 
 
-def _uninstall() -> None:
+def uninstall() -> None:
     while _installed:
         logger, handler = _installed.pop()
         logger.removeHandler(handler)
@@ -345,39 +345,10 @@ def install_handler(logger: logging.Logger, handler: logging.Handler) -> None:
 
 def reset_logging() -> None:
     """Remove what :func:`configure_logging` installed (for tests)."""
-    _uninstall()
+    uninstall()
     base = logging.getLogger(BASE_LOGGER)
     base.setLevel(logging.NOTSET)
     base.propagate = True
-
-
-def configure_logging(level: str, config_file: str | None, appname: str = "dcmrecv") -> None:
-    """Set up logging as DCMTK's ``OFLog::configureFromCommandLine`` does.
-
-    Without ``config_file``: ``L: message`` lines on standard error for records at
-    ``level`` (``fatal``, ``error``, ``warn``, ``info``, ``debug``, ``trace``, also
-    ``off`` and ``all``) or above.  With it: the log4cplus property file decides
-    everything and ``level`` is not used; ``${appname}`` in it expands to
-    ``appname``.  Raises :class:`ValueError` for an unknown level and
-    :class:`dcmrecv.logcfg.LogConfigError` for an unusable configuration file.
-    """
-    if config_file is not None:
-        from dcmrecv import logcfg  # logcfg builds on this module
-
-        config = logcfg.read_log_config(config_file, appname)
-        _uninstall()
-        logcfg.apply_log_config(config)
-        return
-    levelno = level_from_name(level)
-    if levelno is None:
-        raise ValueError(f"unknown log level {level!r}")
-    _uninstall()
-    base = logging.getLogger(BASE_LOGGER)
-    base.setLevel(levelno)
-    base.propagate = False
-    handler = ConsoleHandler(to_stderr=True)
-    handler.setFormatter(PatternFormatter(DEFAULT_PATTERN))
-    install_handler(base, handler)
 
 
 def log_forced(logger: logging.Logger, levelno: int, message: str) -> None:
@@ -406,7 +377,6 @@ __all__ = [
     "PatternError",
     "PatternFormatter",
     "SimpleFormatter",
-    "configure_logging",
     "effective_level",
     "format_date",
     "install_handler",

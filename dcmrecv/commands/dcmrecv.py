@@ -3,7 +3,7 @@
 The command line is DCMTK's (dcmrecv.man): the same options, spellings, defaults,
 messages and exit codes, so scripts written for DCMTK's ``dcmrecv`` run unchanged.
 DCMTK's grammar is not click's (``-ssd`` is one unknown option, values may look
-like options, ``@file`` expands, ``--`` is an error), so :mod:`dcmrecv.argv` parses
+like options, ``@file`` expands, ``--`` is an error), so :mod:`dcmrecv.commands.argv` parses
 the arguments; click provides the entry point, output and exit handling.
 
 The steps follow dcmrecv's order, which decides which error a user sees first:
@@ -26,8 +26,9 @@ from typing import Any, NoReturn
 
 import click
 
-from dcmrecv import dcmtkcli, exitcodes, tls
-from dcmrecv.argv import (
+from dcmrecv import exitcodes
+from dcmrecv.commands import common as dcmtkcli
+from dcmrecv.commands.argv import (
     ArgvError,
     CommandLine,
     expand_command_files,
@@ -37,6 +38,7 @@ from dcmrecv.argv import (
     param_unsigned,
     parse,
 )
+from dcmrecv.commands.environment import EnvConfigError, apply_environment
 from dcmrecv.config import (
     DEFAULT_AETITLE,
     MAX_MAX_PDU,
@@ -47,16 +49,15 @@ from dcmrecv.config import (
     StorageMode,
     SubdirectoryMode,
 )
-from dcmrecv.envconfig import EnvConfigError, apply_environment
-from dcmrecv.logcfg import LogConfigError
-from dcmrecv.logsetup import (
+from dcmrecv.logs.layout import (
     BASE_LOGGER,
     DEFAULT_LEVEL,
-    configure_logging,
     level_from_name,
     log_forced,
 )
-from dcmrecv.storage import PlanError, check_extension
+from dcmrecv.logs.logger_config import LogConfigError, configure_logging
+from dcmrecv.storage.naming import PlanError, check_extension
+from dcmrecv.wire import tls
 
 APPNAME = "dcmrecv"
 DESCRIPTION = "Simple DICOM storage SCP (receiver)"
@@ -489,7 +490,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     log.info("configuring service class provider ...")
 
     if request.profile_source is not None:
-        from dcmrecv import asconfig
+        from dcmrecv.negotiation import asconfig
 
         filename, profile_name = request.profile_source
         try:
@@ -534,7 +535,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             dcmtkcli.finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
         config = replace(config, tls_context=context)
 
-    from dcmrecv import server
+    from dcmrecv.wire import server
 
     dcmtkcli.finish(ctx, server.serve(config))
 

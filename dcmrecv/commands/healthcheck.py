@@ -1,4 +1,4 @@
-"""``python -m dcmrecv.healthcheck``: is the receiver answering DICOM? One C-ECHO.
+"""``python -m dcmrecv.commands.healthcheck``: is the receiver answering DICOM? One C-ECHO.
 
 A process check says nothing about a receiver that is alive but stuck, or that
 rejects every association; a probe that speaks DICOM does.  This one opens an
@@ -8,7 +8,7 @@ association (PS3.8 7.2) and exits 0.  Anything else (refused connection,
 A-ASSOCIATE-RJ, A-ABORT, a failure status, silence past the timeout) exits 1
 with one line on stdout saying why, which Docker keeps in its health log.
 
-It is a raw-socket exchange built from :mod:`dcmrecv.pdu` rather than
+It is a raw-socket exchange built from :mod:`dcmrecv.wire.pdu` rather than
 pynetdicom's AE: a container runtime runs it every few seconds, and starting
 this module costs a fraction of importing pynetdicom, with no threads.
 
@@ -28,9 +28,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, dimse, pdu
+from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.commands.environment import PREFIX, env_port
 from dcmrecv.config import DEFAULT_AETITLE
-from dcmrecv.envconfig import PREFIX, env_port
+from dcmrecv.wire import dimse, pdu
 
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -323,7 +324,7 @@ def _port_number(text: str) -> int:
 
 def _parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dcmrecv.healthcheck",
+        prog="python -m dcmrecv.commands.healthcheck",
         description="Send one C-ECHO to a DICOM receiver; exit 0 on Success, 1 otherwise.",
     )
     parser.add_argument(

@@ -1,0 +1,1 @@
+"""DCMTK's log layout (I:/W:/E: lines), its -lc logger configuration files."""

@@ -1,4 +1,9 @@
-"""One association, acceptor side: PS3.8 state machine, timers, C-ECHO and C-STORE.
+"""One association, acceptor side: the driver of the sans-I/O core.
+
+The protocol (PS3.8 states, which PDU is allowed when, the answers to violations)
+is ``connection.AcceptorConnection``; whether to accept is ``acceptance.decide``.
+This module owns what those leave out: the socket, TLS, the timers, the thread,
+DIMSE message assembly, the calls into storage and the statistics.
 
 A thread per association with a blocking socket: an idle association sleeps in
 ``recv`` and costs no CPU; there is no polling and no sleeping.  The ACSE timeout
@@ -8,12 +13,12 @@ each wait for the peer once the association is established.
 
 Data path: PDUs are received into one reusable buffer (``PDUBuffer``), PDVs are
 sliced out as views and data set fragments go straight to the open temporary file
-(``writer.IncomingInstance.write``): no per-fragment copies in Python.
+(``writer.IncomingInstance.write_many``, one call per receive): no per-fragment
+copies in Python.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import re
@@ -24,25 +29,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
-from dcmrecv.negotiation.acceptor import (
-    NegotiationResult,
-    ProposedContext,
-    accept_unknown,
-    negotiate,
-)
-from dcmrecv.status import is_stored
+from dcmrecv.config import AssociationInfo, ReceiverConfig
+from dcmrecv.logs.printable import printable
+from dcmrecv.negotiation.acceptor import NegotiationResult
+from dcmrecv.status import Status, is_stored
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
+from dcmrecv.wire.acceptance import Reject, decide
+from dcmrecv.wire.acceptance import address_allowed as address_allowed
+from dcmrecv.wire.connection import AcceptorConnection
 from dcmrecv.wire.dump import dump_parameters
 from dcmrecv.wire.pdu import AbortReason, AbortSource, ProtocolError
 
 log = logging.getLogger(__name__)
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-#: Sizes of the PDUs that carry a fixed 4-byte body (PS3.8 9.3.6 - 9.3.8).
-_SMALL_PDU_LENGTH = 4
 #: Receive buffer of an established association (see _serve_established).
 _DATA_BUFFER = 256 * 1024
 #: Largest request fields we echo into log lines.
@@ -52,28 +53,6 @@ _MAX_LOG_TEXT = 64
 class AssociationEnded(Exception):
     """The association is over (released, aborted, timed out or closed)."""
 
-
-@dataclass(frozen=True)
-class Reject:
-    """An A-ASSOCIATE-RJ to send (PS3.8 9.3.4) and the DCMTK-style reason for the log."""
-
-    result: int
-    source: int
-    reason: int
-    why: str
-
-
-# DCMTK's choices of result/source/reason (scp.cc, DcmSCP::refuseAssociation).
-REJECT_TOO_MANY = Reject(2, 3, 2, "too many associations")
-REJECT_APPLICATION_CONTEXT = Reject(2, 1, 2, "bad application context")
-REJECT_HOST = Reject(1, 1, 1, "connecting host not allowed")
-REJECT_CALLED_AE = Reject(1, 1, 7, "called AE title not recognized")
-REJECT_CALLING_AE = Reject(1, 1, 3, "calling AE title not recognized")
-REJECT_NO_CONTEXTS = Reject(1, 1, 1, "no acceptable presentation contexts")
-#: PS3.8 9.3.4: source 2 (ACSE related), reason 2 protocol-version-not-supported.
-REJECT_PROTOCOL_VERSION = Reject(1, 2, 2, "protocol version not supported")
-REJECT_FORCED = Reject(1, 1, 1, "forced via command line")
-REJECT_NO_IMPLEMENTATION_UID = Reject(1, 1, 1, "no implementation class UID provided")
 
 _serials = itertools.count(1)
 #: Characters a UID may hold (PS3.5 9.1).
@@ -88,7 +67,7 @@ class _PendingStore:
     context_id: int
     instance: IncomingInstance | None
     #: Set when the request is refused before its data arrives (the data is drained).
-    status: int = dimse.SUCCESS
+    status: int = Status.SUCCESS
     comment: str | None = None
     received: int = 0
 
@@ -121,14 +100,14 @@ class Association:
         #: True once this association holds a slot under ``--max-associations``.
         self.admitted = False
         self._connected_at = time.monotonic()
-        self._buffer = pdu.PDUBuffer()
+        self.conn = AcceptorConnection(config.max_pdu)
+        self._buffer = self.conn.buffer
         self._timeout: float | None = -1.0  # what the socket is set to; -1: not yet
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._stopping = False
         self._closed = False
         self._established = False
-        self._peer_max_length = 0
         self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
         self._command_buffer: bytearray | None = None
         self._command_context = 0
@@ -156,12 +135,20 @@ class Association:
             pass
         except ProtocolError as exc:
             log.error("Protocol error from %s: %s; aborting association", self._peer(), exc)
-            self._send_abort(AbortSource.SERVICE_PROVIDER, exc.reason)
+            self._send_quietly(
+                exc.answer
+                if exc.answer is not None
+                else self.conn.abort(AbortSource.SERVICE_PROVIDER, exc.reason)
+            )
         except dimse.CommandError as exc:
             log.error(
                 "Malformed DIMSE command from %s: %s; aborting association", self._peer(), exc
             )
-            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+            self._send_quietly(
+                self.conn.abort(
+                    AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE
+                )
+            )
         except TimeoutError:
             self._on_timeout()
         except OSError as exc:
@@ -176,10 +163,13 @@ class Association:
                 log.warning("Connection to %s failed: %s", self._peer(), exc)
         except Exception:  # a bug of ours must not take the server down
             log.exception("Internal error in association with %s; aborting it", self._peer())
-            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
+            self._send_quietly(
+                self.conn.abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
+            )
         finally:
             self._discard_pending()
             self._close()
+            self.conn.connection_closed()
             if self._established:
                 self._log_summary()
                 self._notify("association_ended")
@@ -192,7 +182,7 @@ class Association:
         if idle or not self._established:
             if self._established:
                 log.info("Aborting Association (initiated by SCP): receiver shutting down")
-                self._send_abort(AbortSource.SERVICE_USER, 0)
+                self._send_abort_from_outside()
             self._shutdown_socket()
 
     def force_stop(self) -> None:
@@ -200,13 +190,13 @@ class Association:
         with self._state_lock:
             self._stopping = True
         if self._established:
-            self._send_abort(AbortSource.SERVICE_USER, 0)
+            self._send_abort_from_outside()
         self._shutdown_socket()
 
     # --- socket helpers -------------------------------------------------------------------
 
     def _configure_socket(self) -> None:
-        # Our responses are small and must leave at once (DESIGN.md, socket facts).
+        # Our responses are small and must leave at once: no Nagle delay on them.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _start_tls(self, context: ssl.SSLContext) -> None:
@@ -247,7 +237,7 @@ class Association:
         self._buffer.advance(count)
         if _TCP_QUICKACK is not None:
             # Linux turns delayed ACKs back on after each read; a sender with Nagle
-            # on (DCMTK's default) then stalls 40 ms per message (DESIGN.md).
+            # on (DCMTK's default) then stalls 40 ms per message (README, "How it differs").
             self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
     def _send(self, data: bytes) -> None:
@@ -256,11 +246,18 @@ class Association:
                 raise AssociationEnded
             self.sock.sendall(data)
 
-    def _send_abort(self, source: int, reason: int) -> None:
+    def _send_quietly(self, data: bytes) -> None:
+        """Send an A-ABORT (or nothing, when ``data`` is empty) on the way out."""
+        if not data:
+            return
         try:
-            self._send(pdu.encode_abort(source, reason))
+            self._send(data)
         except (OSError, AssociationEnded):
             pass
+
+    def _send_abort_from_outside(self) -> None:
+        """A-ABORT from the stopping thread (the core belongs to the association's thread)."""
+        self._send_quietly(pdu.encode_abort(AbortSource.SERVICE_USER, 0))
 
     def _shutdown_socket(self) -> None:
         try:
@@ -296,69 +293,32 @@ class Association:
 
     def _receive_request(self) -> pdu.AssociateRQ | None:
         deadline = self._connected_at + self.config.acse_timeout
-        self._buffer.max_lengths = {pdu.A_ASSOCIATE_RQ: pdu.MAX_ASSOCIATE_RQ_LENGTH}
         while True:
-            header = self._buffer.peek_header()
-            if header is not None:
-                pdu_type = header[0]
-                if pdu_type == pdu.A_ABORT:
-                    # PS3.8 state table, Sta2 + A-ABORT PDU: AA-2, close; no answer.
-                    log.info(
-                        "Connection from %s aborted before an association request", self._peer()
-                    )
-                    return None
-                if pdu_type != pdu.A_ASSOCIATE_RQ:
-                    # Anything else before a request is not DICOM or not in order (AA-1).
-                    reason = (
-                        AbortReason.UNEXPECTED_PDU
-                        if pdu_type in pdu.PDU_TYPE_NAMES
-                        else AbortReason.UNRECOGNIZED_PDU
-                    )
-                    log.error(
-                        "Expected A-ASSOCIATE-RQ from %s, got PDU type 0x%02X: aborting",
-                        self._peer(),
-                        pdu_type,
-                    )
-                    self._send_abort(AbortSource.SERVICE_PROVIDER, reason)
-                    return None
-                whole = self._buffer.next_pdu()
-                if whole is not None:
-                    return pdu.decode_associate_rq(whole[1])
+            try:
+                event = self.conn.next_event()
+            except (pdu.UnexpectedPDU, pdu.UnrecognizedPDU) as exc:
+                # Anything else before a request is not DICOM or not in order (AA-1).
+                log.error(
+                    "Expected A-ASSOCIATE-RQ from %s, got PDU type 0x%02X: aborting",
+                    self._peer(),
+                    exc.pdu_type,
+                )
+                self._send_quietly(exc.answer or b"")
+                return None
+            if isinstance(event, pdu.AssociateRQ):
+                return event
+            if isinstance(event, pdu.Abort):
+                # PS3.8 state table, Sta2 + A-ABORT PDU: AA-2, close; no answer.
+                log.info("Connection from %s aborted before an association request", self._peer())
+                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             self._receive(remaining)
 
-    def _check_request(self, rq: pdu.AssociateRQ) -> Reject | None:
-        if self.config.refuse_associations:
-            return REJECT_FORCED
-        if not rq.protocol_version & 0x0001:
-            return REJECT_PROTOCOL_VERSION
-        if rq.application_context != pdu.DICOM_APPLICATION_CONTEXT:
-            return REJECT_APPLICATION_CONTEXT
-        config = self.config
-        if config.require_implementation_uid and not rq.implementation_class_uid:
-            return REJECT_NO_IMPLEMENTATION_UID
-        if config.accept_from is not None and not _address_allowed(
-            self.address[0], config.accept_from
-        ):
-            log.error("Connecting host %s is not in --accept-from", self.address[0])
-            return REJECT_HOST
-        if (
-            config.aetitle_explicit
-            and not config.use_called_aetitle
-            and rq.called_ae_title != config.aetitle.strip()
-        ):
-            log.error("Called AE Title does not match configured AE Title: %s", config.aetitle)
-            return REJECT_CALLED_AE
-        # AE titles compare without leading/trailing spaces (PS3.5 6.2, AE).
-        if config.accept_calling is not None and rq.calling_ae_title not in config.accept_calling:
-            log.error("Calling AE Title %r is not in --accept-calling", rq.calling_ae_title)
-            return REJECT_CALLING_AE
+    def _admit_slot(self) -> bool:
         self.admitted = self._admit()
-        if not self.admitted:
-            return REJECT_TOO_MANY
-        return None
+        return self.admitted
 
     def _establish(self, rq: pdu.AssociateRQ) -> bool:
         self.calling_ae_title = rq.calling_ae_title[:_MAX_LOG_TEXT]
@@ -367,55 +327,23 @@ class Association:
         log.info(
             "Association Received %s: %s -> %s",
             self._host,
-            self.calling_ae_title,
-            self.called_ae_title,
+            printable(self.calling_ae_title),
+            printable(self.called_ae_title),
         )
         self._dump("Incoming Association Request:\n", "RQ", rq)
-        reject = self._check_request(rq)
-        result: NegotiationResult | None = None
-        if reject is None:
-            profile = self.config.profile
-            if profile is None:
-                from dcmrecv.negotiation.asconfig import verification_only_profile
-
-                profile = verification_only_profile()
-            proposed = [
-                ProposedContext(cx.context_id, cx.abstract_syntax, cx.transfer_syntaxes)
-                for cx in rq.contexts
-            ]
-            result = negotiate(proposed, profile, rq.roles or None, rq.extended_negotiation or None)
-            if self.config.promiscuous_transfer_syntaxes:
-                result = accept_unknown(result, proposed, self.config.promiscuous_transfer_syntaxes)
-            if not result.accepted and not self.config.acknowledge_without_contexts:
+        decision = decide(rq, self.config, self.address[0], self._admit_slot)
+        if isinstance(decision, Reject):
+            rejection = decision.rejection
+            if decision.detail is not None:
+                log.error("%s", decision.detail)
+            if decision.negotiation is not None:
                 log.info("No Acceptable Presentation Contexts")
-                self._dump("", "RJ", rq, result)
-                reject = REJECT_NO_CONTEXTS
-        if reject is not None or result is None:
-            assert reject is not None
-            log.info("Refusing Association (%s)", reject.why)
-            self._send(pdu.encode_associate_rj(reject.result, reject.source, reject.reason))
+                self._dump("", "RJ", rq, decision.negotiation)
+            log.info("Refusing Association (%s)", rejection.why)
+            self._send(self.conn.reject(rejection.result, rejection.source, rejection.reason))
             return False
-        responding = rq.called_ae_title if self.config.use_called_aetitle else self.config.aetitle
-        contexts = tuple(
-            pdu.PresentationContextAC(cx.context_id, cx.result, cx.transfer_syntax)
-            for cx in result.contexts
-        )
-        self._send(
-            pdu.encode_associate_ac(
-                rq,
-                responding,
-                contexts,
-                self.config.max_pdu,
-                IMPLEMENTATION_CLASS_UID,
-                IMPLEMENTATION_VERSION_NAME,
-                tuple((r.sop_class_uid, r.scu, r.scp) for r in result.roles),
-                tuple((e.sop_class_uid, e.data) for e in result.extended_negotiation),
-            )
-        )
-        self._accepted = {
-            cx.context_id: (cx.abstract_syntax, cx.transfer_syntax) for cx in result.accepted
-        }
-        self._peer_max_length = rq.max_length
+        self._send(self.conn.accept(decision.associate_ac))
+        self._accepted = decision.accepted
         self.info = AssociationInfo(
             self.calling_ae_title,
             self.called_ae_title,
@@ -427,7 +355,7 @@ class Association:
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
         if not self._accepted:
             log.info("    (but no valid presentation contexts)")
-        self._dump("", "AC", rq, result, responding)
+        self._dump("", "AC", rq, decision.negotiation, decision.responding_ae_title)
         return True
 
     def _dump(
@@ -449,46 +377,31 @@ class Association:
 
     def _serve_established(self) -> None:
         config = self.config
-        self._buffer.max_lengths = {
-            pdu.P_DATA_TF: config.max_pdu,
-            pdu.A_RELEASE_RQ: _SMALL_PDU_LENGTH,
-            pdu.A_ABORT: _SMALL_PDU_LENGTH,
-        }
+        conn = self.conn
         # Room for several full PDUs: one receive then completes many, which saves
         # system calls per PDU (measured: 1 MiB vs 32 KiB cut receiver CPU on a CT
         # series by a third).  Allocated once per association, after negotiation.
         self._buffer.reserve(max(4 * (config.max_pdu + pdu.PDU_HEADER.size), _DATA_BUFFER))
         while True:
-            header = self._buffer.peek_header()
-            if header is not None and header[0] not in self._buffer.max_lengths:
-                name = pdu.PDU_TYPE_NAMES.get(header[0])
-                if name is None:
-                    raise ProtocolError(
-                        f"unrecognized PDU type 0x{header[0]:02X}", AbortReason.UNRECOGNIZED_PDU
-                    )
-                raise ProtocolError(
-                    f"unexpected {name} on an established association", AbortReason.UNEXPECTED_PDU
-                )
-            whole = self._buffer.next_pdu()
-            if whole is None:
+            event = conn.next_event()
+            if event is None:
                 self._flush_batch()  # the views point into the buffer about to be reused
                 self._receive(config.dimse_timeout)
                 continue
-            pdu_type, body = whole
-            if pdu_type == pdu.P_DATA_TF:
-                self._on_p_data(body)
-            elif pdu_type == pdu.A_RELEASE_RQ:
+            if type(event) is pdu.PDataTF:
+                self._on_p_data(event.body)
+            elif type(event) is pdu.ReleaseRQ:
                 self._on_release()
             else:
                 self._on_abort()
-            del body
+            del event
 
     def _on_release(self) -> None:
         log.info("Received Association Release Request")
         if self._pending is not None or self._command_buffer is not None:
             log.warning("Association released in the middle of a message; discarding it")
             self._discard_pending()
-        self._send(pdu.RELEASE_RP)
+        self._send(self.conn.release_response())
         raise AssociationEnded
 
     def _on_abort(self) -> None:
@@ -496,12 +409,13 @@ class Association:
         if self._pending is not None:
             log.warning(
                 "Peer aborted during C-STORE of %s; nothing stored",
-                self._pending.command.affected_sop_instance_uid,
+                printable(self._pending.command.affected_sop_instance_uid),
             )
         raise AssociationEnded
 
     def _on_timeout(self) -> None:
         if not self._established:
+            self.conn.artim_expired()
             log.error(
                 "No A-ASSOCIATE-RQ from %s within the ACSE timeout (%g s); closing connection",
                 self._peer(),
@@ -513,7 +427,7 @@ class Association:
             self._peer(),
             self.config.dimse_timeout or 0,
         )
-        self._send_abort(AbortSource.SERVICE_USER, 0)
+        self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
 
     def _on_p_data(self, body: memoryview) -> None:
         for context_id, control, fragment in pdu.iter_pdvs(body):
@@ -554,7 +468,7 @@ class Association:
                 raise dimse.CommandError("C-ECHO-RQ announces a data set")
             log.info("Received C-ECHO Request (MsgID %d)", command.message_id)
             log.info("Sending C-ECHO Response (Success)")
-            self._respond(context_id, dimse.C_ECHO_RSP, command, dimse.SUCCESS)
+            self._respond(context_id, dimse.C_ECHO_RSP, command, Status.SUCCESS)
         elif field & 0x8000:
             raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
         elif field == 0x0FFF:
@@ -565,9 +479,9 @@ class Association:
                 field,
             )
             if command.has_data_set:
-                self._start_pending(command, context_id, None, dimse.UNRECOGNIZED_OPERATION)
+                self._start_pending(command, context_id, None, Status.UNRECOGNIZED_OPERATION)
             else:
-                self._respond(context_id, field | 0x8000, command, dimse.UNRECOGNIZED_OPERATION)
+                self._respond(context_id, field | 0x8000, command, Status.UNRECOGNIZED_OPERATION)
 
     def _on_store_request(self, command: dimse.Command, context_id: int) -> None:
         log.info("Received C-STORE Request (MsgID %d)", command.message_id)
@@ -586,7 +500,7 @@ class Association:
                 command,
                 context_id,
                 None,
-                dimse.CANNOT_UNDERSTAND,
+                Status.CANNOT_UNDERSTAND,
                 "invalid Affected SOP Instance UID",
             )
             return
@@ -595,7 +509,7 @@ class Association:
                 command,
                 context_id,
                 None,
-                dimse.CANNOT_UNDERSTAND,
+                Status.CANNOT_UNDERSTAND,
                 "command lacks Affected SOP Class/Instance UID",
             )
             return
@@ -604,7 +518,7 @@ class Association:
                 command,
                 context_id,
                 None,
-                dimse.REFUSED_SOP_CLASS_NOT_SUPPORTED,
+                Status.REFUSED_SOP_CLASS_NOT_SUPPORTED,
                 "SOP class differs from the presentation context",
             )
             return
@@ -621,7 +535,7 @@ class Association:
         command: dimse.Command,
         context_id: int,
         instance: IncomingInstance | None,
-        status: int = dimse.SUCCESS,
+        status: int = Status.SUCCESS,
         comment: str | None = None,
     ) -> None:
         with self._state_lock:
@@ -660,7 +574,7 @@ class Association:
     def _abort_by_option(self) -> None:
         log.info("ABORT initiated (due to command line options)")
         self._discard_pending()
-        self._send_abort(AbortSource.SERVICE_USER, 0)
+        self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
         raise AssociationEnded
 
     def _finish_message(self, pending: _PendingStore) -> None:
@@ -673,7 +587,7 @@ class Association:
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
                 log.warning("file already exists, overwriting: %s", shown)
-            if status == dimse.SUCCESS and shown is not None:
+            if status == Status.SUCCESS and shown is not None:
                 log.info("Stored received object to file: %s", shown)
             if is_stored(status):
                 self._notify("instance_stored", result)
@@ -709,10 +623,10 @@ class Association:
             request.affected_sop_instance_uid,
             comment,
         )
-        self._send(pdu.encode_p_data(context_id, True, payload, self._peer_max_length))
+        self._send(self.conn.send_data(context_id, True, payload))
         if self._stopping:
             log.info("Aborting Association (initiated by SCP): receiver shutting down")
-            self._send_abort(AbortSource.SERVICE_USER, 0)
+            self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
             raise AssociationEnded
 
     def _discard_pending(self) -> None:
@@ -737,21 +651,13 @@ class Association:
         log.info(
             "Association summary: peer %s, %s -> %s, %d stored, %d failed, %d bytes, %.3f s",
             self._peer(),
-            self.calling_ae_title,
-            self.called_ae_title,
+            printable(self.calling_ae_title),
+            printable(self.called_ae_title),
             self.stats.instances,
             self.stats.failures,
             self.stats.bytes,
             time.monotonic() - self._connected_at,
         )
-
-
-def _address_allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 def max_send_pdv(peer_max_length: int) -> int:

@@ -23,13 +23,6 @@ C_ECHO_RSP = 0x8030
 #: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
 NO_DATA_SET = 0x0101
 
-# Status codes we answer with: dcmrecv.status.Status, named here for the codec's users.
-SUCCESS = Status.SUCCESS
-REFUSED_SOP_CLASS_NOT_SUPPORTED = Status.REFUSED_SOP_CLASS_NOT_SUPPORTED
-UNRECOGNIZED_OPERATION = Status.UNRECOGNIZED_OPERATION
-OUT_OF_RESOURCES = Status.OUT_OF_RESOURCES
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
-CANNOT_UNDERSTAND = Status.CANNOT_UNDERSTAND
 
 #: The longest command set we accept.  Real ones are under 300 bytes; the bound keeps
 #: a peer from making us buffer an endless "command".
@@ -148,7 +141,7 @@ def encode_response(
         _element(_TAG_STATUS, _U16.pack(status)),
     ]
     # Error Comment is allowed with failure and warning statuses (PS3.7 C.4).
-    if error_comment and status != SUCCESS:
+    if error_comment and status != Status.SUCCESS:
         body.append(_element(_TAG_ERROR_COMMENT, _lo(error_comment)))
     if sop_instance_uid:
         body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))

@@ -48,6 +48,15 @@ _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _DATA_BUFFER = 256 * 1024
 #: Largest request fields we echo into log lines.
 _MAX_LOG_TEXT = 64
+#: Deadline of a send when no DIMSE timeout is set: a peer that takes none of a
+#: response for this long has stopped reading, and must not hold us forever.
+SEND_TIMEOUT = 60.0
+#: While stopping: an association with no message in progress that receives
+#: nothing for this long is idle and is aborted; one that goes on sending (the next
+#: C-STORE, or its A-RELEASE-RQ) is served until ``--shutdown-timeout``.
+DRAIN_IDLE_GRACE = 2.0
+#: How long the stopping thread may spend sending an A-ABORT over TLS.
+_STOP_SEND_TIMEOUT = 1.0
 
 
 class AssociationEnded(Exception):
@@ -106,6 +115,9 @@ class Association:
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._stopping = False
+        #: Receive calls so far; the drain timer compares it to see activity.
+        self._receives = 0
+        self._drain_timer: threading.Timer | None = None
         self._closed = False
         self._established = False
         self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
@@ -167,6 +179,8 @@ class Association:
                 self.conn.abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
             )
         finally:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
             self._discard_pending()
             self._close()
             self.conn.connection_closed()
@@ -175,22 +189,45 @@ class Association:
                 self._notify("association_ended")
 
     def request_stop(self) -> None:
-        """Shut-down: abort now if idle, else after the message in progress."""
+        """Shut-down begins: drain, do not abort (README, "How it differs", stop).
+
+        An association goes on as long as its peer keeps it busy: the C-STORE in
+        progress, further C-STOREs, and the A-RELEASE-RQ are served as usual, so a
+        sender finishes its batch and sees a normal release.  One that is idle (no
+        message in progress and nothing received for ``DRAIN_IDLE_GRACE``) is
+        aborted; ``force_stop`` ends the rest at ``--shutdown-timeout``.  A
+        connection still negotiating is closed at once.  Never blocks.
+        """
         with self._state_lock:
             self._stopping = True
             idle = self._command_buffer is None and self._pending is None
-        if idle or not self._established:
-            if self._established:
-                log.info("Aborting Association (initiated by SCP): receiver shutting down")
-                self._send_abort_from_outside()
+            seen = self._receives
+        if not self._established:
             self._shutdown_socket()
+            return
+        if idle:
+            # The association's thread may sleep in a receive without a timeout;
+            # the timer looks again after the grace period.
+            timer = threading.Timer(DRAIN_IDLE_GRACE, self._end_if_idle, (seen,))
+            timer.daemon = True
+            self._drain_timer = timer
+            timer.start()
 
     def force_stop(self) -> None:
-        """Shut-down timeout reached: abort whatever is in progress."""
+        """Shut-down timeout reached: abort whatever is in progress.  Never blocks."""
         with self._state_lock:
             self._stopping = True
         if self._established:
             self._send_abort_from_outside()
+        self._shutdown_socket()
+
+    def _end_if_idle(self, seen: int) -> None:
+        with self._state_lock:
+            idle = self._command_buffer is None and self._pending is None
+            if not idle or self._receives != seen or self._closed:
+                return
+        log.info("Aborting Association (initiated by SCP): receiver shutting down")
+        self._send_abort_from_outside()
         self._shutdown_socket()
 
     # --- socket helpers -------------------------------------------------------------------
@@ -230,6 +267,7 @@ class Association:
             # no new settimeout (an ioctl each time).
             self.sock.settimeout(timeout)
             self._timeout = timeout
+        self._receives += 1
         count = self.sock.recv_into(view)
         del view
         if count == 0:
@@ -244,7 +282,21 @@ class Association:
         with self._send_lock:
             if self._closed:
                 raise AssociationEnded
-            self.sock.sendall(data)
+            if self._timeout is None or self._timeout < 0:
+                # Every send has a deadline: a peer whose receive window stays full
+                # would otherwise hold this thread, and the lock, for ever.
+                self.sock.settimeout(SEND_TIMEOUT)
+                self._timeout = SEND_TIMEOUT
+            try:
+                self.sock.sendall(data)
+            except TimeoutError:
+                # Its window is still full: an A-ABORT would not get through either.
+                log.error(
+                    "%s has not read our data for %g s; closing the connection",
+                    self._peer(),
+                    self._timeout,
+                )
+                raise AssociationEnded from None
 
     def _send_quietly(self, data: bytes) -> None:
         """Send an A-ABORT (or nothing, when ``data`` is empty) on the way out."""
@@ -256,8 +308,28 @@ class Association:
             pass
 
     def _send_abort_from_outside(self) -> None:
-        """A-ABORT from the stopping thread (the core belongs to the association's thread)."""
-        self._send_quietly(pdu.encode_abort(AbortSource.SERVICE_USER, 0))
+        """A-ABORT from the stopping thread, if it can go without waiting.
+
+        The core belongs to the association's thread, so the bytes are built here.
+        A send in progress holds the lock, possibly blocked by a peer that does not
+        read: then nothing is sent, and shutting the socket down ends that send.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if self._closed:
+                return
+            data = pdu.encode_abort(AbortSource.SERVICE_USER, 0)
+            if isinstance(self.sock, ssl.SSLSocket):
+                self.sock.settimeout(_STOP_SEND_TIMEOUT)
+                self._timeout = _STOP_SEND_TIMEOUT
+                self.sock.sendall(data)
+            else:
+                self.sock.send(data, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        finally:
+            self._send_lock.release()
 
     def _shutdown_socket(self) -> None:
         try:
@@ -386,7 +458,10 @@ class Association:
             event = conn.next_event()
             if event is None:
                 self._flush_batch()  # the views point into the buffer about to be reused
-                self._receive(config.dimse_timeout)
+                timeout = config.dimse_timeout
+                if self._stopping and self._command_buffer is None and self._pending is None:
+                    timeout = min(timeout or DRAIN_IDLE_GRACE, DRAIN_IDLE_GRACE)
+                self._receive(timeout)
                 continue
             if type(event) is pdu.PDataTF:
                 self._on_p_data(event.body)
@@ -414,6 +489,11 @@ class Association:
         raise AssociationEnded
 
     def _on_timeout(self) -> None:
+        idle = self._command_buffer is None and self._pending is None
+        if self._stopping and self._established and idle:
+            log.info("Aborting Association (initiated by SCP): receiver shutting down")
+            self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
+            return
         if not self._established:
             self.conn.artim_expired()
             log.error(
@@ -624,10 +704,6 @@ class Association:
             comment,
         )
         self._send(self.conn.send_data(context_id, True, payload))
-        if self._stopping:
-            log.info("Aborting Association (initiated by SCP): receiver shutting down")
-            self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
-            raise AssociationEnded
 
     def _discard_pending(self) -> None:
         self._batch.clear()

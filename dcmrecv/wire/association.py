@@ -666,9 +666,9 @@ class Association:
             # DCMTK prints the path as it joined it ("./CT.1.2..." for -od .).
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
-                log.warning("file already exists, overwriting: %s", shown)
+                log.warning("file already exists, overwriting: %s", printable(str(shown)))
             if status == Status.SUCCESS and shown is not None:
-                log.info("Stored received object to file: %s", shown)
+                log.info("Stored received object to file: %s", printable(str(shown)))
             if is_stored(status):
                 self._notify("instance_stored", result)
             if self.config.sleep_after_store:

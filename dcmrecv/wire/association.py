@@ -551,8 +551,14 @@ class Association:
             self._respond(context_id, dimse.C_ECHO_RSP, command, Status.SUCCESS)
         elif field & 0x8000:
             raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
-        elif field == 0x0FFF:
-            log.info("Received C-CANCEL Request (MsgID %d): nothing to cancel", command.message_id)
+        elif field == dimse.C_CANCEL_RQ:
+            # We answer each request before reading the next, so by the time a
+            # cancel is read its request is done: nothing to cancel, nothing to send
+            # (PS3.7 9.3.2.3 has no response to a C-CANCEL-RQ).
+            log.info(
+                "Received C-CANCEL Request (MsgID %d): nothing to cancel",
+                command.message_id_being_responded_to,
+            )
         else:
             log.error(
                 "cannot handle this kind of DIMSE command (0x%04x), we are a Storage SCP only",

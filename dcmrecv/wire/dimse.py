@@ -20,6 +20,9 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+#: C-CANCEL-RQ (PS3.7 9.3.2.3, E.1): it has no Message ID of its own, only the
+#: Message ID Being Responded To of the request it cancels.
+C_CANCEL_RQ = 0x0FFF
 #: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
 NO_DATA_SET = 0x0101
 
@@ -60,6 +63,8 @@ class Command:
     affected_sop_instance_uid: str = ""
     priority: int = 0
     move_originator_aet: str = ""
+    #: (0000,0120): the request a C-CANCEL-RQ cancels; 0 for other commands.
+    message_id_being_responded_to: int = 0
 
 
 def _text(value: memoryview) -> str:
@@ -92,7 +97,13 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         return int(_U16.unpack_from(value)[0])
 
     command_field = u16(_TAG_COMMAND_FIELD)
-    message_id = u16(_TAG_MESSAGE_ID)
+    responded_to = 0
+    if command_field == C_CANCEL_RQ:
+        # PS3.7 9.3.2.3: a C-CANCEL-RQ names the request it cancels instead.
+        message_id = 0
+        responded_to = u16(_TAG_MESSAGE_ID_RESPONDED)
+    else:
+        message_id = u16(_TAG_MESSAGE_ID)
     data_set_type = u16(_TAG_DATA_SET_TYPE)
     priority = u16(_TAG_PRIORITY) if _TAG_PRIORITY in fields else 0
     return Command(
@@ -103,6 +114,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         affected_sop_instance_uid=_text(fields.get(_TAG_AFFECTED_SOP_INSTANCE, memoryview(b""))),
         priority=priority,
         move_originator_aet=_text(fields.get(_TAG_MOVE_ORIGINATOR_AET, memoryview(b""))),
+        message_id_being_responded_to=responded_to,
     )
 
 

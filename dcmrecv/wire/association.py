@@ -118,6 +118,8 @@ class Association:
         #: Receive calls so far; the drain timer compares it to see activity.
         self._receives = 0
         self._drain_timer: threading.Timer | None = None
+        #: True once the TLS handshake has completed.
+        self._tls_done = False
         self._closed = False
         self._established = False
         self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
@@ -166,6 +168,16 @@ class Association:
         except OSError as exc:
             if self._stopping:
                 pass
+            elif self._tls_done and _refused_renegotiation(exc):
+                # Only a new handshake can fail now: the client asked to renegotiate,
+                # OpenSSL refused (client-initiated renegotiation is off, RFC 5746
+                # section 4.4 allows that) and the client gave up on the connection.
+                log.error(
+                    "TLS client %s tried to renegotiate the session, which is refused; "
+                    "connection closed (%s)",
+                    self._peer(),
+                    getattr(exc, "reason", None) or exc,
+                )
             elif self.info is None and self._buffer.buffered == 0:
                 # A port probe or health check: nothing was sent, nothing to report
                 # louder than info.  (DCMTK logs an empty "Association Received"
@@ -258,6 +270,7 @@ class Association:
                 f" ({detail})" if detail else "",
             )
             raise AssociationEnded from None
+        self._tls_done = True
 
     def _receive(self, timeout: float | None) -> None:
         """Receive more bytes into the PDU buffer, or end the association."""
@@ -740,6 +753,16 @@ class Association:
             self.stats.bytes,
             time.monotonic() - self._connected_at,
         )
+
+
+def _refused_renegotiation(exc: OSError) -> bool:
+    """Whether a TLS error after the handshake is a failed renegotiation (a new handshake)."""
+    reason = getattr(exc, "reason", None)
+    return (
+        isinstance(exc, ssl.SSLError)
+        and reason is not None
+        and ("RENEGOTIATION" in reason or "HANDSHAKE_FAILURE" in reason)
+    )
 
 
 def max_send_pdv(peer_max_length: int) -> int:

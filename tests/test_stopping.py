@@ -9,18 +9,22 @@ once ``--shutdown-timeout`` has passed.
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 
+from dcmrecv.wire import association
 from tests import rawpeer
-from tests.conftest import require_tool
+from tests.conftest import require_tool, running_receiver
 from tests.test_lifecycle import (
     ECHO_CONTEXT,
     STORAGE_RQ,
@@ -139,3 +143,28 @@ def test_sigterm_mid_transfer_lets_storescu_finish_its_batch_and_release(tmp_pat
     log_text = (tmp_path / "stderr.log").read_text()
     assert "received SIGTERM: shutting down" in log_text
     assert "Received Association Release Request" in log_text
+
+
+def test_a_peer_that_never_reads_is_cut_off_at_the_send_deadline(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The deadline is 60 s in service; 1 s here (SO_SNDTIMEO takes a struct timeval).
+    monkeypatch.setattr(association, "_SEND_TIMEVAL", struct.pack("ll", 1, 0))
+    caplog.set_level(logging.ERROR, logger="dcmrecv")
+    with running_receiver() as server:
+        peer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            peer.settimeout(5)
+            peer.connect(("127.0.0.1", server.port))
+            peer.sendall(rawpeer.ECHO_RQ_FIXTURE)
+            assert _read_pdu(peer)[0] == rawpeer.A_ASSOCIATE_AC
+            echoes = rawpeer.message(1, True, rawpeer.c_echo_rq()) * 64
+            # Sending until the receiver gives up on us: its send times out, it
+            # closes the connection, and our next send fails.
+            with pytest.raises(OSError):
+                for _ in range(100_000):
+                    peer.sendall(echoes)
+        finally:
+            peer.close()
+    assert "has not read our data for" in caplog.text

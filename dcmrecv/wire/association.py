@@ -24,6 +24,7 @@ import logging
 import re
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ SEND_TIMEOUT = 60.0
 #: nothing for this long is idle and is aborted; one that goes on sending (the next
 #: C-STORE, or its A-RELEASE-RQ) is served until ``--shutdown-timeout``.
 DRAIN_IDLE_GRACE = 2.0
+_SEND_TIMEVAL = struct.pack("ll", int(SEND_TIMEOUT), 0)  # struct timeval for SO_SNDTIMEO
 #: How long the stopping thread may spend sending an A-ABORT over TLS.
 _STOP_SEND_TIMEOUT = 1.0
 
@@ -247,6 +249,11 @@ class Association:
     def _configure_socket(self) -> None:
         # Our responses are small and must leave at once: no Nagle delay on them.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Every send has a deadline: a peer whose receive window stays full would
+        # otherwise hold this thread, and the send lock, for ever.  On a blocking
+        # socket the kernel's send timeout gives it with no system call per send;
+        # with a Python timeout set (-td, the ACSE phase) that timeout bounds it.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEVAL)
 
     def _start_tls(self, context: ssl.SSLContext) -> None:
         """TLS handshake (PS3.15 B.1) within the ACSE timeout, in this thread.
@@ -295,19 +302,21 @@ class Association:
         with self._send_lock:
             if self._closed:
                 raise AssociationEnded
-            if self._timeout is None or self._timeout < 0:
-                # Every send has a deadline: a peer whose receive window stays full
-                # would otherwise hold this thread, and the lock, for ever.
+            if (self._timeout is None or self._timeout < 0) and isinstance(
+                self.sock, ssl.SSLSocket
+            ):
+                # OpenSSL retries a write the kernel timed out, for ever; a Python
+                # timeout ends it (the next receive restores the receive timeout).
                 self.sock.settimeout(SEND_TIMEOUT)
                 self._timeout = SEND_TIMEOUT
             try:
                 self.sock.sendall(data)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 # Its window is still full: an A-ABORT would not get through either.
                 log.error(
                     "%s has not read our data for %g s; closing the connection",
                     self._peer(),
-                    self._timeout,
+                    self._timeout if self._timeout and self._timeout > 0 else SEND_TIMEOUT,
                 )
                 raise AssociationEnded from None
 

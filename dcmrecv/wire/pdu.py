@@ -694,6 +694,24 @@ class PDUBuffer:
             return PDataTF(body)
         return decode_pdu(pdu_type, body)
 
+    def take_body(self, length: int) -> memoryview | None:
+        """The body of the PDU whose header ``peek_header`` gave, once all ``length`` bytes are in.
+
+        The caller has checked the header (type and length); this only slices and
+        consumes, for the hot path of an established association.
+        """
+        start = self._start
+        total = PDU_HEADER.size + length
+        if self._end - start < total:
+            return None
+        body = memoryview(self._buffer)[start + PDU_HEADER.size : start + total]
+        start += total
+        if start == self._end:
+            self._start = self._end = 0
+        else:
+            self._start = start
+        return body
+
     def next_raw(self) -> tuple[int, memoryview] | None:
         """The next whole PDU as (type, body view), with the checks of ``next_pdu``."""
         header = self.peek_header()

@@ -154,9 +154,19 @@ def _items(view: memoryview) -> list[tuple[int, memoryview]]:
 
 
 def _abort_text(view: memoryview) -> str:
-    if len(view) >= 4:
-        return f"association aborted: source {view[2]}, reason {view[3]}"
-    return "association aborted"
+    if len(view) < 4:
+        return "association aborted"
+    abort = pdu.decode_pdu(pdu.A_ABORT, view)
+    assert isinstance(abort, pdu.Abort)
+    text = f"association aborted: source {abort.source}, reason {abort.reason}"
+    # The reason is significant only from the service provider (PS3.8 9.3.8).
+    if abort.by_provider:
+        try:
+            named = pdu.AbortReason(abort.reason)
+        except ValueError:
+            return text
+        text += f" ({named.name.lower().replace('_', ' ').replace('pdu', 'PDU')})"
+    return text
 
 
 def _element(element: int, value: bytes) -> bytes:

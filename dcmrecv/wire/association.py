@@ -57,6 +57,8 @@ SEND_TIMEOUT = 60.0
 #: C-STORE, or its A-RELEASE-RQ) is served until ``--shutdown-timeout``.
 DRAIN_IDLE_GRACE = 2.0
 _SEND_TIMEVAL = struct.pack("ll", int(SEND_TIMEOUT), 0)  # struct timeval for SO_SNDTIMEO
+#: How long a rejected requestor has to close the connection itself (Sta13).
+_STA13_WAIT = 1.0
 #: How long the stopping thread may spend sending an A-ABORT over TLS.
 _STOP_SEND_TIMEOUT = 1.0
 
@@ -410,6 +412,22 @@ class Association:
                 raise TimeoutError
             self._receive(remaining)
 
+    def _await_close(self) -> None:
+        """Sta13 after an A-ASSOCIATE-RJ: let the requestor close first (PS3.8 AE-8).
+
+        The requestor reads the RJ and closes; closing under it could end its read
+        before it has taken the RJ.  We send our FIN and wait for its close, up to
+        ``_STA13_WAIT`` (our ARTIM for this state), then close anyway.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(_STA13_WAIT)
+            self._timeout = _STA13_WAIT
+            while self.sock.recv(4096):
+                pass
+        except OSError:
+            pass
+
     def _admit_slot(self) -> bool:
         self.admitted = self._admit()
         return self.admitted
@@ -435,6 +453,7 @@ class Association:
                 self._dump("", "RJ", rq, decision.negotiation)
             log.info("Refusing Association (%s)", rejection.why)
             self._send(self.conn.reject(rejection.result, rejection.source, rejection.reason))
+            self._await_close()
             return False
         self._send(self.conn.accept(decision.associate_ac))
         self._accepted = decision.accepted

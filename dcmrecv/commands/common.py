@@ -6,12 +6,12 @@ click's parser, and print DCMTK's identification lines and ``error:`` block.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import click
 
 from dcmrecv import __version__
+from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE, read_bounded
 
 
 def identification(appname: str) -> str:
@@ -55,8 +55,9 @@ class DcmtkCommand(click.Command):
 
 
 def read_text(name: str) -> str:
-    """An ``@file`` argument's contents (bytes that are not UTF-8 survive)."""
-    return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+    """A command line file's text (``@file``, ``--accept-calling-file``), bytes that are
+    not UTF-8 kept; :class:`FileTooLarge` past :data:`MAX_CONFIG_FILE_SIZE`."""
+    return read_bounded(name, MAX_CONFIG_FILE_SIZE).decode("utf-8", errors="surrogateescape")
 
 
 def finish(ctx: click.Context, code: int) -> NoReturn:

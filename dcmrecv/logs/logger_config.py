@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from dcmrecv.boundedread import FileTooLarge, read_bounded
 from dcmrecv.logs import layout as log_layout
 
 PREFIX = "log4cplus."
@@ -459,7 +460,9 @@ def read_log_config(path: str, appname: str = "dcmrecv") -> LogConfig:
     if not file.exists():
         raise LogConfigError("Specified --log-config file does not exist")
     try:
-        text = file.read_text(encoding="utf-8", errors="replace")
+        text = read_bounded(file).decode("utf-8", errors="replace")
+    except FileTooLarge as exc:
+        raise LogConfigError(f"Specified --log-config file is {exc}") from None
     except OSError:
         raise LogConfigError("Specified --log-config file cannot be read") from None
     return parse_log_config(text, predefined_variables(appname), os.environ, path, appname)

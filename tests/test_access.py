@@ -23,7 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
 from dcmrecv.commands.argv import ArgvError, find_option, parse
-from dcmrecv.commands.dcmrecv import parse_aetitle_list, receiver_request
+from dcmrecv.commands.dcmrecv import dcmrecv_settings, parse_aetitle_list
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def test_access_options_reach_the_config() -> None:
             *("--accept-from", "fd00::/8", "104"),
         ]
     )
-    config = receiver_request(cmdline, verbose=False).config
+    config = dcmrecv_settings(cmdline, verbose=False).config
     assert config.accept_calling == frozenset({"CT1", "MR2"})
     assert config.accept_from == (
         ipaddress.ip_network("127.0.0.1/32"),
@@ -104,7 +104,7 @@ def test_access_options_reach_the_config() -> None:
 
 
 def test_without_access_options_everyone_may_send() -> None:
-    config = receiver_request(parse(["104"]), verbose=False).config
+    config = dcmrecv_settings(parse(["104"]), verbose=False).config
     assert config.accept_calling is None
     assert config.accept_from is None
 
@@ -121,7 +121,7 @@ def test_without_access_options_everyone_may_send() -> None:
 )
 def test_bad_access_values_are_refused(args: list[str], message: str) -> None:
     with pytest.raises(ArgvError) as excinfo:
-        receiver_request(parse([*args, "104"]), verbose=False)
+        dcmrecv_settings(parse([*args, "104"]), verbose=False)
     assert message in str(excinfo.value)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import dcmrecv.wire
+import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
@@ -26,7 +25,7 @@ from tests.conftest import require_tool
 
 
 class FakeServer:
-    """Stands in for dcmrecv.wire.server: records the configuration, returns a code."""
+    """Stands in for dcmrecv.serve: records the configuration, returns a code."""
 
     def __init__(self) -> None:
         self.configs: list[ReceiverConfig] = []
@@ -45,10 +44,7 @@ class FakeServer:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
-    module = types.ModuleType("dcmrecv.wire.server")
-    module.serve = fake.serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dcmrecv.wire.server", module)
-    monkeypatch.setattr(dcmrecv.wire, "server", module, raising=False)
+    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
     return fake
 
 
@@ -346,8 +342,10 @@ def test_version(server: FakeServer) -> None:
     assert result.exit_code == 0
     assert f"dcmrecv v{dcmrecv.__version__}" in result.stdout
     assert "External libraries used:" in result.stdout
-    for library in ("pydicom", "pynetdicom", "click"):
+    for library in ("pydicom", "click"):
         assert f"- {library} {metadata.version(library)}" in result.stdout
+    # pynetdicom is a test peer, not a library the receiver runs on.
+    assert "pynetdicom" not in result.stdout
     assert server.configs == []
 
 

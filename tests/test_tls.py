@@ -25,7 +25,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from dcmrecv.commands.argv import ArgvError, parse
-from dcmrecv.commands.dcmrecv import receiver_request
+from dcmrecv.commands.dcmrecv import dcmrecv_settings
 from dcmrecv.negotiation.asconfig import Profile, load_profile
 from dcmrecv.wire import tls
 from tests.conftest import IN_CI, free_port, require_tool, running_receiver, wait_for_port
@@ -252,7 +252,7 @@ def test_command_line_options_map_to_tls_options() -> None:
             *("-vc", "--expect-sni", "pacs", "+rs", "seed", "+ws", "104"),
         ]
     )
-    request = receiver_request(cmdline, verbose=False)
+    request = dcmrecv_settings(cmdline, verbose=False)
     assert request.config.expected_sni == "pacs"
     assert request.tls_options == tls.TLSOptions(
         "k.pem",
@@ -272,10 +272,10 @@ def test_command_line_options_map_to_tls_options() -> None:
         write_seed_file="seed",
     )
     # DCMTK's defaults: +pg, -rc, PEM, password prompt (+ps); -tls (the default) is no TLS.
-    defaults = receiver_request(parse(["+tls", "k", "c", "104"]), verbose=False).tls_options
+    defaults = dcmrecv_settings(parse(["+tls", "k", "c", "104"]), verbose=False).tls_options
     assert defaults == tls.TLSOptions("k", "c")
     assert defaults.profile is tls.SecurityProfile.BCP195_RFC8996
-    assert receiver_request(parse(["+tls", "k", "c", "-tls", "104"]), False).tls_options is None
+    assert dcmrecv_settings(parse(["+tls", "k", "c", "-tls", "104"]), False).tls_options is None
 
 
 @pytest.mark.dcmtk
@@ -299,7 +299,7 @@ def test_option_errors_are_dcmtks(args: list[str]) -> None:
     error = [line for line in theirs.stderr.splitlines() if line.startswith("error: ")]
     assert theirs.returncode == 1 and error
     with pytest.raises(ArgvError) as excinfo:
-        receiver_request(parse([*args, "104"]), verbose=False)
+        dcmrecv_settings(parse([*args, "104"]), verbose=False)
     assert f"error: {excinfo.value}" == error[0]
 
 

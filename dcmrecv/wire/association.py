@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.negotiation.acceptor import (
     NegotiationResult,
     ProposedContext,

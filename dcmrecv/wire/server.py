@@ -22,14 +22,11 @@ import time
 from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
+from dcmrecv.exitcodes import EXITCODE_CANNOT_START_SCP_AND_LISTEN, EXITCODE_NO_ERROR
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire.association import Association
 
 log = logging.getLogger(__name__)
-
-#: dcmrecv's exit codes (dcmrecv.man, "EXIT CODES").
-EXITCODE_NO_ERROR = 0
-EXITCODE_CANNOT_START_SCP_AND_LISTEN = 64
 
 #: Connections we hold open at most, admitted or still negotiating.  Beyond this a
 #: new connection is closed at once, so a connection flood cannot exhaust threads

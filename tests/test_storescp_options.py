@@ -225,6 +225,12 @@ def test_unreadable_config_file_exits_like_dcmtk(tmp_path: Path) -> None:
     assert dcmtk.stderr.startswith("F: cannot read config file: ")
 
 
+def test_endless_config_file_is_refused() -> None:
+    result = _ours(["-xf", "/dev/zero", "Default", "11112"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("F: cannot read config file: /dev/zero: larger than 4 MiB")
+
+
 def test_no_arguments_prints_usage_and_exits_0() -> None:
     result = _ours([])
     assert result.returncode == 0

@@ -492,7 +492,12 @@ class CommandLine:
     def __post_init__(self) -> None:
         positions: dict[str, list[int]] = {}
         for index, occurrence in enumerate(self.occurrences):
-            positions.setdefault(occurrence.spec.long, []).append(index)
+            long = occurrence.spec.long
+            found = positions.get(long)
+            if found is None:
+                positions[long] = [index]
+            else:
+                found.append(index)
         object.__setattr__(self, "_positions", positions)
 
     @property
@@ -551,8 +556,10 @@ def parse(
     occurrences: list[Occurrence] = []
     params: list[str] = []
     # A long @file repeats a few spellings many times: classify each spelling once
-    # (None: a parameter), so a million words cost a million dictionary lookups.
+    # (None: a parameter), so a million words cost a million dictionary lookups; an
+    # option without values is the same (immutable) Occurrence wherever it appears.
     seen: dict[str, OptionSpec | None] = {}
+    flags: dict[str, Occurrence] = {}
     count = len(args)
     i = 0
     while i < count:
@@ -576,10 +583,13 @@ def parse(
             i += nargs
             arguments.append(spec.long)
             arguments.extend(values)
+            occurrences.append(Occurrence(spec, arg, values))
         else:
-            values = ()
             arguments.append(spec.long)
-        occurrences.append(Occurrence(spec, arg, values))
+            occurrence = flags.get(arg)
+            if occurrence is None:
+                occurrence = flags[arg] = Occurrence(spec, arg, ())
+            occurrences.append(occurrence)
     cmdline = CommandLine(tuple(arguments), tuple(occurrences), tuple(params))
     if not cmdline.empty and not cmdline.exclusive:
         if params_required and len(params) < len(param_names):

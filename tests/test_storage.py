@@ -6,6 +6,7 @@ dstorscp.cc / offname.cc, and checked against the real dcmrecv in test_writer.py
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -172,23 +173,47 @@ def test_series_date_validity_follows_dcmtk(
     assert parse_series_date(value) == expected
 
 
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
 @pytest.mark.parametrize(
     ("uid", "expected"),
     [
-        # Everything but digits and dots becomes "_" (".." + "/" + ".." + "/" + 3 + 1 + 6).
-        ("../../etc/passwd", "CT..._.._" + "_" * 10),
-        ("1.2/3", "CT.1.2_3"),
-        ("1.2\\3", "CT.1.2_3"),
-        ("1.2\x003", "CT.1.2_3"),
-        ("1.2.3a", "CT.1.2.3_"),
+        # Letters, digits, "." and "-" stay (DCMTK's name); anything else becomes "_"
+        # and the name ends in "_" and a hash of the value.
+        ("../../etc/passwd", "CT..._.._etc_passwd_" + _hash("../../etc/passwd")),
+        ("1.2/3", "CT.1.2_3_" + _hash("1.2/3")),
+        ("1.2\\3", "CT.1.2_3_" + _hash("1.2\\3")),
+        ("1.2\x003", "CT.1.2_3_" + _hash("1.2\x003")),
+        ("1.2 3", "CT.1.2_3_" + _hash("1.2 3")),
+        ("1.2.3_4", "CT.1.2.3_4_" + _hash("1.2.3_4")),
+        ("1.2.3a", "CT.1.2.3a"),
+        ("A1B2C3D4" * 8, "CT." + "A1B2C3D4" * 8),  # seen from real equipment
         ("..", "CT..."),
         ("1.2.3 ", "CT.1.2.3"),
+        ("1" * 65, "CT." + "1" * 64 + "_" + _hash("1" * 65)),
     ],
 )
 def test_peer_uid_cannot_name_another_directory(uid: str, expected: str) -> None:
     result = plan(sop_instance_uid=uid)
     assert result.directory == ()
     assert result.filename == expected
+
+
+@given(
+    first=st.text(min_size=1, max_size=100),
+    second=st.text(min_size=1, max_size=100),
+)
+def test_distinct_instance_uids_never_share_a_file_name(first: str, second: str) -> None:
+    # DCMTK would name "1.2.3/4" and "1.2.3_4" alike and one would overwrite the other.
+    if first.rstrip("\0 ") != second.rstrip("\0 ") and first.rstrip("\0 "):
+        assert plan(sop_instance_uid=first).filename != plan(sop_instance_uid=second).filename
+
+
+def test_the_same_instance_uid_always_gets_the_same_name() -> None:
+    assert plan(sop_instance_uid="1.2/3").filename == plan(sop_instance_uid="1.2/3").filename
+    assert plan(sop_instance_uid="1.2/3").replace_existing
 
 
 @given(uid=st.text(min_size=1, max_size=80), date=st.one_of(st.none(), st.text(max_size=12)))
@@ -206,10 +231,16 @@ def test_any_peer_value_stays_one_component_below_its_directory(uid: str, date: 
     assert len(result.filename.encode()) <= 255
 
 
+def test_long_instance_uids_are_cut_not_refused() -> None:
+    # DCMTK aborts the association: its command parser refuses a UI value of 300.
+    names = {plan(sop_instance_uid="9" * n).filename for n in (64, 65, 300, 10000)}
+    assert len(names) == 4
+    assert max(len(name) for name in names) == len("CT.") + 64 + 1 + 16
+
+
 def test_file_names_longer_than_255_bytes_are_refused() -> None:
-    assert len(plan(sop_instance_uid="1" * 252).filename) == 255
     with pytest.raises(PlanError):
-        plan(sop_instance_uid="1" * 253)
+        plan(sop_instance_uid="1.2", extension="." + "x" * 126, modality="M" * 126)
 
 
 @pytest.mark.parametrize("uid", ["", "\0", " "])
@@ -237,7 +268,9 @@ def encode(ds: Dataset, *, implicit: bool = False, little: bool = True) -> bytes
 
 def deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(data) + compressor.flush()
+    deflated = compressor.compress(data) + compressor.flush()
+    # PS3.5 A.5: an odd-length deflated stream is padded with one NUL.
+    return deflated + b"\x00" if len(deflated) % 2 else deflated
 
 
 def scan(data: bytes, ts: str = EXPLICIT_LE, **kwargs: int) -> dataset.DatasetSummary:

@@ -29,14 +29,22 @@ removed, is eight digits with month 1-12 and day 1-31 (no calendar check, so 202
 is accepted), or the pre-3.0 form ``YYYY.MM.DD``; and the element's VR is DA.
 
 Values from the peer never leave the output directory: the only peer value in a name is
-the SOP Instance UID (``+fd``), and every character in it other than digits and dots is
-replaced by ``_`` (DCMTK 3.6.7 does not sanitise at all; later DCMTK replaces path
-separators).  A name is always prefixed by the modality, so it can never be ``.`` or
+the SOP Instance UID (``+fd``), made safe by ``instance_name``.  Equipment sends values
+that are not UIDs (PS3.5 9.1), e.g. 64 hexadecimal digits; DCMTK 3.6.7 stores them under
+``<prefix>.<value>`` with ``/`` replaced by ``_`` (verified: ``1.2.3/4`` ->
+``CT.1.2.3_4``, ``..`` -> ``CT...``, ``1.2 3`` -> ``CT.1.2 3``), so two values can share
+a file and overwrite each other.  We keep letters, digits, ``.`` and ``-`` as they are
+(a valid UID and the hexadecimal case get DCMTK's name); any other value gets ``_`` for
+each other character, is cut to 64 characters, and ends in ``_`` and 16 hex digits of
+the SHA-256 of the value.  ``_`` only ever appears in names so made, so distinct values
+never share a name (short of a 64-bit hash collision) and one value always gets the
+same one.  A name is always prefixed by the modality, so it can never be ``.`` or
 ``..``; a name longer than 255 bytes (the usual file-system limit) is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Final
@@ -59,6 +67,13 @@ SHORT_UNKNOWN_MODALITY: Final = "XX"
 MAX_NAME_BYTES: Final = 255
 
 _NOT_UID_CHARACTER = re.compile(r"[^0-9.]")
+#: A value (PS3.5 9.1) that is a UID: digits and dots, at most 64 characters.
+_UID = re.compile(r"[0-9.]{1,64}")
+#: Characters of a SOP Instance UID that go into a file name unchanged.
+_KEPT_IN_NAME = re.compile(r"[0-9A-Za-z.-]{1,64}")
+_NOT_KEPT_IN_NAME = re.compile(r"[^0-9A-Za-z.-]")
+#: Hex digits of SHA-256 that tell apart values whose safe forms coincide.
+DISAMBIGUATOR_DIGITS: Final = 16
 _NOT_MODALITY_CHARACTER = re.compile(r"[^A-Za-z0-9_-]")
 _NEW_DATE = re.compile(r"[0-9]{8}")
 _OLD_DATE = re.compile(r"[0-9]{4}\.[0-9]{2}\.[0-9]{2}")
@@ -107,6 +122,32 @@ def sanitize_uid(uid: str) -> str:
     return _NOT_UID_CHARACTER.sub("_", uid.rstrip("\0 "))
 
 
+def is_valid_uid(value: str) -> bool:
+    """Whether ``value`` (padding removed) is a UID by PS3.5 9.1's character rules."""
+    return _UID.fullmatch(value) is not None
+
+
+def instance_name(sop_instance_uid: str) -> str:
+    """The part of a ``+fd`` file name that comes from the SOP Instance UID.
+
+    The value itself when it holds only letters, digits, ``.`` and ``-`` (at most 64);
+    otherwise a safe form of it plus ``_`` and a hash of the value (see module
+    docstring), so that distinct values never map to one name.
+    """
+    value = sop_instance_uid.rstrip("\0 ")
+    if _KEPT_IN_NAME.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    safe = _NOT_KEPT_IN_NAME.sub("_", value[:64])
+    return f"{safe}_{digest[:DISAMBIGUATOR_DIGITS]}"
+
+
+def printable(value: str, limit: int = 80) -> str:
+    """A peer value fit for one log line: control characters escaped, length bounded."""
+    shown = value[:limit].encode("unicode_escape").decode("ascii")
+    return shown + "..." if len(value) > limit else shown
+
+
 def _modality_or(modality: str | None, fallback: str) -> str:
     if not modality:
         return fallback
@@ -149,9 +190,9 @@ def plan_path(
     extension = check_extension(extension)
     replace = False
     if filename_mode is FilenameMode.DEFAULT:
-        uid = sanitize_uid(sop_instance_uid)
-        if not uid:
+        if not sop_instance_uid.rstrip("\0 "):
             raise PlanError("SOP Instance UID is empty")
+        uid = instance_name(sop_instance_uid)
         name = f"{_modality_or(modality, UNKNOWN_MODALITY)}.{uid}{extension}"
         replace = True
     elif filename_mode is FilenameMode.UNIQUE:

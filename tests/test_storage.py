@@ -305,6 +305,60 @@ def test_scan_reads_deflated_data_sets() -> None:
     assert summary.sop_instance_uid == "1.2.3.4"
 
 
+def test_odd_length_data_set_is_refused_but_a_quick_look_still_finds_the_date() -> None:
+    data = encode(sample()) + b"\x00"
+    with pytest.raises(DatasetError, match="odd length"):
+        scan(data)
+    assert scan(data, stop_after=dataset.SERIES_DATE_TAG).series_date == "19970430"
+
+
+def test_deflated_data_set_counts_its_inflated_length() -> None:
+    stream = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    odd_value = struct.pack("<HH2sH", 0x7FE1, 0x0010, b"LT", 3) + b"odd"
+    odd_inflated = stream.compress(encode(sample()) + odd_value) + stream.flush()
+    with pytest.raises(DatasetError, match="odd length"):
+        scan(odd_inflated + b"\x00" * (len(odd_inflated) % 2), DEFLATED)
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+RLE = "1.2.840.10008.1.2.5"
+
+
+def encapsulated_sample(vr: str = "OB") -> bytes:
+    """sample() with Pixel Data encapsulated (PS3.5 A.4): offset table and one fragment."""
+    head = encode(sample()).split(b"\xe0\x7f\x10\x00", 1)[0]
+    items = struct.pack("<HHL", 0xFFFE, 0xE000, 0) + struct.pack("<HHL", 0xFFFE, 0xE000, 4)
+    pixels = struct.pack("<HH2s2xL", 0x7FE0, 0x0010, vr.encode(), 0xFFFFFFFF) + items
+    return head + pixels + b"\x01\x02\x03\x04" + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+
+@pytest.mark.parametrize("ts", [JPEG_BASELINE, RLE, "1.2.840.10008.1.2.4.201"])
+def test_native_pixel_data_in_an_encapsulated_syntax_is_refused(ts: str) -> None:
+    with pytest.raises(DatasetError, match="native Pixel Data"):
+        scan(encode(sample()), ts)
+    assert scan(encapsulated_sample(), ts).encapsulated_ow_offset is None
+
+
+@pytest.mark.parametrize("ts", [EXPLICIT_LE, DEFLATED])
+def test_encapsulated_pixel_data_in_a_native_syntax_is_refused(ts: str) -> None:
+    data = encapsulated_sample()
+    with pytest.raises(DatasetError, match="encapsulated Pixel Data"):
+        scan(deflate(data) if ts == DEFLATED else data, ts)
+
+
+def test_encapsulated_pixel_data_with_vr_ow_is_found_for_the_repair() -> None:
+    data = encapsulated_sample("OW")
+    offset = scan(data, JPEG_BASELINE).encapsulated_ow_offset
+    assert offset is not None and data[offset : offset + 6] == b"\xe0\x7f\x10\x00OW"
+
+
+def test_an_unknown_transfer_syntax_gets_no_pixel_data_rule() -> None:
+    # A private syntax accepted by a profile: we cannot know what it needs.
+    private = "1.2.276.0.7230010.3.1.4.9"
+    assert scan(encode(sample()), private).sop_instance_uid == "1.2.3.4"
+    assert scan(encapsulated_sample(), private).sop_instance_uid == "1.2.3.4"
+
+
 def test_series_date_with_another_vr_is_not_a_date() -> None:
     ds = sample()
     ds["SeriesDate"].VR = "LO"

@@ -67,8 +67,9 @@ SHORT_UNKNOWN_MODALITY: Final = "XX"
 MAX_NAME_BYTES: Final = 255
 
 _NOT_UID_CHARACTER = re.compile(r"[^0-9.]")
-#: A value (PS3.5 9.1) that is a UID: digits and dots, at most 64 characters.
-_UID = re.compile(r"[0-9.]{1,64}")
+#: A UID (PS3.5 9.1): components of digits, no leading zero, separated by dots.
+_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+MAX_UID_LENGTH: Final = 64
 #: Characters of a SOP Instance UID that go into a file name unchanged.
 _KEPT_IN_NAME = re.compile(r"[0-9A-Za-z.-]{1,64}")
 _NOT_KEPT_IN_NAME = re.compile(r"[^0-9A-Za-z.-]")
@@ -123,8 +124,8 @@ def sanitize_uid(uid: str) -> str:
 
 
 def is_valid_uid(value: str) -> bool:
-    """Whether ``value`` (padding removed) is a UID by PS3.5 9.1's character rules."""
-    return _UID.fullmatch(value) is not None
+    """Whether ``value`` (padding removed) is a UID by the rules of PS3.5 9.1."""
+    return len(value) <= MAX_UID_LENGTH and _UID.fullmatch(value) is not None
 
 
 def instance_name(sop_instance_uid: str) -> str:
@@ -144,6 +145,8 @@ def instance_name(sop_instance_uid: str) -> str:
 
 def printable(value: str, limit: int = 80) -> str:
     """A peer value fit for one log line: control characters escaped, length bounded."""
+    if not value:
+        return "(none)"
     shown = value[:limit].encode("unicode_escape").decode("ascii")
     return shown + "..." if len(value) > limit else shown
 

@@ -664,12 +664,12 @@ class Association:
                 self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
-        if reason:
-            # Every failure says why, at the default log level (W: for a warning).
+        if reason and command.command_field == dimse.C_STORE_RQ:
+            # Every failure says why, at the default log level (W: for a warning);
+            # other commands got their E: line in _on_command.
             log.log(
                 logging.WARNING if is_stored(status) else logging.ERROR,
-                "%s of SOP instance %s: %s (status 0x%04X)",
-                "C-STORE" if command.command_field == dimse.C_STORE_RQ else "Request",
+                "C-STORE of SOP instance %s: %s (status 0x%04X)",
                 printable(command.affected_sop_instance_uid),
                 reason,
                 status,

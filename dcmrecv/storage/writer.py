@@ -4,7 +4,8 @@ The association engine calls ``InstanceStore.begin()`` for each C-STORE request,
 ``IncomingInstance.write()`` for each data set fragment and ``commit()`` when the last
 one has arrived (or ``discard()`` when the association goes away first).  Nothing here
 raises for I/O or data problems: every outcome is a ``StoreResult`` with the DIMSE
-status to answer (PS3.4 Table B.2-1).
+status to answer (PS3.4 Table B.2-1) and, for a failure or a Success with a remark
+(an invalid SOP Instance UID, a repair), the reason the association logs.
 
 What a reader of the output directory sees:
 
@@ -35,7 +36,11 @@ Storage modes (dcmrecv.man, "storage mode"):
   data set is inflated with a size limit) without loading values; pixel data is
   seeked over.  One that does not parse gets 0xC000 and no file; one whose SOP Class or
   Instance UID differs from the request gets 0xA900 and no file, and one that lacks them
-  0xC000 (DCMTK's storescp rules).  The file then holds the received bytes unchanged.
+  0xC000 (DCMTK's storescp rules).  So does one that contradicts its transfer syntax:
+  odd length, native Pixel Data in an encapsulated syntax or the reverse (DCMTK refuses
+  these as well), so that every Success reads back in dcmdump and pydicom.  The file
+  then holds the received bytes unchanged but for one repair DCMTK makes too:
+  encapsulated Pixel Data received with VR OW is written as OB (PS3.5 A.4).
   DCMTK instead re-encodes the data set in this mode (verified with its dcmrecv: every
   sequence and item gets undefined length, Data Set Trailing Padding (FFFC,FFFC) is
   dropped, and (0002,0016) is not written); we keep the bytes the sender sent, which is

@@ -29,7 +29,7 @@ removed, is eight digits with month 1-12 and day 1-31 (no calendar check, so 202
 is accepted), or the pre-3.0 form ``YYYY.MM.DD``; and the element's VR is DA.
 
 Values from the peer never leave the output directory: the only peer value in a name is
-the SOP Instance UID (``+fd``), made safe by ``instance_name``.  Equipment sends values
+the SOP Instance UID (``+fd``), made safe by ``sanitize_uid``.  Equipment sends values
 that are not UIDs (PS3.5 9.1), e.g. 64 hexadecimal digits; DCMTK 3.6.7 stores them under
 ``<prefix>.<value>`` with ``/`` replaced by ``_`` (verified: ``1.2.3/4`` ->
 ``CT.1.2.3_4``, ``..`` -> ``CT...``, ``1.2 3`` -> ``CT.1.2 3``), so two values can share
@@ -66,7 +66,6 @@ SHORT_UNKNOWN_MODALITY: Final = "XX"
 #: NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs): bytes in one path component.
 MAX_NAME_BYTES: Final = 255
 
-_NOT_UID_CHARACTER = re.compile(r"[^0-9.]")
 #: A UID (PS3.5 9.1): components of digits, no leading zero, separated by dots.
 _UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 MAX_UID_LENGTH: Final = 64
@@ -118,25 +117,21 @@ def check_extension(extension: str) -> str:
     return extension
 
 
-def sanitize_uid(uid: str) -> str:
-    """A UID made safe for a file name: padding dropped, anything but ``0-9.`` -> ``_``."""
-    return _NOT_UID_CHARACTER.sub("_", uid.rstrip("\0 "))
-
-
 def is_valid_uid(value: str) -> bool:
     """Whether ``value`` (padding removed) is a UID by the rules of PS3.5 9.1."""
     return len(value) <= MAX_UID_LENGTH and _UID.fullmatch(value) is not None
 
 
-def instance_name(sop_instance_uid: str) -> str:
-    """The part of a ``+fd`` file name that comes from the SOP Instance UID.
+def sanitize_uid(uid: str) -> str:
+    """The part of a ``<prefix>.<SOP Instance UID>`` file name that comes from the UID
+    (dcmrecv's ``+fd``, storescp's default); "" for an empty value.
 
     The value itself when it holds only letters, digits, ``.`` and ``-`` (at most 64);
     otherwise a safe form of it plus ``_`` and a hash of the value (see module
     docstring), so that distinct values never map to one name.
     """
-    value = sop_instance_uid.rstrip("\0 ")
-    if _KEPT_IN_NAME.fullmatch(value):
+    value = uid.rstrip("\0 ")
+    if not value or _KEPT_IN_NAME.fullmatch(value):
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
     safe = _NOT_KEPT_IN_NAME.sub("_", value[:64])
@@ -193,9 +188,9 @@ def plan_path(
     extension = check_extension(extension)
     replace = False
     if filename_mode is FilenameMode.DEFAULT:
-        if not sop_instance_uid.rstrip("\0 "):
+        uid = sanitize_uid(sop_instance_uid)
+        if not uid:
             raise PlanError("SOP Instance UID is empty")
-        uid = instance_name(sop_instance_uid)
         name = f"{_modality_or(modality, UNKNOWN_MODALITY)}.{uid}{extension}"
         replace = True
     elif filename_mode is FilenameMode.UNIQUE:

@@ -584,7 +584,7 @@ class _FileInstance(IncomingInstance):
         relative = os.fspath(plan.relative)
         if not is_valid_uid(self._sop_instance_uid):
             # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
-            # safe and distinct by naming.instance_name.
+            # safe and distinct by naming.sanitize_uid.
             notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
         return StoreResult(
             status=STATUS_SUCCESS,

@@ -36,11 +36,15 @@ from tests.rawpeer import (
     RawPeer,
     associate_rq,
     c_store_rq,
+    command_set,
     ct_data_set,
+    element,
     explicit,
     message,
     status_of,
     text,
+    ui,
+    us,
 )
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -177,6 +181,21 @@ CASES = [
         0xC000,
         "data set lacks SOP Class/Instance UID",
     ),
+    Case(
+        "c-find",
+        CT_CONTEXT,
+        command_set(  # C-FIND-RQ (PS3.7 9.3.2.1) with an identifier
+            element(0x0002, ui(CT_IMAGE_STORAGE)),
+            element(0x0100, us(0x0020)),
+            element(0x0110, us(1)),
+            element(0x0700, us(0)),
+            element(0x0800, us(0x0000)),
+        ),
+        explicit(0x00100010, "PN", text("DROP^IN")),
+        "(none)",
+        0x0211,
+        "E: cannot handle this kind of DIMSE command (0x0020), we are a Storage SCP only",
+    ),
     _store(
         "no-uid-in-command",
         "",
@@ -249,6 +268,9 @@ def test_each_failure_logs_the_instance_and_the_reason_at_the_default_level(
 ) -> None:
     assert ours.statuses[case.name] == case.status
     assert case.reason is not None
+    if case.name == "c-find":  # not a C-STORE: no instance, its own line
+        assert case.reason in ours.log.splitlines()
+        return
     line = f"E: C-STORE of SOP instance {case.uid}: "
     matching = [entry for entry in ours.log.splitlines() if entry.startswith(line)]
     assert matching, f"no line starting {line!r} in:\n{ours.log}"

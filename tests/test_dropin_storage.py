@@ -47,6 +47,9 @@ from tests.rawpeer import (
     us,
 )
 
+#: Values that are not UIDs are what these tests send; pydicom warns on reading them.
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 CT_CONTEXT, CT_JPEG_CONTEXT, MR_CONTEXT = 1, 3, 5
 REQUEST = associate_rq(

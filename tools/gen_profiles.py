@@ -96,8 +96,8 @@ UNNAMED_IN_DCMTK_3_6_7 = frozenset(
     }
 )
 
-ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"  # PS3.5 A.4.11
-DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"  # PS3.5 A.4.12
+ENCAPSULATED_UNCOMPRESSED = "1.2.840.10008.1.2.1.98"  # PS3.5 A.4, one fragment per frame
+DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"  # PS3.5 A.4, deflate per frame
 
 # The compressed head of DCMTK 3.7.0's [AnyTransferSyntax], in its order: JPEG
 # Baseline first, lossy and lossless mixed, roughly in the order DCMTK learnt
@@ -156,7 +156,7 @@ DCMTK_COMPRESSED_ORDER = (
 
 # In the table but in none of DCMTK's lists, nor here: the JPIP Referenced
 # syntaxes carry no pixel data, only its Pixel Data Provider URL (0028,7FE0)
-# (PS3.5 A.4.8, A.4.9); the SMPTE ST 2110 ones exist for DICOM Real-Time Video
+# (PS3.5 A.4); the SMPTE ST 2110 ones exist for DICOM Real-Time Video
 # only (PS3.22); the two retired ones (RFC 2557 MIME, XML) were never DIMSE
 # transfer syntaxes.
 NOT_FOR_STORAGE = frozenset(

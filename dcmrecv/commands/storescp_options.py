@@ -41,9 +41,10 @@ from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
+    HookCommand,
     NamingSettings,
     TemplateError,
-    split_template,
+    compile_template,
 )
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
 from dcmrecv.storage.sorting import SortMode, check_prefix
@@ -716,12 +717,12 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
         raise _conflict("--timenames", "--unique-filenames")
     settings["naming"] = NamingSettings(sort_mode, sort_prefix, unique, time_names, extension)
 
-    def template(long: str) -> tuple[str, ...] | None:
+    def template(long: str) -> HookCommand | None:
         found = cmdline.last(long)
         if found is None:
             return None
         try:
-            return split_template(found.values[0])
+            return compile_template(found.values[0])
         except TemplateError as exc:
             raise ArgvError(f"Invalid value for option {long} ({exc})") from None
 

@@ -171,7 +171,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--group-length-create",
         "+g",
-        "always write with group length elements\n(top-level data set only)",
+        "always write with group length elements\n(top-level data set only, see README)",
     )
     add("--group-length-remove", "-g", "always write without group length elements")
     add = section(output, "length encoding in sequences and items (not with --bit-preserving):")
@@ -184,7 +184,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--padding-create",
         "+p",
-        "align file on multiple of f bytes (items: i is\naccepted, item padding is not done)",
+        "align file on multiple of f bytes and items on\nmultiple of i bytes",
         nargs=2,
         values="[f]ile-pad [i]tem-pad: integer",
     )
@@ -666,7 +666,7 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
             raise ArgvError(
                 f"Invalid value for option --padding-create (odd: {file_pad} {item_pad})"
             )
-        reencode |= file_pad > 0
+        reencode |= file_pad > 0 or item_pad > 0
 
     un_option = cmdline.last("--retain-un", "--convert-un")
     convert_un = un_option is not None and un_option.spec.long == "--convert-un"

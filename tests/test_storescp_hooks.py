@@ -160,3 +160,9 @@ def test_a_value_is_never_scanned_for_placeholders(tmp_path: Path) -> None:
 def test_unsafe_or_broken_templates_are_refused(template: str, reason: str) -> None:
     with pytest.raises(TemplateError, match=reason):
         compile_template(template)
+
+
+def test_parameter_default_inside_a_command_substitution_in_quotes(tmp_path: Path) -> None:
+    # The ${...} is in $(...), a new quoting level, even though "..." is around both.
+    template = 'printf "%s" "$(printf "<%s>" ${UNSET_VARIABLE:-#a})"'
+    assert run(template, {**BENIGN, "#a": "a  b*"}, tmp_path) == "<a  b*>"

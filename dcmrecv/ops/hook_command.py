@@ -93,7 +93,7 @@ class _Compiler:
     def run(self) -> str:
         text = self.text
         while self.pos < len(text):
-            if text[self.pos] == "#" and text[self.pos + 1 : self.pos + 2] in tuple("pfacr"):
+            if text.startswith(PLACEHOLDERS, self.pos):
                 self._placeholder(text[self.pos : self.pos + 2])
                 continue
             context = self.stack[-1]
@@ -105,10 +105,15 @@ class _Compiler:
                 self._unquoted(context)
         if len(self.stack) > 1:
             raise TemplateError(f"unterminated {_DESCRIPTION[self.stack[-1]]}")
-        if self.heredocs:
-            # The shell reads an unterminated here-document to the end; so do we.
-            self.heredocs.clear()
+        # A here-document without its delimiter line runs to the end, as in the shell.
         return "".join(self.out)
+
+    def _in_double_quotes(self) -> bool:
+        """Whether ``${...}`` contexts at the top of the stack sit in double quotes."""
+        for context in reversed(self.stack):
+            if context != _BRACE:
+                return context == _DQ
+        return False
 
     # --- placeholders ---------------------------------------------------------------
 
@@ -119,7 +124,7 @@ class _Compiler:
             raise TemplateError(f"placeholder {name} inside $((...)) cannot be kept literal")
         if context == _SQ:
             reference = f"'\"${{{number}}}\"'"
-        elif context == _DQ or (context == _BRACE and _DQ in self.stack):
+        elif context == _DQ or (context == _BRACE and self._in_double_quotes()):
             reference = f"${{{number}}}"
         else:
             reference = f'"${{{number}}}"'
@@ -189,7 +194,7 @@ class _Compiler:
             self.pos += 1
         elif char == "\\":
             self._copy(2)
-        elif char == "'" and not (context == _BRACE and _DQ in self.stack):
+        elif char == "'" and not (context == _BRACE and self._in_double_quotes()):
             self._push(_SQ, 1)
         elif char == '"':
             self._push(_DQ, 1)
@@ -258,7 +263,7 @@ class _Compiler:
                 word.append(text[self.pos + 1 : self.pos + 2])
                 quoted = True
                 self.pos += 2
-            elif char == "#" and text[self.pos + 1 : self.pos + 2] in tuple("pfacr"):
+            elif text.startswith(PLACEHOLDERS, self.pos):
                 raise TemplateError("placeholder in a here-document delimiter")
             else:
                 word.append(char)

@@ -420,12 +420,11 @@ def test_a_peer_at_its_limit_makes_room_from_its_own_idle_associations() -> None
 
 # --- out of descriptors ------------------------------------------------------------------------
 
-#: Runs dcmrecv with a hard (and so soft) open-file limit: the receiver's start-up
-#: raise of the soft limit to the hard one cannot lift it.
+#: Runs dcmrecv with the open-file limits SOFT:HARD given as its first argument.
 LIMITED = (
     "import resource, runpy, sys\n"
-    "limit = int(sys.argv.pop(1))\n"
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))\n"
+    "soft, hard = map(int, sys.argv.pop(1).split(':'))\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
     "runpy.run_module('dcmrecv', run_name='__main__', alter_sys=True)\n"
 )
 
@@ -440,7 +439,8 @@ def test_out_of_descriptors_the_receiver_waits_quietly_and_recovers(tmp_path: Pa
     log_path = tmp_path / "dcmrecv.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-c", LIMITED, "64", "-od", str(tmp_path), str(port)],
+            # Hard limit = soft limit: the start-up raise cannot lift it.
+            [sys.executable, "-c", LIMITED, "64:64", "-od", str(tmp_path), str(port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
@@ -464,6 +464,7 @@ def test_out_of_descriptors_the_receiver_waits_quietly_and_recovers(tmp_path: Pa
         assert cpu_used < 0.5, f"{cpu_used:.2f} s CPU in 3 s while out of descriptors"
         assert log_growth < 1000, f"{log_growth} bytes of log in 3 s while out of descriptors"
         text = log_path.read_text()
+        assert "W: open file limit is 64: about 21 associations receiving at once" in text
         assert text.count("Cannot accept connections: Too many open files") == 1
         for sock in held:
             sock.close()
@@ -479,3 +480,26 @@ def test_out_of_descriptors_the_receiver_waits_quietly_and_recovers(tmp_path: Pa
             if process.poll() is None:
                 process.kill()
     assert exit_code == 0
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this machine's hard open-file limit is {hard}")
+    hard = 2048 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LIMITED, f"256:{hard}", "-d", "-od", str(tmp_path), str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, process)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        assert f"Max open files            {hard}" in limits
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert f"open file limit (RLIMIT_NOFILE) raised from 256 to {hard}" in stderr.decode()

@@ -390,7 +390,10 @@ def serve(config: ReceiverConfig) -> int:
     """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code."""
     log.info("starting service class provider and listening ...")
     descriptors = raise_descriptor_limit()
-    if descriptors < MAX_CONNECTIONS * DESCRIPTORS_PER_ASSOCIATION:
+    if (
+        descriptors != resource.RLIM_INFINITY
+        and descriptors < MAX_CONNECTIONS * DESCRIPTORS_PER_ASSOCIATION
+    ):
         log.warning(
             "open file limit is %d: about %d associations receiving at once use it up",
             descriptors,

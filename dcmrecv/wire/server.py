@@ -216,7 +216,7 @@ class Server:
         )
         if verdict in (Verdict.MAKE_ROOM_IN_PEER, Verdict.MAKE_ROOM):
             within = peer if verdict is Verdict.MAKE_ROOM_IN_PEER else None
-            if not self._reclaim(now, within):
+            if not self._reclaim(now, within, "Connection limit reached"):
                 full = (
                     f"{address} holds {self._tally.count(peer)} connections, the limit per peer"
                     if within is not None
@@ -233,7 +233,7 @@ class Server:
         self._tally.add(peer)
         return _Held(peer, now, refusing=False)
 
-    def _reclaim(self, now: float, peer: str | None) -> bool:
+    def _reclaim(self, now: float, peer: str | None, why: str) -> bool:
         """Close the quietest connection (of ``peer``, if given) to make room.  Holds the lock."""
         candidates = [
             Candidate(association, held.peer, association.admitted, _quiet(association, held, now))
@@ -249,8 +249,8 @@ class Server:
         held_back = self._log_reclaim.note(now)
         if held_back is not None:
             log.warning(
-                "Connection limit reached: closing the quietest connection, from %s "
-                "(nothing received for %.0f s)%s",
+                "%s: closing the quietest connection, from %s (nothing received for %.0f s)%s",
+                why,
                 chosen.key.address[0],
                 chosen.quiet,
                 _repeated(held_back),
@@ -274,7 +274,7 @@ class Server:
                 self._short_until = now + LOG_INTERVAL
                 # Descriptors are the limit now: quiet connections make room, as at
                 # the connection limit.
-                self._reclaim(now, None)
+                self._reclaim(now, None, "Out of descriptors")
         held_back = self._log_descriptors.note(now)
         if held_back is not None:
             log.error(

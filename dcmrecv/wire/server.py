@@ -116,14 +116,18 @@ class Server:
             association.run()
         finally:
             with self._lock:
-                if association.admitted:
-                    self._admitted -= 1
-                held = self._associations.pop(association)
-                if held.refusing:
-                    self._refusing -= 1
-                elif not held.reclaimed:
-                    self._tally.remove(held.peer)
-                self._threads.discard(threading.current_thread())
+                self._forget(association, threading.current_thread())
+
+    def _forget(self, association: Association, thread: threading.Thread) -> None:
+        """Count an ended connection out.  Holds the lock."""
+        if association.admitted:
+            self._admitted -= 1
+        held = self._associations.pop(association)
+        if held.refusing:
+            self._refusing -= 1
+        elif not held.reclaimed:
+            self._tally.remove(held.peer)
+        self._threads.discard(thread)
 
     # --- accept loop ----------------------------------------------------------------
 
@@ -164,6 +168,8 @@ class Server:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return True  # nothing there, or the peer gave up before we took it
         except OSError as exc:
+            if exc.errno in _NETWORK_ERRORS:
+                return True
             self._cannot_accept(exc)
             return False
         peer = address[0]
@@ -202,7 +208,14 @@ class Server:
             )
             self._associations[association] = held
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or tasks
+            with self._lock:
+                self._forget(association, thread)
+            sock.close()
+            self._cannot_accept(OSError(errno.EAGAIN, str(exc)))
+            return False
         return True
 
     def _hurried(self, now: float) -> bool:
@@ -267,7 +280,7 @@ class Server:
 
     def _cannot_accept(self, exc: OSError) -> None:
         now = time.monotonic()
-        short = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+        short = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EAGAIN)
         with self._lock:
             held = self._tally.total
             if short:
@@ -318,6 +331,24 @@ class Server:
     def _snapshot_threads(self) -> list[threading.Thread]:
         with self._lock:
             return list(self._threads)
+
+
+#: accept(2), "Error handling": on Linux these are the new connection's pending
+#: network errors, to be treated like EAGAIN, not as a failure of the listener.
+_NETWORK_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENETDOWN",
+        "EPROTO",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
 
 
 def _refuse() -> bool:

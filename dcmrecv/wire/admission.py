@@ -84,8 +84,6 @@ def address_allowed(address: str, networks: tuple[IPNetwork, ...] | None) -> boo
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
 
 

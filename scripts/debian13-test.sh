@@ -47,6 +47,9 @@ key=$(printf '%s\n' "$suite" "$(dpkg --print-architecture)" "${packages[@]}" | s
 rootfs=$cache/debian13-$key
 
 started=$(date +%s)
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9 # one build at a time; runs share the finished chroot read-only
 if [ ! -f "$rootfs/.complete" ]; then
     mirror=$(debian_mirror)
     if [ -z "$mirror" ]; then
@@ -59,7 +62,6 @@ if [ ! -f "$rootfs/.complete" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     fi
     echo "== building the Debian 13 chroot in $rootfs (once; cached)"
-    mkdir -p "$cache"
     rm -rf "$rootfs.tmp"
     debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
         "$suite" "$rootfs.tmp" "$mirror" >"$cache/debootstrap-$key.log" 2>&1 || {
@@ -72,6 +74,7 @@ if [ ! -f "$rootfs/.complete" ]; then
     mv "$rootfs.tmp" "$rootfs"
     echo "== chroot built in $(($(date +%s) - started)) s"
 fi
+exec 9>&- # build done: release the lock
 
 # A run: overlay (cached chroot read-only below, a scratch layer on top), the checkout
 # copied in, the kernel file systems mounted, pip's cache kept between runs.
@@ -119,7 +122,7 @@ pip_host=python3
 [ -x .venv/bin/python ] && pip_host=.venv/bin/python
 { "$pip_host" -m pip config list 2>/dev/null || true; printf '%s\n' "${pip_env[@]}"; } |
     sed 's/^[^=]*=//; s/^'"'"'//; s/'"'"'$//' | tr ' ' '\n' | sed 's|^file://||' |
-    grep '^/' | sort -u | while read -r path; do
+    { grep '^/' || true; } | sort -u | while read -r path; do
         case "$path" in /etc/pip.conf | /etc/xdg/pip | /etc/xdg/pip/*) continue ;; esac
         # A local PEP 503 index (.../simple) links to its files beside it: take the parent.
         [ "$(basename "$path")" = simple ] && path=$(dirname "$path")

@@ -36,6 +36,8 @@ class ReceiverEvents(Protocol):
     """Notifications for storescp's ``--exec-on-reception`` / end-of-study hooks.
 
     Called in the association's thread; an exception is logged, never fatal.
+    ``instance_stored`` follows every C-STORE whose data set arrived, also one that
+    was not stored (``result.status`` says which).
     """
 
     def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None: ...

@@ -268,8 +268,6 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         raise CommandLineError(str(exc), quiet=quiet) from None
     log.debug("%s\n", identification())
 
-    if settings.encoding.item_padding:
-        log.warning("--padding-create: items are not padded, only the file (pydicom cannot)")
     if settings.fork:
         log.info("--fork: associations already run concurrently, each in its own thread")
     if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:

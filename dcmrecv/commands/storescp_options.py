@@ -41,9 +41,10 @@ from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
+    HookCommand,
     NamingSettings,
     TemplateError,
-    split_template,
+    compile_template,
 )
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
 from dcmrecv.storage.sorting import SortMode, check_prefix
@@ -170,7 +171,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--group-length-create",
         "+g",
-        "always write with group length elements\n(top-level data set only)",
+        "always write with group length elements\n(top-level data set only, see README)",
     )
     add("--group-length-remove", "-g", "always write without group length elements")
     add = section(output, "length encoding in sequences and items (not with --bit-preserving):")
@@ -183,7 +184,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--padding-create",
         "+p",
-        "align file on multiple of f bytes (items: i is\naccepted, item padding is not done)",
+        "align file on multiple of f bytes and items on\nmultiple of i bytes",
         nargs=2,
         values="[f]ile-pad [i]tem-pad: integer",
     )
@@ -665,7 +666,7 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
             raise ArgvError(
                 f"Invalid value for option --padding-create (odd: {file_pad} {item_pad})"
             )
-        reencode |= file_pad > 0
+        reencode |= file_pad > 0 or item_pad > 0
 
     un_option = cmdline.last("--retain-un", "--convert-un")
     convert_un = un_option is not None and un_option.spec.long == "--convert-un"
@@ -716,12 +717,12 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
         raise _conflict("--timenames", "--unique-filenames")
     settings["naming"] = NamingSettings(sort_mode, sort_prefix, unique, time_names, extension)
 
-    def template(long: str) -> tuple[str, ...] | None:
+    def template(long: str) -> HookCommand | None:
         found = cmdline.last(long)
         if found is None:
             return None
         try:
-            return split_template(found.values[0])
+            return compile_template(found.values[0])
         except TemplateError as exc:
             raise ArgvError(f"Invalid value for option {long} ({exc})") from None
 

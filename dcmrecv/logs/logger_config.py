@@ -47,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dcmrecv.logs import layout as log_layout
+from dcmrecv.logs.json_format import JsonFormatter
 
 PREFIX = "log4cplus."
 _LOG4CPLUS_NS = "log4cplus::"
@@ -582,7 +583,9 @@ def apply_log_config(config: LogConfig) -> None:
             logging.getLogger(name).propagate = additive
 
 
-def configure_logging(level: str, config_file: str | None, appname: str = "dcmrecv") -> None:
+def configure_logging(
+    level: str, config_file: str | None, appname: str = "dcmrecv", *, json_lines: bool = False
+) -> None:
     """Set up logging as DCMTK's ``OFLog::configureFromCommandLine`` does.
 
     Without ``config_file``: ``L: message`` lines on standard error for records at
@@ -605,5 +608,8 @@ def configure_logging(level: str, config_file: str | None, appname: str = "dcmre
     base.setLevel(levelno)
     base.propagate = False
     handler = log_layout.ConsoleHandler(to_stderr=True)
-    handler.setFormatter(log_layout.PatternFormatter(log_layout.DEFAULT_PATTERN))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(log_layout.PatternFormatter(log_layout.DEFAULT_PATTERN))
     log_layout.install_handler(base, handler)

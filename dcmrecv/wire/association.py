@@ -675,8 +675,8 @@ class Association:
                 log.warning("file already exists, overwriting: %s", shown)
             if status == dimse.SUCCESS and shown is not None:
                 log.info("Stored received object to file: %s", shown)
-            if is_stored(status):
-                self._notify("instance_stored", result)
+            # storescp runs -xcr after failed stores too (storescp.cc, storeSCP()).
+            self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
         with self._state_lock:

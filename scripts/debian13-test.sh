@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 checkout=$PWD
 
 suite=trixie
-packages=(dcmtk python3-venv openssl ca-certificates)
+# What scripts/test.sh would otherwise install at every run (dcmtk, prometheus for
+# promtool, python3-venv), plus openssl for the TLS test certificates and the CA bundle.
+packages=(dcmtk prometheus python3-venv openssl ca-certificates)
 cache=${DCMRECV_CI_CACHE:-/var/cache/dcmrecv-ci}
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -75,6 +75,10 @@ if [ ! -f "$rootfs/.complete" ]; then
     rm -rf "$rootfs"
     mv "$rootfs.tmp" "$rootfs"
     echo "== chroot built in $(($(date +%s) - started)) s"
+    # Chroots and pip caches of other package lists are stale now.
+    for old in "$cache"/debian13-* "$cache"/pip-*; do
+        case "$old" in *"-$key" | *"-$key".*) ;; *) rm -rf "$old" ;; esac
+    done
 fi
 exec 9>&- # build done: release the lock
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a Debian machine, then run the whole suite.
-#   - Debian packages: dcmtk (the real peers we test against), python3-venv if missing
+#   - Debian packages: dcmtk (the real peers we test against), prometheus (promtool),
+#     python3-venv if missing
 #   - a virtual environment in .venv with this package and its test extras
 #   - ruff, mypy, then pytest (extra pytest arguments may be passed to this script)
 set -euo pipefail
@@ -10,6 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
 command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+# promtool lints the /metrics exposition (tests/test_ops.py)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${need_apt[*]}"

@@ -1,30 +1,26 @@
-"""Peer-supplied text made safe for a log line.
+"""Peer text made safe for a log line: control characters escaped, the rest kept.
 
-AE titles, implementation version names and UIDs come from the network.  Written
-raw, a newline in one starts a forged log line ("I: Stored received object to
-file: ...") and an ESC starts a terminal control sequence.  ``printable`` escapes
-every character that is not printable (C0 and C1 controls, DEL, line and paragraph
-separators) the way Python writes them in a string literal, and leaves printable
-text untouched, so normal values log exactly as DCMTK logs them.
+A value a peer chose (an AE title, a UID, a study's manifest path) must not be
+able to start a line of its own ("\\nI: Stored received object ...") or drive the
+operator's terminal (ESC sequences).  Printable text stays as it is, so log lines
+read exactly as DCMTK's wherever the values are ordinary.
 """
 
 from __future__ import annotations
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+import re
+
+#: C0 controls, DEL and C1 controls (ECMA-48): everything a terminal may act on.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _escape(character: str) -> str:
-    named = _NAMED.get(character)
-    if named is not None:
-        return named
-    code = ord(character)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
 
 
 def printable(text: str) -> str:
-    """``text`` with every non-printable character escaped (``"\\n"``, ``"\\x1b"``)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
+    """``text`` with every control character written as a backslash escape."""
+    if _CONTROL.search(text) is None:
+        return text  # the usual case: no copy
+    return _CONTROL.sub(_escape, text)

@@ -13,8 +13,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.config import IPNetwork, ReceiverConfig
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.negotiation.acceptor import (
     NegotiationResult,
     ProposedContext,

@@ -9,7 +9,7 @@ chose (titles, UIDs, the implementation version name) goes through
 
 from __future__ import annotations
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.logs.printable import printable
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.negotiation.uids import uid_name

@@ -1,0 +1,113 @@
+"""Prometheus metrics of one receiver process (``--http-port``, ``/metrics``).
+
+prometheus-client keeps the counters and writes the text exposition format; this
+module names them and decides their labels.  Labels never carry text a peer
+controls: an AE title or a SOP class as a label would let any peer create time
+series without bound, so the only labels are small closed sets (result, status
+category).  The collectors live in a registry of their own, not the library's
+global one, so two receivers in one process (the tests) never share counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from dcmrecv.status import Category, category
+
+#: The Content-Type of the text exposition format (version 0.0.4).
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: What became of an association: accepted (A-ASSOCIATE-AC sent), rejected
+#: (A-ASSOCIATE-RJ sent), aborted (ended by an A-ABORT either way, a timeout or a
+#: broken connection after it was accepted).
+ASSOCIATION_RESULTS = ("accepted", "rejected", "aborted")
+#: PS3.7 C.1 categories a C-STORE response falls into.
+INSTANCE_STATUSES = ("success", "warning", "failure")
+
+#: Seconds from the last fragment of a data set to its response: parsing, naming,
+#: fsync, rename.  From 100 us (no fsync, tiny) to several seconds (a slow disk).
+_STORE_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
+_STORE_BUCKETS += (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ReceiverMetrics:
+    """The receiver's counters, updated from the association threads (thread-safe)."""
+
+    def __init__(self, free_bytes: Callable[[], float] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._associations = Counter(
+            "dcmrecv_associations",
+            "Associations by what became of them.",
+            ["result"],
+            registry=self.registry,
+        )
+        self._active = Gauge(
+            "dcmrecv_associations_active",
+            "Associations accepted and not yet ended.",
+            registry=self.registry,
+        )
+        self._instances = Counter(
+            "dcmrecv_instances",
+            "C-STORE requests answered, by the category of the status sent (PS3.7 C.1).",
+            ["status"],
+            registry=self.registry,
+        )
+        self._bytes = Counter(
+            "dcmrecv_received_bytes",
+            "Data set bytes received in C-STORE requests.",
+            registry=self.registry,
+        )
+        self._store_seconds = Histogram(
+            "dcmrecv_store_duration_seconds",
+            "Seconds from the last fragment of a data set to its C-STORE response.",
+            buckets=_STORE_BUCKETS,
+            registry=self.registry,
+        )
+        self._free = Gauge(
+            "dcmrecv_output_free_bytes",
+            "Bytes available to the receiver in the output directory's file system.",
+            registry=self.registry,
+        )
+        if free_bytes is not None:
+            # Read when scraped, not per instance: one statvfs per scrape.
+            self._free.set_function(free_bytes)
+        # Every label value exists from the start, so a dashboard shows 0, not "no data".
+        for result in ASSOCIATION_RESULTS:
+            self._associations.labels(result)
+        for status in INSTANCE_STATUSES:
+            self._instances.labels(status)
+
+    # --- what the engine reports ---------------------------------------------------
+
+    def association_accepted(self) -> None:
+        self._associations.labels("accepted").inc()
+        self._active.inc()
+
+    def association_rejected(self) -> None:
+        self._associations.labels("rejected").inc()
+
+    def association_ended(self, *, aborted: bool) -> None:
+        """An accepted association is over; ``aborted`` unless it was released."""
+        if aborted:
+            self._associations.labels("aborted").inc()
+        self._active.dec()
+
+    def instance_answered(self, status: int, received_bytes: int, seconds: float | None) -> None:
+        """A C-STORE response with ``status`` was sent for ``received_bytes`` of data set."""
+        kind = category(status)
+        label = "success" if kind is Category.SUCCESS else "warning"
+        if kind not in (Category.SUCCESS, Category.WARNING):
+            label = "failure"
+        self._instances.labels(label).inc()
+        self._bytes.inc(received_bytes)
+        if seconds is not None:
+            self._store_seconds.observe(seconds)
+
+    # --- exposition -------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

@@ -27,6 +27,6 @@ def serve(config: ReceiverConfig) -> int:
     cannot be opened (logged as DCMTK's dcmrecv does).  Runs in the main thread: it
     installs the signal handlers that stop it.
     """
-    from dcmrecv.wire import server
+    from dcmrecv.ops import runtime
 
-    return server.serve(config)
+    return runtime.serve(config)

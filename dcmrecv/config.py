@@ -46,6 +46,54 @@ class ReceiverEvents(Protocol):
     def association_ended(self, association: AssociationInfo) -> None: ...
 
 
+class AssociationObserver(Protocol):
+    """What the operations layer (metrics, ``--event-log``, study completion) is told.
+
+    Called in the association's thread.  ``instance_answered`` comes before the
+    C-STORE response is sent; an ``OSError`` from it (the event log's disk is full)
+    turns a Success into 0xA700, Out of Resources, so no stored instance goes
+    unrecorded.
+    """
+
+    def association_accepted(self, association: AssociationInfo) -> None: ...
+
+    def association_rejected(self) -> None: ...
+
+    def instance_answered(self, association: AssociationInfo, answer: StoreAnswer) -> None: ...
+
+    def association_ended(self, association: AssociationInfo, end: AssociationEnd) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreAnswer:
+    """One C-STORE as answered: what arrived, what became of it, and the status."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    status: int
+    #: Data set bytes received.
+    received_bytes: int
+    #: Seconds from the last data set fragment to the response (None: not stored).
+    seconds: float | None
+    #: The storage result; None when the data set was drained without storing.
+    result: StoreResult | None
+    #: Why it failed, or what a Success had to do (the log line's text).
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AssociationEnd:
+    """An accepted association's totals, for ``association_ended``."""
+
+    instances: int
+    failures: int
+    received_bytes: int
+    seconds: float
+    #: False when released (A-RELEASE), True for an A-ABORT, a timeout or a lost link.
+    aborted: bool
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -133,3 +181,20 @@ class ReceiverConfig:
     #: storescp's naming, sorting and output conversions (dcmrecv.storage.writer.OutputPolicy);
     #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
     output_policy: OutputPolicy | None = None
+
+    # Operations (README, "Operations"); all off by default, DCMTK's behaviour.
+    #: ``--http-port``: serve /metrics, /healthz and /readyz; None: no HTTP endpoint.
+    http_port: int | None = None
+    #: ``--http-address``: the HTTP endpoint's address (loopback unless told).
+    http_address: str = "127.0.0.1"
+    #: ``--event-log``: append one JSON line per instance, association and study.
+    event_log: Path | None = None
+    #: dcmrecv ``--eostudy-timeout``: a study is complete after this many seconds
+    #: without an instance of it, across all associations; None: not tracked.
+    study_timeout: float | None = None
+    #: dcmrecv ``--exec-on-eostudy``: the operator's shell command, manifest on stdin.
+    study_command: str | None = None
+    #: ``--exec-timeout``: seconds before a hanging study command is killed.
+    study_command_timeout: float = 60.0
+    #: Set by the operations layer, not by the command line.
+    observer: AssociationObserver | None = None

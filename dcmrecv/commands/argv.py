@@ -330,6 +330,60 @@ def _specs() -> tuple[OptionSpec, ...]:
     add("--verify-peer-cert", "-vc", "verify peer certificate if present")
     add("--ignore-peer-cert", "-ic", "don't verify peer certificate")
 
+    # Operations (not in DCMTK; README, "Operations"): long names only.
+    operations = "operations options (not in DCMTK):"
+    add = section(operations, "monitoring:")
+    add(
+        "--http-port",
+        None,
+        "serve /metrics, /healthz and /readyz over HTTP\non port n (0: any free port)",
+        nargs=1,
+        values="[n]umber: integer (default: no HTTP)",
+    )
+    add(
+        "--http-address",
+        None,
+        "listen for HTTP on address a",
+        nargs=1,
+        values="[a]ddress: IP address (default: 127.0.0.1)",
+    )
+    add(
+        "--event-log",
+        None,
+        "append one JSON line per stored or failed\ninstance, association end and study to f",
+        nargs=1,
+        values="[f]ilename: string",
+    )
+    add(
+        "--log-format",
+        None,
+        "write log lines as DCMTK does (dcmtk, default)\nor as JSON objects (json)",
+        nargs=1,
+        values="[f]ormat: dcmtk or json",
+    )
+    add = section(operations, "end of study (across all associations):")
+    add(
+        "--eostudy-timeout",
+        None,
+        "a study is complete when none of its instances\narrived for s seconds",
+        nargs=1,
+        values="[s]econds: number",
+    )
+    add(
+        "--exec-on-eostudy",
+        None,
+        "run shell command c for each complete study,\nits JSON manifest on standard input",
+        nargs=1,
+        values="[c]ommand: string",
+    )
+    add(
+        "--exec-timeout",
+        None,
+        "kill the --exec-on-eostudy command after s seconds",
+        nargs=1,
+        values="[s]econds: number (default: 60)",
+    )
+
     output = "output options:"
     add = section(output, "general:")
     add(

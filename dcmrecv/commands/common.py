@@ -86,6 +86,8 @@ class LogSettings:
     level: str
     config_file: str | None
     show_arguments: bool
+    #: ``--log-format json``: one JSON object per record (not with ``--log-config``).
+    json_lines: bool = False
 
 
 _VERBOSITY = {"--debug": "debug", "--verbose": "info", "--quiet": "fatal"}
@@ -114,7 +116,15 @@ def log_settings(cmdline: CommandLine) -> LogSettings:
         if verbosity is not None:
             raise ArgvError("--log-config not allowed with --verbose, --debug or --quiet")
         config_file = config_option.values[0]
-    return LogSettings(level, config_file, cmdline.has("--arguments"))
+    json_lines = False
+    format_option = cmdline.last("--log-format")
+    if format_option is not None:
+        if format_option.values[0] not in ("dcmtk", "json"):
+            raise ArgvError(f"Invalid value for option --log-format ({format_option.values[0]})")
+        json_lines = format_option.values[0] == "json"
+        if json_lines and config_file is not None:
+            raise ArgvError("--log-format json not allowed with --log-config")
+    return LogSettings(level, config_file, cmdline.has("--arguments"), json_lines)
 
 
 # --- the prologue both commands share -----------------------------------------------------
@@ -176,7 +186,9 @@ def prologue(ctx: click.Context, command: Command, cmdline: CommandLine) -> Logg
 
     try:
         settings = log_settings(cmdline)
-        configure_logging(settings.level, settings.config_file, command.appname)
+        configure_logging(
+            settings.level, settings.config_file, command.appname, json_lines=settings.json_lines
+        )
     except (ArgvError, LogConfigError, ValueError) as exc:
         raise command.error(str(exc)) from None
     base = logging.getLogger(BASE_LOGGER)

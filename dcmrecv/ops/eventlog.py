@@ -14,6 +14,7 @@ Values are JSON strings, so peer text (AE titles, UIDs) can never break a line:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -52,10 +53,14 @@ class EventLog:
         """Append one event; with ``durable``, on disk when this returns.  OSError on failure."""
         line = encode_event(kind, fields)
         with self._lock:
+            end = os.lseek(self._fd, 0, os.SEEK_END)
             written = os.write(self._fd, line)
             if written != len(line):
-                # A short append (disk full in the middle): the line is torn; say so
-                # rather than pretend.  The next reader skips the broken line.
+                # A short append (disk full in the middle): cut the torn line off
+                # again, so the next event does not start in the middle of a line
+                # and the log stays whole lines; then say so rather than pretend.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, end)
                 raise OSError(f"event log: wrote {written} of {len(line)} bytes")
             if self.durable:
                 os.fdatasync(self._fd)

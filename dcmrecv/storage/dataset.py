@@ -70,6 +70,8 @@ SERIES_DATE_TAG: Final = 0x00080021
 SPECIFIC_CHARACTER_SET_TAG: Final = 0x00080005
 PATIENT_NAME_TAG: Final = 0x00100010
 STUDY_INSTANCE_UID_TAG: Final = 0x0020000D
+#: For the study manifest of ``--exec-on-eostudy`` (README, "Operations").
+SERIES_INSTANCE_UID_TAG: Final = 0x0020000E
 _PIXEL_DATA_TAG: Final = 0x7FE00010
 _ITEM: Final = 0xFFFEE000
 _ITEM_DELIMITATION: Final = 0xFFFEE00D
@@ -87,6 +89,7 @@ _WANTED: Final = frozenset(
         SPECIFIC_CHARACTER_SET_TAG,
         PATIENT_NAME_TAG,
         STUDY_INSTANCE_UID_TAG,
+        SERIES_INSTANCE_UID_TAG,
     }
 )
 _MAX_WANTED_VALUE: Final = 1024
@@ -110,6 +113,8 @@ class DatasetSummary:
     study_instance_uid: str | None = field(default=None, compare=False)
     patient_name: str | None = field(default=None, compare=False)
     specific_character_set: str | None = field(default=None, compare=False)
+    #: Series Instance UID, for the study manifest; None if absent.  Not compared.
+    series_instance_uid: str | None = field(default=None, compare=False)
     #: Offset in the data set of the top-level Pixel Data element when it is
     #: encapsulated but received with VR OW: the writer stores it as OB (PS3.5 A.4
     #: "shall have the Value Representation OB"), as DCMTK does.  None otherwise.
@@ -607,5 +612,6 @@ def _summary(
         study_instance_uid=found.get(STUDY_INSTANCE_UID_TAG),
         patient_name=found.get(PATIENT_NAME_TAG),
         specific_character_set=found.get(SPECIFIC_CHARACTER_SET_TAG),
+        series_instance_uid=found.get(SERIES_INSTANCE_UID_TAG),
         encapsulated_ow_offset=ow_offset,
     )

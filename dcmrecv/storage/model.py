@@ -78,6 +78,8 @@ class StoreResult:
     #: storescp's end-of-study events; None when absent or not read (+B, --ignore).
     #: Not compared: it describes the data set, not the outcome.
     study_instance_uid: str | None = field(default=None, compare=False)
+    #: Series Instance UID (0020,000E) of the same data set, for the study manifest.
+    series_instance_uid: str | None = field(default=None, compare=False)
     #: Why a failure failed, or what a Success had to do unlike the others (an invalid
     #: UID named safely, a repair), for the log line the association writes: E: for a
     #: failure, W: otherwise.  Unlike error_comment, not cut to 64 characters.

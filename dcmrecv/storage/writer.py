@@ -593,6 +593,7 @@ class _FileInstance(IncomingInstance):
             overwritten=placed,
             log_path=os.path.join(store.root, relative),
             study_instance_uid=summary.study_instance_uid if summary is not None else None,
+            series_instance_uid=summary.series_instance_uid if summary is not None else None,
             reason="; ".join(notes) or None,
         )
 

@@ -29,10 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv.config import AssociationInfo, ReceiverConfig
+from dcmrecv.config import AssociationEnd, AssociationInfo, ReceiverConfig, StoreAnswer
+from dcmrecv.logs.context import association_serial
 from dcmrecv.logs.printable import printable
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.status import Status, is_stored
+from dcmrecv.storage.model import StoreResult
 from dcmrecv.storage.naming import printable as printable_uid
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
@@ -81,6 +83,8 @@ class _PendingStore:
     status: int = Status.SUCCESS
     comment: str | None = None
     received: int = 0
+    #: Monotonic time the last data set fragment arrived (the store duration's start).
+    completed_at: float = 0.0
 
 
 @dataclass
@@ -124,6 +128,8 @@ class Association:
         self._tls_done = False
         self._closed = False
         self._established = False
+        #: The peer released the association (A-RELEASE-RQ answered): not aborted.
+        self._released = False
         self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
         self._command_buffer: bytearray | None = None
         self._command_context = 0
@@ -201,6 +207,7 @@ class Association:
             if self._established:
                 self._log_summary()
                 self._notify("association_ended")
+                self._observe_end()
 
     def request_stop(self) -> None:
         """Shut-down begins: drain, do not abort (README, "How it differs", stop).
@@ -450,6 +457,8 @@ class Association:
                 log.info("No Acceptable Presentation Contexts")
                 self._dump("", "RJ", rq, decision.negotiation)
             log.info("Refusing Association (%s)", rejection.why)
+            if self.config.observer is not None:
+                self.config.observer.association_rejected()
             self._send(self.conn.reject(rejection.result, rejection.source, rejection.reason))
             self._await_close()
             return False
@@ -463,6 +472,11 @@ class Association:
             next(_serials),
         )
         self._established = True
+        # Every log record of this thread from now on names the association
+        # (--log-format json); a thread starts with a context of its own.
+        association_serial.set(self.info.serial)
+        if self.config.observer is not None:
+            self.config.observer.association_accepted(self.info)
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
         if not self._accepted:
             log.info("    (but no valid presentation contexts)")
@@ -516,6 +530,7 @@ class Association:
             log.warning("Association released in the middle of a message; discarding it")
             self._discard_pending()
         self._send(self.conn.release_response())
+        self._released = True
         raise AssociationEnded
 
     def _on_abort(self) -> None:
@@ -671,6 +686,7 @@ class Association:
         if config.sleep_during_store:
             time.sleep(config.sleep_during_store)  # storescp --sleep-during: a test aid
         if last:
+            pending.completed_at = time.monotonic()
             self._flush_batch()
             self._finish_message(pending)
 
@@ -692,6 +708,7 @@ class Association:
         command = pending.command
         status, comment = pending.status, pending.comment
         reason = comment or (None if status == Status.SUCCESS else dimse.store_status_text(status))
+        result = None
         if pending.instance is not None:
             result = pending.instance.commit()
             status, comment, reason = result.status, result.error_comment, result.reason
@@ -705,6 +722,8 @@ class Association:
             self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
+        if self.config.observer is not None and command.command_field == dimse.C_STORE_RQ:
+            status, comment, reason = self._observe_store(pending, result, status, comment, reason)
         if reason and command.command_field == dimse.C_STORE_RQ:
             # Every failure says why, at the default log level (W: for a warning);
             # other commands got their E: line in _on_command.
@@ -754,6 +773,60 @@ class Association:
             self._command_buffer = None
         if pending is not None and pending.instance is not None:
             pending.instance.discard()
+
+    def _observe_store(
+        self,
+        pending: _PendingStore,
+        result: StoreResult | None,
+        status: int,
+        comment: str | None,
+        reason: str | None,
+    ) -> tuple[int, str | None, str | None]:
+        """Tell the observer (metrics, event log) before answering; its failure fails the store.
+
+        The event log is written before the response so that a Success is never
+        sent for an instance it does not record; when it cannot be written (its
+        disk is full) the answer is 0xA700, Out of Resources (PS3.4 B.2.3), and the
+        sender keeps the instance.
+        """
+        observer = self.config.observer
+        if observer is None or self.info is None:
+            return status, comment, reason
+        command = pending.command
+        answer = StoreAnswer(
+            sop_class_uid=command.affected_sop_class_uid or "",
+            sop_instance_uid=command.affected_sop_instance_uid or "",
+            transfer_syntax_uid=self._accepted[pending.context_id][1],
+            status=status,
+            received_bytes=pending.received,
+            seconds=time.monotonic() - pending.completed_at if pending.completed_at else None,
+            result=result,
+            reason=reason,
+        )
+        try:
+            observer.instance_answered(self.info, answer)
+        except OSError as exc:
+            why = f"cannot write the event log: {exc.strerror or exc}"
+            return Status.OUT_OF_RESOURCES, "Event log not writable", why
+        except Exception:
+            log.exception("observer failed for C-STORE of %s", printable(answer.sop_instance_uid))
+        return status, comment, reason
+
+    def _observe_end(self) -> None:
+        observer = self.config.observer
+        if observer is None or self.info is None:
+            return
+        end = AssociationEnd(
+            instances=self.stats.instances,
+            failures=self.stats.failures,
+            received_bytes=self.stats.bytes,
+            seconds=time.monotonic() - self._connected_at,
+            aborted=not self._released,
+        )
+        try:
+            observer.association_ended(self.info, end)
+        except Exception:
+            log.exception("observer failed at the end of the association")
 
     def _notify(self, event: str, *args: object) -> None:
         """Call an event handler (storescp hooks); its failure is logged, not fatal."""

@@ -29,6 +29,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import FrameType
 
@@ -297,6 +298,11 @@ class Server:
 
     # --- stopping -------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was asked (readiness: no new associations are taken)."""
+        return self._stopping
+
     def stop(self) -> None:
         """Ask the accept loop to end; safe from any thread and from signal handlers."""
         self._stopping = True
@@ -414,8 +420,12 @@ def _listen(address: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: ReceiverConfig) -> int:
-    """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code."""
+def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None = None) -> int:
+    """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code.
+
+    ``on_listening`` is called with the server once its port is open (the
+    operations endpoint's readiness watches it).
+    """
     log.info("starting service class provider and listening ...")
     descriptors = raise_descriptor_limit()
     if (
@@ -438,6 +448,8 @@ def serve(config: ReceiverConfig) -> int:
         server.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if on_listening is not None:
+        on_listening(server)
     try:
         server.serve_forever()
     finally:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 
+from benchmarks.study_memory import measure
 from tests.conftest import free_port, require_tool
 from tests.interop import DCMTK_STORESCP_CFG, our_command, receiver_process
 from tests.test_ops import promtool
@@ -307,3 +309,35 @@ def test_bad_operations_options_are_refused(options: list[str], message: str) ->
     )
     assert result.returncode == 1
     assert message in result.stderr
+
+
+# --- storescp ----------------------------------------------------------------------------------
+
+
+def test_storescp_serves_metrics_and_writes_the_event_log(workdir: Path) -> None:
+    files = make_study(workdir / "send", 3)
+    http_port = free_port()
+    command = [sys.executable, "-c", "from dcmrecv.commands.storescp import main; main()"]
+    arguments = ["-od", "out", "--http-port", str(http_port), "--event-log", "events.jsonl"]
+    with receiver_process(command, arguments, workdir) as (port, _process):
+        sender = storescu(port, files)
+        output, _ = sender.communicate(timeout=120)
+        assert sender.returncode == 0, output
+        values = metric_values(http_get(http_port, "/metrics")[1])
+    assert values['dcmrecv_instances_total{status="success"}'] == 3
+    stored = [e for e in events(workdir / "events.jsonl") if e["event"] == "instance_stored"]
+    assert sorted(str(e["sop_instance_uid"]) for e in stored) == [
+        f"{STUDY_UID}.{n}" for n in range(1, 4)
+    ]
+
+
+# --- memory of open studies --------------------------------------------------------------------
+
+
+def test_open_studies_cost_about_a_kilobyte_each_and_half_per_file() -> None:
+    # The README's figures (benchmarks.study_memory): thousands of open studies
+    # stay in the megabytes.  Generous bounds: they catch a file's data set or a
+    # per-study thread sneaking in, not a few bytes.
+    result = measure(studies=500, files_per_study=10)
+    assert result.per_study < 2048
+    assert result.per_file < 1024

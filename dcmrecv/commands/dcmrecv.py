@@ -43,6 +43,7 @@ from dcmrecv.commands.argv import (
     parse,
 )
 from dcmrecv.commands.environment import EnvConfigError, apply_environment
+from dcmrecv.commands.ops_options import OPERATIONS_OPTIONS
 from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import (
     MAX_MAX_PDU,
@@ -211,45 +212,6 @@ def _accept_calling(cmdline: CommandLine) -> rules.Fields:
 def _accept_from(cmdline: CommandLine) -> rules.Fields:
     values = _values(cmdline, "--accept-from")
     return {"accept_from": accept_from_networks(values)} if values else {}
-
-
-def http_address(occurrence: Occurrence) -> str:
-    """``--http-address``: an IPv4 or IPv6 address (no name: nothing to resolve at start)."""
-    text = occurrence.values[0]
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ArgvError(f"Invalid value for option --http-address ({text})") from None
-
-
-def _study_completion(cmdline: CommandLine) -> rules.Fields:
-    # DCMTK's storescp needs --eostudy-timeout for its end-of-study actions in
-    # dcmrecv's sense too: without it no study is ever complete.
-    timeout = cmdline.last("--eostudy-timeout")
-    for dependent in ("--exec-on-eostudy", "--exec-timeout"):
-        if cmdline.has(dependent) and timeout is None:
-            raise ArgvError(f"{dependent} only with --eostudy-timeout")
-    if timeout is None:
-        return {}
-    command = cmdline.last("--exec-on-eostudy")
-    limit = cmdline.last("--exec-timeout")
-    fields: dict[str, object] = {"study_timeout": option_number(timeout, 0.0)}
-    if command is not None:
-        if not command.values[0].strip():
-            raise ArgvError("Invalid value for option --exec-on-eostudy (empty command)")
-        fields["study_command"] = command.values[0]
-    if limit is not None:
-        fields["study_command_timeout"] = option_number(limit, 0.001)
-    return fields
-
-
-#: Operations options (not in DCMTK's dcmrecv); storescp takes the first three too.
-HTTP_AND_EVENT_LOG_OPTIONS: tuple[rules.Rule, ...] = (
-    rules.value("--http-port", "http_port", lambda o: option_unsigned(o, 0, 65535)),
-    rules.value("--http-address", "http_address", http_address),
-    rules.value("--event-log", "event_log", lambda o: Path(o.values[0])),
-)
-OPERATIONS_OPTIONS: tuple[rules.Rule, ...] = (*HTTP_AND_EVENT_LOG_OPTIONS, _study_completion)
 
 
 #: dcmrecv's options before the port, in the order DCMTK checks their values.

@@ -205,6 +205,9 @@ def build_config(settings: Settings, session: StorescpSession) -> ReceiverConfig
         output_policy=session,
         # DCMTK's storescp acknowledges even when it accepts no context.
         acknowledge_without_contexts=True,
+        http_port=settings.http_port,
+        http_address=settings.http_address,
+        event_log=settings.event_log,
     )
     changes: dict[str, Any] = {}
     if settings.acse_timeout is not None:

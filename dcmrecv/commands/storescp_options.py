@@ -34,10 +34,12 @@ import enum
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Final
 
 from dcmrecv.commands import argv, rules
 from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
+from dcmrecv.commands.ops_options import HTTP_AND_EVENT_LOG_OPTIONS
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
@@ -261,6 +263,14 @@ def _own_specs() -> list[OptionSpec]:
         values="[t]imeout: integer",
     )
     add("--exec-sync", "-xs", "execute command synchronously in foreground")
+    table.reuse(
+        "operations options (not in DCMTK):",
+        "monitoring:",
+        "--http-port",
+        "--http-address",
+        "--event-log",
+        "--log-format",
+    )
     return table.specs
 
 
@@ -495,6 +505,10 @@ class Settings:
     naming: NamingSettings = field(default_factory=NamingSettings)
     events: EventSettings = field(default_factory=EventSettings)
     verbose_pc: bool = False
+    # Operations (not in DCMTK): see ReceiverConfig.
+    http_port: int | None = None
+    http_address: str = "127.0.0.1"
+    event_log: Path | None = None
 
 
 def _conflict(first: str, second: str) -> ArgvError:
@@ -613,6 +627,8 @@ RULES: tuple[rules.Rule, ...] = (
     # output options: general
     rules.value("--output-directory", "output_directory", _output_directory),
     rules.flag("--no-fsync", "fsync", False),
+    # operations (not in DCMTK)
+    *HTTP_AND_EVENT_LOG_OPTIONS,
 )
 
 

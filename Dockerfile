@@ -61,7 +61,9 @@ ENV PATH=/opt/dcmrecv/bin:$PATH \
     DCMRECV_LOG_LEVEL=info
 
 VOLUME ["/data"]
-EXPOSE 11112
+# 9090: /metrics, /healthz and /readyz when the receiver runs with
+# DCMRECV_HTTP_PORT=9090 DCMRECV_HTTP_ADDRESS=0.0.0.0 (off by default).
+EXPOSE 11112 9090
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
 WORKDIR /data

@@ -71,6 +71,41 @@ def parse_vmhwm_kib(status_text: str) -> int | None:
     return None
 
 
+def parse_status_kib(status_text: str, field: str) -> int | None:
+    """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/PID/status`` in KiB, or None."""
+    for line in status_text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
+
+
+def parse_threads(status_text: str) -> int | None:
+    """The ``Threads:`` count of ``/proc/PID/status``, or None."""
+    for line in status_text.splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return None
+
+
+def parse_ppid(stat_text: str) -> int:
+    """The parent PID, field 4 of ``/proc/PID/stat`` (counted after the last ``)``)."""
+    return int(stat_text[stat_text.rindex(")") + 2 :].split()[1])
+
+
+def descendants(parents: Mapping[int, int], root: int) -> set[int]:
+    """``root`` and every process below it, given a pid -> parent pid map."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    tree, stack = {root}, [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                stack.append(child)
+    return tree
+
+
 def parse_cpu_ticks(stat_text: str) -> int:
     """utime + stime (fields 14 and 15 of ``/proc/PID/stat``, clock ticks).
 
@@ -181,6 +216,10 @@ class Receiver:
         except OSError:
             return None
 
+    def status(self) -> str:
+        """The text of ``/proc/PID/status`` now (VmRSS, Threads, ...)."""
+        return Path(f"/proc/{self.pid}/status").read_text()
+
     def cpu_seconds(self) -> float:
         """User plus system CPU time the receiver used so far, all threads together."""
         ticks = parse_cpu_ticks(Path(f"/proc/{self.pid}/stat").read_text())
@@ -199,6 +238,80 @@ class Receiver:
                 process.kill()
                 process.wait()
         return process.returncode
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """Summed over a process tree at one moment."""
+
+    rss_kib: int
+    threads: int
+    processes: int
+
+
+class TreeSampler:
+    """Samples a process tree's summed VmRSS and thread count in a background thread.
+
+    A forking server (DCMTK's ``storescp --fork``) holds its associations in short-
+    lived children whose VmHWM is gone when they exit, so memory is summed over the
+    live tree at each sample and the peak of those sums is kept.  A pid's parent does
+    not change while both live, so each new pid's ``stat`` is read once; a sample
+    costs one directory listing of /proc plus the tree's ``status`` files.
+    """
+
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak: TreeSample | None = None
+        self._parents: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._record(self.sample())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._record(self.sample())
+
+    def _record(self, sample: TreeSample | None) -> None:
+        if sample is None:
+            return
+        peak = self.peak
+        if peak is None:
+            self.peak = sample
+            return
+        self.peak = TreeSample(
+            max(peak.rss_kib, sample.rss_kib),
+            max(peak.threads, sample.threads),
+            max(peak.processes, sample.processes),
+        )
+
+    def sample(self) -> TreeSample | None:
+        live = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+        for pid in live - self._parents.keys():
+            try:
+                self._parents[pid] = parse_ppid(Path(f"/proc/{pid}/stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+        for gone in self._parents.keys() - live:
+            del self._parents[gone]
+        rss = threads = processes = 0
+        for pid in descendants(self._parents, self.root):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue  # exited between the listing and now
+            rss += parse_status_kib(status, "VmRSS") or 0
+            threads += parse_threads(status) or 0
+            processes += 1
+        return TreeSample(rss, threads, processes) if processes else None
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def measure_held(
     rss = parse_status_kib(status, "VmRSS")
     window = ended - started
     return HeldResult(
-        opened=len(sockets),
+        opened=associations,
         accepted=accepted,
         rss_mb=rss / 1024 if rss is not None else None,
         threads=parse_threads(status),

@@ -86,23 +86,31 @@ def open_associations(
 ) -> tuple[list[socket.socket], int]:
     """Connect ``count`` sockets and request an association on each.
 
-    Returns the sockets and how many got an A-ASSOCIATE-AC.  A receiver that serves
+    Returns the sockets still open and how many got an A-ASSOCIATE-AC.  A receiver that serves
     one association at a time (DCMTK) answers only the first; we stop waiting once no
-    answer has come for ``settle`` seconds.
+    answer has come for ``settle`` seconds.  A connection the receiver closes or
+    resets (a limit on open connections) counts as not accepted.
     """
     request = associate_rq(called, "IDLEBENCH")
     sockets: list[socket.socket] = []
     selector = selectors.DefaultSelector()
     try:
+        pending = 0
         for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(request)
-            sock.setblocking(False)
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except ConnectionResetError:
+                continue  # reset at once (a receiver's connection limit): not accepted
             sockets.append(sock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.sendall(request)
+            except OSError:
+                continue  # closed at once: not accepted
+            sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
+            pending += 1
         accepted = 0
-        pending = count
         last_answer = time.monotonic()
         while pending and time.monotonic() - last_answer < settle:
             for key, _ in selector.select(timeout=settle):
@@ -110,7 +118,10 @@ def open_associations(
                 selector.unregister(sock)
                 pending -= 1
                 last_answer = time.monotonic()
-                header = sock.recv(1)
+                try:
+                    header = sock.recv(1)
+                except OSError:
+                    header = b""  # reset: the receiver refused the connection
                 if header and header[0] == A_ASSOCIATE_AC:
                     accepted += 1
         return sockets, accepted

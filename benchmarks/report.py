@@ -134,9 +134,12 @@ def document(
             "",
             "## Scale: concurrent senders",
             "",
-            "One series dealt out to N storescu processes started at once; ours"
-            " `--no-fsync` against DCMTK's `storescp --fork`. Memory and threads: peaks of"
-            " the sums over the receiver's process tree, sampled every 20 ms.",
+            "One series dealt out to N associations opened at once by one sender process"
+            " (benchmarks/sender.py); time from its first A-ASSOCIATE-RQ to its last"
+            " A-RELEASE-RP. Ours `--no-fsync` against DCMTK's `storescp --fork`. Memory"
+            " and threads: peaks over the receiver's process tree, sampled every 20 ms;"
+            " memory is the sum of RssAnon + RssShmem plus the largest RssFile, so the"
+            " pages forked children share are counted once.",
             "",
             scale_table(scale),
         ]

@@ -69,10 +69,12 @@ class Goal:
 
 
 INFO = Goal(NO_GOAL, 0.0)
+#: Unit of a row that counts things (associations, threads): shown as an integer.
+COUNT = "count"
 
 
 def _unit_suffix(unit: str) -> str:
-    return f" {unit}" if unit else ""
+    return f" {unit}" if unit and unit != COUNT else ""
 
 
 @dataclass
@@ -159,6 +161,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.2f} ms"
     if unit == "":
         return f"{value:.2f}"
+    if unit == COUNT:
+        return f"{value:.0f}"
     return f"{value:g} {unit}"
 
 

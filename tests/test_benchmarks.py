@@ -11,8 +11,11 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from io import BytesIO
 from pathlib import Path
@@ -510,6 +513,14 @@ def test_status_fields_and_parent_pid_from_proc_text() -> None:
     assert procs.parse_ppid("4242 (a (b) c) S 17 4242 4242 0") == 17
 
 
+def test_tree_memory_counts_shared_file_pages_once() -> None:
+    parent = "VmRSS:\t 9000 kB\nRssAnon:\t 1000 kB\nRssFile:\t 8000 kB\nRssShmem:\t 0 kB\n"
+    child = "VmRSS:\t 8500 kB\nRssAnon:\t  500 kB\nRssFile:\t 7900 kB\nRssShmem:\t 100 kB\n"
+    assert procs.tree_memory_kib([parent]) == 9000
+    assert procs.tree_memory_kib([parent, child, child]) == 1000 + 2 * 600 + 8000
+    assert procs.tree_memory_kib([]) == 0
+
+
 def test_descendants_follow_the_tree_from_the_root_only() -> None:
     parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
     assert procs.descendants(parents, 10) == {10, 11, 12, 13}
@@ -560,6 +571,37 @@ def test_scale_table_has_a_line_per_sender_count() -> None:
     last = [cell.strip() for cell in lines[3].strip("|").split("|")]
     assert first == ["1", "500", "64", "40 MB", "2 (1)", "-", "-", "-", "-"]
     assert last == ["64", "1000", "128", "40 MB", "65 (1)", "250", "32", "500 MB", "65 (65)"]
+
+
+def test_refused_connections_count_as_not_accepted() -> None:
+    # A listener that closes every connection at once, as a receiver at its limit does.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def refuse() -> None:
+            for _ in range(3):
+                connection, _ = listener.accept()
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.close()  # linger 0: a reset, not a FIN
+
+        refuser = threading.Thread(target=refuse, daemon=True)
+        refuser.start()
+        sockets, accepted = idle.open_associations(port, 3, settle=0.5)
+        refuser.join(timeout=10)
+        idle.close_associations(sockets)
+
+    assert accepted == 0
+
+
+def test_held_rows_fail_when_not_every_association_is_accepted() -> None:
+    (held,) = select(scenarios(FULL), ["held"])
+    rows = run._held_rows(held, [(stats.OURS, stats.HeldResult(1000, 512, 164.0, 513, 0.0, 4))])
+
+    accepted = rows[0]
+    assert accepted.met is False
+    cells = stats.main_table([accepted]).splitlines()[2].strip("|").split("|")
+    assert [cell.strip() for cell in cells][1] == "512"
+    assert [cell.strip() for cell in cells][-2] == "ours >= 1000"
 
 
 def test_held_table_shows_memory_threads_and_cpu() -> None:

@@ -101,6 +101,10 @@ def open_associations(
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             except ConnectionResetError:
                 continue  # reset at once (a receiver's connection limit): not accepted
+            except TimeoutError:
+                # The listen backlog is full (a receiver that serves one association
+                # at a time): every further attempt would wait as long.
+                break
             sockets.append(sock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:

@@ -1,6 +1,7 @@
 """Command lines: every receiver variant, and DCMTK's storescu as the sender.
 
-Pure: the tools found on this machine go in, argv and environment come out.  The
+Pure but for :func:`start`: the tools found on this machine go in, argv and
+environment come out.  The
 receivers all load the same ``storescp.cfg`` profile where they read one (DCMTK's
 two and ours); pynetdicom's storescp and Orthanc accept every storage SOP class
 they know with the uncompressed transfer syntaxes, which covers what is sent.
@@ -13,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.peers import CALLED_AE, orthanc_files
-from benchmarks.procs import Command
+from benchmarks.peers import CALLED_AE, orthanc_files, write_orthanc_configuration
+from benchmarks.procs import Command, Receiver, free_port, start_receiver
 from benchmarks.scenarios import Scenario
 from benchmarks.stats import (
     DCMTK_IGNORE,
@@ -143,3 +144,14 @@ def available(tools: Tools, variant: str) -> bool:
 
 def stores_nothing(variant: str) -> bool:
     return variant in (OURS_IGNORE, DCMTK_IGNORE)
+
+
+def start(tools: Tools, variant: str, scenario: Scenario, out: Path) -> Receiver:
+    """``variant`` started on a free port, storing into ``out``, answering C-ECHO."""
+
+    def build(port: int) -> Command:
+        if variant == ORTHANC:
+            write_orthanc_configuration(out, port, free_port())
+        return receiver_command(tools, variant, scenario, out, port)
+
+    return start_receiver(build, tools.echoscu, out.parent / f"{out.name}.log")

@@ -22,19 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import idle, sender
-from benchmarks.commands import (
-    REPO,
-    Tools,
-    receiver_command,
-    stores_nothing,
-)
+from benchmarks.commands import REPO, Tools, start, stores_nothing
 from benchmarks.datasets import Dataset, count_files, shares
 from benchmarks.procs import (
     BenchmarkError,
     Command,
-    Receiver,
     TreeSampler,
-    free_port,
     parse_status_kib,
     parse_threads,
     run_senders,
@@ -65,11 +58,9 @@ def measure_scale_point(
     samples: ScaleSamples,
 ) -> None:
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
     associations = len(dataset.directories)
-    with Receiver(command, port, tools.echoscu, out.parent / f"{out.name}.log") as receiver:
-        load = sender_command(port, dataset.directories)
+    with start(tools, variant, scenario, out) as receiver:
+        load = sender_command(receiver.port, dataset.directories)
         with TreeSampler(receiver.pid, SAMPLE_INTERVAL) as sampler:
             sent = run_senders([load])
     outcome = sender.parse_outcome(sent.output)
@@ -145,10 +136,8 @@ def measure_held(
 ) -> HeldResult:
     """Hold ``associations`` open for ``seconds``: RSS and threads, and CPU meanwhile."""
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
-    with Receiver(command, port, tools.echoscu, out.parent / f"{out.name}.log") as receiver:
-        sockets, accepted = idle.open_associations(port, associations)
+    with start(tools, variant, scenario, out) as receiver:
+        sockets, accepted = idle.open_associations(receiver.port, associations)
         try:
             cpu_before, started = receiver.cpu_seconds(), time.monotonic()
             time.sleep(seconds)  # the holding window itself

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from benchmarks.commands import Tools, receiver_command, sender_command
+from benchmarks.commands import Tools, sender_command, start
 from benchmarks.datasets import Dataset, count_files
-from benchmarks.procs import BenchmarkError, Receiver, free_port, run_senders
+from benchmarks.procs import BenchmarkError, run_senders
 from benchmarks.scenarios import Scenario
 from benchmarks.stats import FLUSH_CALLS, OURS_DURABLE, FlushRow
 
@@ -128,13 +128,11 @@ def count_flushes(
 ) -> FlushRow:
     """One untimed run of our durable default under strace; the flushes it made."""
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, OURS_DURABLE, scenario, out, port)
-    senders = [sender_command(tools, scenario, d, port) for d in dataset.directories]
     with (
-        Receiver(command, port, tools.echoscu, out.parent / f"{out.name}.log") as receiver,
+        start(tools, OURS_DURABLE, scenario, out) as receiver,
         Strace(strace, receiver.pid, out.parent) as traced,
     ):
+        senders = [sender_command(tools, scenario, d, receiver.port) for d in dataset.directories]
         sent = run_senders(senders)
     received = count_files(out)
     if any(sent.returncodes) or received != dataset.instances:

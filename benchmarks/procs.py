@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +31,10 @@ STOP_TIMEOUT = 15.0
 
 class BenchmarkError(RuntimeError):
     """A receiver or sender did not do what the benchmark needs; no timing is valid."""
+
+
+class ExitedEarly(BenchmarkError):
+    """The receiver exited before it answered a C-ECHO (e.g. its port was taken)."""
 
 
 def free_port() -> int:
@@ -153,7 +157,8 @@ class Receiver:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Receiver:
-        self.start()
+        if self.process is None:
+            self.start()
         return self
 
     def __exit__(
@@ -192,7 +197,7 @@ class Receiver:
         probe = [self.echoscu, "-aec", "DCMRECV", "-to", "5", "127.0.0.1", str(self.port)]
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BenchmarkError(
+                raise ExitedEarly(
                     f"receiver exited with {self.process.returncode} before it was ready:"
                     f" {self.log_tail()}"
                 )
@@ -238,6 +243,33 @@ class Receiver:
                 process.kill()
                 process.wait()
         return process.returncode
+
+
+#: How often a receiver is restarted on a new port when its port was taken meanwhile.
+PORT_ATTEMPTS = 3
+
+
+def start_receiver(
+    build: Callable[[int], Command], echoscu: str, log_path: Path, attempts: int = PORT_ATTEMPTS
+) -> Receiver:
+    """A started, ready receiver on a free port; ``build(port)`` gives its command.
+
+    free_port() releases the port before the receiver binds it, and on a machine
+    where other test suites also bind port 0 it is sometimes taken in between
+    ("Address already in use"); a receiver that exits before it is ready is tried
+    again on a new port.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        receiver = Receiver(build(port), port, echoscu, log_path)
+        try:
+            receiver.start()
+        except ExitedEarly:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return receiver
+    raise BenchmarkError("no free port")  # not reached: the last attempt raises
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import concurrency, flushes, idle, peers, plot, report
+from benchmarks import commands, concurrency, flushes, idle, peers, plot, report
 from benchmarks.commands import (
     DEFAULT_CONFIG,
     OURS_DEFAULT,
@@ -39,10 +39,8 @@ from benchmarks.datasets import Dataset, count_files, prepare, shares, subset
 from benchmarks.procs import (
     BenchmarkError,
     Command,
-    Receiver,
     TreeSampler,
     find_dcmtk_tool,
-    free_port,
     run_senders,
 )
 from benchmarks.scenarios import (
@@ -68,7 +66,6 @@ from benchmarks.stats import (
     DCMTK,
     INFO,
     LABELS,
-    ORTHANC,
     OURS,
     OURS_AT_LEAST,
     OURS_AT_MOST,
@@ -134,12 +131,8 @@ def measure_transfer(
     results: Results,
 ) -> None:
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
-    if variant == ORTHANC:
-        peers.write_orthanc_configuration(out, port, free_port())
-    log = out.parent / f"{out.name}.log"
-    with Receiver(command, port, tools.echoscu, log) as receiver:
+    with commands.start(tools, variant, scenario, out) as receiver:
+        port = receiver.port
         senders = [sender_command(tools, scenario, d, port) for d in dataset.directories]
         if variant in SAMPLED_VARIANTS:
             with TreeSampler(receiver.pid) as sampler:
@@ -177,10 +170,8 @@ def measure_idle(
     tools: Tools, scenario: Scenario, sizes: Sizes, variant: str, out: Path, results: Results
 ) -> None:
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
-    with Receiver(command, port, tools.echoscu, out.parent / f"{out.name}.log") as receiver:
-        sockets, accepted = idle.open_associations(port, sizes.idle_associations)
+    with commands.start(tools, variant, scenario, out) as receiver:
+        sockets, accepted = idle.open_associations(receiver.port, sizes.idle_associations)
         try:
             cpu_before, started = receiver.cpu_seconds(), time.monotonic()
             time.sleep(sizes.idle_seconds)  # the idle window itself
@@ -244,6 +235,8 @@ def run_scenario(
     for peer, reason in tools_missing(tools).items():
         if with_peers and peer in scenario.peers:
             results.note(f"{LABELS[peer]} skipped: {reason}")
+    if scenario.max_rounds is not None:
+        rounds = min(rounds, scenario.max_rounds)
     for round_index in range(rounds):
         print(f"  round {round_index + 1}/{rounds}", flush=True)
         for variant in round_variants(tools, scenario, sizes, round_index, floors, with_peers):
@@ -676,7 +669,8 @@ def settings(
         ("rounds", f"{rounds} (median){' --quick' if args.quick else ''}"),
         (
             "rounds of the slow peers (pynetdicom, Orthanc)",
-            f"{min(rounds, sizes.peer_rounds)}; scale curve: {min(rounds, 2)}",
+            f"{min(rounds, sizes.peer_rounds)}; scale curve: {min(rounds, 2)};"
+            " tiny-defaults: at most 3",
         ),
         ("sender", f"{tools.storescu} +sd (one association per sender)"),
         (

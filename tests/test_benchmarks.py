@@ -728,3 +728,24 @@ def test_chart_is_written_with_peers_and_scale(tmp_path: Path) -> None:
 
     assert plot.plot_all(rows, peer_rows, points, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.dcmtk
+def test_a_receiver_that_exits_before_ready_is_started_again_on_a_new_port(
+    tmp_path: Path,
+) -> None:
+    storescp = require_tool("storescp")
+    echoscu = require_tool("echoscu")
+    ports: list[int] = []
+
+    def build(port: int) -> procs.Command:
+        ports.append(port)
+        if len(ports) == 1:  # as if the port had been taken: exits at once
+            return procs.Command(("false",), {})
+        return procs.Command((storescp, "-od", str(tmp_path), str(port)), {})
+
+    with procs.start_receiver(build, echoscu, tmp_path / "log") as receiver:
+        assert receiver.port == ports[-1]
+        assert receiver.process is not None and receiver.process.poll() is None
+
+    assert len(ports) == 2

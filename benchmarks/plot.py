@@ -8,6 +8,7 @@ memory against the number of senders).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def plot_all(
         return False
 
     figure, axes = plt.subplots(
-        2, 2, figsize=(15, 10), gridspec_kw={"width_ratios": [3, 2]}, constrained_layout=True
+        2, 2, figsize=(16, 11), gridspec_kw={"width_ratios": [3, 2]}, constrained_layout=True
     )
     (ratios, absolute), (per_instance, curve) = axes
     ratio_rows = [r for r in rows if r.goal.kind == RATIO_AT_MOST and r.ratio is not None]
@@ -64,7 +65,7 @@ def plot_all(
     ]
     _bars(
         absolute,
-        [f"{_short(r.scenario)} ({r.unit or 'x'})" for r in absolute_rows],
+        [_short(r.scenario) for r in absolute_rows],
         [(r.ours or 0.0) / r.goal.limit for r in absolute_rows],
         [1.0 for _ in absolute_rows],
         [r.met for r in absolute_rows],
@@ -81,8 +82,8 @@ def plot_all(
 
 
 def _short(scenario: str) -> str:
-    head = scenario.split(":")[0]
-    return head if len(head) <= 40 else head[:37] + "..."
+    """A tick label: the row's words, cut to fit, on up to three lines."""
+    return "\n".join(textwrap.wrap(textwrap.shorten(scenario, 75, placeholder="..."), 28))
 
 
 def _bars(
@@ -100,7 +101,7 @@ def _bars(
     for x, value in zip(positions, values, strict=True):
         axes.annotate(f"{value:.2g}", (x, value), ha="center", va="bottom", fontsize=8)
     axes.set_xticks(list(positions))
-    axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    axes.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
 
 
 def _peers(axes: Any, rows: Sequence[PeerRow]) -> None:
@@ -147,6 +148,8 @@ def _curve(axes: Any, points: Sequence[ScalePoint]) -> None:
             color=line.get_color(),
             label=f"{LABELS.get(variant, variant)}: peak RSS",
         )
+    axes.set_ylim(bottom=0)
+    memory.set_ylim(bottom=0)
     axes.set_xscale("log", base=2)
     axes.set_xlabel("concurrent senders")
     axes.set_ylabel("instances / s (solid)")

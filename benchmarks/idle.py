@@ -81,14 +81,24 @@ class IdleOutcome:
         return 100.0 * self.cpu_seconds / self.window if self.window > 0 else 0.0
 
 
+#: Connections per loopback source address: our receiver limits connections per peer
+#: (README, "Limits under load"); all of 127/8 is loopback on Linux.
+PER_SOURCE = 16
+
+
+def source_address(number: int) -> tuple[str, int]:
+    """The local address for the ``number``-th connection: 16 per 127.0.0.x."""
+    return (f"127.0.0.{1 + number // PER_SOURCE}", 0)
+
+
 def open_associations(
     port: int, count: int, *, called: str = "DCMRECV", settle: float = 1.0
 ) -> tuple[list[socket.socket], int]:
     """Connect ``count`` sockets and request an association on each.
 
-    Returns the sockets still open and how many got an A-ASSOCIATE-AC.  A receiver that serves
-    one association at a time (DCMTK) answers only the first; we stop waiting once no
-    answer has come for ``settle`` seconds.  A connection the receiver closes or
+    Returns the sockets still open and how many got an A-ASSOCIATE-AC.  A receiver
+    that serves one association at a time (DCMTK) answers only the first; we stop
+    waiting once no answer has come for ``settle`` seconds.  A connection the receiver closes or
     resets (a limit on open connections) counts as not accepted.
     """
     request = associate_rq(called, "IDLEBENCH")
@@ -96,9 +106,11 @@ def open_associations(
     selector = selectors.DefaultSelector()
     try:
         pending = 0
-        for _ in range(count):
+        for number in range(count):
             try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock = socket.create_connection(
+                    ("127.0.0.1", port), timeout=10, source_address=source_address(number)
+                )
             except ConnectionResetError:
                 continue  # reset at once (a receiver's connection limit): not accepted
             except TimeoutError:

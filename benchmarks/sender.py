@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.idle import APPLICATION_CONTEXT, _ae_title, _item, release_rq
+from benchmarks.idle import APPLICATION_CONTEXT, _ae_title, _item, release_rq, source_address
 
 #: PS3.5 A.2: the transfer syntax the benchmark's files are written in.
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -228,11 +228,19 @@ async def _response_status(reader: asyncio.StreamReader) -> int:
                 return status
 
 
-async def send_association(port: int, called: str, instances: Sequence[Instance]) -> int:
-    """One association: every instance, one at a time; returns how many succeeded."""
+async def send_association(
+    port: int, called: str, instances: Sequence[Instance], number: int = 0
+) -> int:
+    """One association: every instance, one at a time; returns how many succeeded.
+
+    ``number`` picks the loopback source address (idle.source_address), so that 64
+    associations are not 64 connections from one peer address.
+    """
     sop_classes = sorted({instance.sop_class_uid for instance in instances})
     context_of = {uid: 2 * index + 1 for index, uid in enumerate(sop_classes)}
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=source_address(number)
+    )
     try:
         writer.write(associate_rq(called, "BENCHSCU", sop_classes))
         pdu_type, body = await _read_pdu(reader)
@@ -264,7 +272,9 @@ async def send_association(port: int, called: str, instances: Sequence[Instance]
 
 async def send_all(port: int, called: str, shares: Sequence[Sequence[Instance]]) -> int:
     """All associations at once; the instances stored over all of them."""
-    stored = await asyncio.gather(*(send_association(port, called, s) for s in shares))
+    stored = await asyncio.gather(
+        *(send_association(port, called, s, number) for number, s in enumerate(shares))
+    )
     return sum(stored)
 
 

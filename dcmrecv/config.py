@@ -1,8 +1,9 @@
 """ReceiverConfig: everything the server needs, validated once by the CLI.
 
-The click layer (``cli.py``) only turns argv into one of these; the server and
-the storage code read it and never look at argv.  Names follow DCMTK's
-``dcmrecv`` manual page (option long names) so the mapping stays obvious.
+The commands (``dcmrecv.commands``) only turn argv into one of these and hand it to
+:func:`dcmrecv.serve`; the server and the storage code read it and never look at argv.
+Names follow DCMTK's ``dcmrecv`` manual page (option long names) so the mapping stays
+obvious.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ReceiverEvents(Protocol):
     """Notifications for storescp's ``--exec-on-reception`` / end-of-study hooks.
 
     Called in the association's thread; an exception is logged, never fatal.
+    ``instance_stored`` follows every C-STORE whose data set arrived, also one that
+    was not stored (``result.status`` says which).
     """
 
     def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None: ...

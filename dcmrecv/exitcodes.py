@@ -28,3 +28,12 @@ EXITCODE_CANNOT_START_SCP_AND_LISTEN = 64
 EXITCODE_INVALID_ASSOCIATION_CONFIG = 66
 #: The transport layer (TLS) could not be set up.
 EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER = 71
+
+# storescp (storescp.cc) returns 1 for every error: command line, configuration file,
+# output directory, network.  Scripts around storescp test for 0 and non-zero.
+STORESCP_EXITCODE_ERROR = 1
+
+# The health probe (python -m dcmrecv.commands.healthcheck) speaks Docker's
+# HEALTHCHECK contract, which Kubernetes' exec probes share: 0 healthy, 1 unhealthy.
+EXITCODE_HEALTHY = 0
+EXITCODE_UNHEALTHY = 1

@@ -1,9 +1,9 @@
 """Who may send: AE titles (``-aet``/``-uca``) and the allow-lists of calling AE titles
-(``--accept-calling``) and peer networks (``--accept-from``).
+(``--accept-calling``) and peer networks (``--accept-from``, checked at connect).
 
 Rejections carry the A-ASSOCIATE-RJ reasons of PS3.8 9.3.4: (1, 1, 3) calling AE
-title not recognized, (1, 1, 7) called AE title not recognized, (1, 1, 1) no reason
-given (DCMTK's "connecting host not allowed").
+title not recognized, (1, 1, 7) called AE title not recognized.  A peer outside
+``--accept-from`` is closed as soon as it connects, before it sends a request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
 from dcmrecv.commands.argv import ArgvError, find_option, parse
-from dcmrecv.commands.dcmrecv import parse_aetitle_list, receiver_request
+from dcmrecv.commands.dcmrecv import dcmrecv_settings, parse_aetitle_list
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +64,13 @@ def test_calling_ae_title_outside_the_list_is_rejected_1_1_3(tmp_path: Path) -> 
         assert rejection(associate(server.port, "modality1")) == (1, 1, 3)
 
 
-def test_peer_outside_the_networks_is_rejected_1_1_1(tmp_path: Path) -> None:
+def test_peer_outside_the_networks_is_closed_at_once(tmp_path: Path) -> None:
+    # Checked right after accept, before any request: a disallowed peer's silent
+    # connections must not take the slots of allowed senders (tests/test_overload.py).
     elsewhere = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
     with running_receiver(output_directory=tmp_path, accept_from=elsewhere) as server:
-        assert rejection(associate(server.port)) == (1, 1, 1)
+        refused = associate(server.port)
+        assert not refused.is_established and not refused.is_rejected
     loopback = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.0/8"))
     with running_receiver(output_directory=tmp_path, accept_from=loopback) as server:
         assert echo_works(associate(server.port))
@@ -94,7 +97,7 @@ def test_access_options_reach_the_config() -> None:
             *("--accept-from", "fd00::/8", "104"),
         ]
     )
-    config = receiver_request(cmdline, verbose=False).config
+    config = dcmrecv_settings(cmdline, verbose=False).config
     assert config.accept_calling == frozenset({"CT1", "MR2"})
     assert config.accept_from == (
         ipaddress.ip_network("127.0.0.1/32"),
@@ -104,7 +107,7 @@ def test_access_options_reach_the_config() -> None:
 
 
 def test_without_access_options_everyone_may_send() -> None:
-    config = receiver_request(parse(["104"]), verbose=False).config
+    config = dcmrecv_settings(parse(["104"]), verbose=False).config
     assert config.accept_calling is None
     assert config.accept_from is None
 
@@ -121,7 +124,7 @@ def test_without_access_options_everyone_may_send() -> None:
 )
 def test_bad_access_values_are_refused(args: list[str], message: str) -> None:
     with pytest.raises(ArgvError) as excinfo:
-        receiver_request(parse([*args, "104"]), verbose=False)
+        dcmrecv_settings(parse([*args, "104"]), verbose=False)
     assert message in str(excinfo.value)
 
 
@@ -223,4 +226,5 @@ def test_command_allow_lists_with_echoscu(command: Callable[..., int], tmp_path:
     blocked = command("--accept-from", "192.0.2.0/24")
     refused = echoscu(blocked, "-aet", "ECHO1")
     assert refused.returncode != 0
-    assert "Association Rejected" in refused.stderr
+    # Closed at accept, before the request is read: no A-ASSOCIATE-RJ to report.
+    assert "Association Request Failed" in refused.stderr

@@ -6,7 +6,10 @@ import re
 import subprocess
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE, FileTooLarge
 from dcmrecv.commands.argv import (
     OPTIONS,
     ArgvError,
@@ -64,6 +67,61 @@ def test_command_file_that_cannot_be_read() -> None:
 
     with pytest.raises(ArgvError, match=r"^Cannot open command file 'nofile'$"):
         expand_command_files(["@nofile"], missing)
+
+
+def test_command_file_too_large() -> None:
+    def huge(name: str) -> str:
+        raise FileTooLarge(name, MAX_CONFIG_FILE_SIZE)
+
+    with pytest.raises(ArgvError, match=r"^Command file 'big' is larger than 4 MiB$"):
+        expand_command_files(["@big"], huge)
+
+
+def _words_one_char_at_a_time(text: str) -> list[str]:
+    """The reader as DCMTK's manual describes it, character by character: the oracle."""
+    words: list[str] = []
+    value = ""
+    quote = ""
+    for char in text:
+        if quote:
+            if char == quote:
+                words.append(value)
+                value, quote = "", ""
+            else:
+                value += char
+        elif char in "\"'":
+            quote = char
+        elif char in " \t\n\r":
+            if value:
+                words.append(value)
+                value = ""
+        else:
+            value += char
+    if value:
+        words.append(value)
+    return words
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n\r\"'\f\u00e9")), max_size=60))
+def test_command_file_words_match_a_character_reader(text: str) -> None:
+    assert split_command_file(text) == _words_one_char_at_a_time(text)
+
+
+def test_two_million_words() -> None:
+    """A command file as large as the bound allows is read whole, every word kept."""
+    words = split_command_file("a 'b c' " * 500_000)
+    assert len(words) == 1_000_000
+    assert words[:2] == ["a", "b c"] and words[-1] == "b c"
+    words = split_command_file("a " * 2_000_000)
+    assert len(words) == 2_000_000 and set(words) == {"a"}
+
+
+def test_long_command_line_keeps_the_rightmost() -> None:
+    cmdline = parse(["-aet", "FIRST"] + ["-v"] * 200_000 + ["-aet", "LAST", "104"])
+    found = cmdline.last("--aetitle")
+    assert found is not None and found.values == ("LAST",)
+    assert [o.values[0] for o in cmdline.all("--aetitle")] == ["FIRST", "LAST"]
+    assert cmdline.has("--verbose") and not cmdline.has("--debug")
 
 
 # --- tokens -----------------------------------------------------------------------------

@@ -749,3 +749,10 @@ def test_a_receiver_that_exits_before_ready_is_started_again_on_a_new_port(
         assert receiver.process is not None and receiver.process.poll() is None
 
     assert len(ports) == 2
+
+
+def test_connections_are_spread_over_loopback_source_addresses() -> None:
+    sources = [idle.source_address(number)[0] for number in range(64)]
+    assert sources[:16] == ["127.0.0.1"] * 16
+    assert sources[16] == "127.0.0.2" and sources[-1] == "127.0.0.4"
+    assert max(sources.count(address) for address in set(sources)) == idle.PER_SOURCE

@@ -7,9 +7,9 @@ own ``dcmrecv`` on the same command line and compare.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import dcmrecv.wire
+import dcmrecv
 from dcmrecv import exitcodes
+from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE
 from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
 from dcmrecv.logs.layout import reset_logging
@@ -26,7 +27,7 @@ from tests.conftest import require_tool
 
 
 class FakeServer:
-    """Stands in for dcmrecv.wire.server: records the configuration, returns a code."""
+    """Stands in for dcmrecv.serve: records the configuration, returns a code."""
 
     def __init__(self) -> None:
         self.configs: list[ReceiverConfig] = []
@@ -45,10 +46,7 @@ class FakeServer:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
-    module = types.ModuleType("dcmrecv.wire.server")
-    module.serve = fake.serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dcmrecv.wire.server", module)
-    monkeypatch.setattr(dcmrecv.wire, "server", module, raising=False)
+    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
     return fake
 
 
@@ -320,6 +318,72 @@ def test_profile_problems(server: FakeServer, in_tmp: Path, text: str | None, pr
     assert server.configs == []
 
 
+# --- configuration files have a size bound -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["-xf", "/dev/zero", "Default", "104"],
+            exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG,
+            "F: cannot load association configuration: /dev/zero: larger than 4 MiB:"
+            " not an association configuration file",
+        ),
+        (["-lc", "/dev/zero", "104"], 1, "error: Specified --log-config file is larger than 4 MiB"),
+        (
+            ["--accept-calling-file", "/dev/zero", "104"],
+            1,
+            "error: Cannot use --accept-calling-file '/dev/zero': larger than 4 MiB",
+        ),
+        (["@/dev/zero"], 1, "error: Command file '/dev/zero' is larger than 4 MiB"),
+    ],
+)
+def test_endless_configuration_file_is_refused(
+    server: FakeServer, in_tmp: Path, args: list[str], code: int, message: str
+) -> None:
+    """A file name pointing at /dev/zero (or any huge file) is refused after 4 MiB."""
+    result = run(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert server.configs == []
+
+
+def test_command_file_as_large_as_the_bound_is_read(server: FakeServer, in_tmp: Path) -> None:
+    words = "-od . -fe .dcm 104\n"
+    padding = " " * (MAX_CONFIG_FILE_SIZE - len(words))
+    (in_tmp / "large.txt").write_text(padding + words)
+    result = run("@large.txt")
+    assert result.exit_code == 0, result.output
+    assert server.config.filename_extension == ".dcm"
+    (in_tmp / "large.txt").write_text(" " + padding + words)
+    assert run("@large.txt").exit_code == 1
+
+
+# --- the public entry point --------------------------------------------------------------------
+
+
+def test_serve_reports_a_port_in_use_with_exit_code_64(in_tmp: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code = dcmrecv.serve(ReceiverConfig(port=port, bind_address="127.0.0.1"))
+    assert code == exitcodes.EXITCODE_CANNOT_START_SCP_AND_LISTEN == 64
+
+
+def test_importing_the_package_does_not_load_the_engine() -> None:
+    """``import dcmrecv`` (the health probe's first step) loads nothing heavy."""
+    script = (
+        "import sys, dcmrecv; print(' '.join(sorted(m for m in sys.modules"
+        " if m.startswith(('dcmrecv', 'pydicom', 'pynetdicom', 'click')))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["dcmrecv", "dcmrecv.implementation"]
+
+
 # --- help, version, --arguments -----------------------------------------------------------------
 
 
@@ -346,8 +410,10 @@ def test_version(server: FakeServer) -> None:
     assert result.exit_code == 0
     assert f"dcmrecv v{dcmrecv.__version__}" in result.stdout
     assert "External libraries used:" in result.stdout
-    for library in ("pydicom", "pynetdicom", "click"):
+    for library in ("pydicom", "click"):
         assert f"- {library} {metadata.version(library)}" in result.stdout
+    # pynetdicom is a test peer, not a library the receiver runs on.
+    assert "pynetdicom" not in result.stdout
     assert server.configs == []
 
 

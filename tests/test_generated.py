@@ -23,6 +23,17 @@ def test_sq_table_matches_the_installed_pydicom_dictionary() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_bundled_profiles_match_the_uid_table() -> None:
+    # storescp.cfg and profiles/*.cfg, from tools/gen_profiles.py over the UID table.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_profiles.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_sq_table_knows_common_sequences_and_not_other_vrs() -> None:
     referenced_image_sequence = 0x00081140
     patient_name = 0x00100010

@@ -22,8 +22,6 @@ from pydicom.filereader import read_dataset
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 
 from dcmrecv.commands.healthcheck import (
-    EXIT_HEALTHY,
-    EXIT_UNHEALTHY,
     Unhealthy,
     decode_associate_reply,
     echo_status,
@@ -32,6 +30,7 @@ from dcmrecv.commands.healthcheck import (
     run,
 )
 from dcmrecv.config import DEFAULT_AETITLE
+from dcmrecv.exitcodes import EXITCODE_HEALTHY, EXITCODE_UNHEALTHY
 from dcmrecv.negotiation.asconfig import load_profile
 from dcmrecv.wire import dimse, pdu
 from dcmrecv.wire.pdu import decode_associate_rq
@@ -55,7 +54,7 @@ def probe(
 def test_answering_receiver_is_healthy(capsys: pytest.CaptureFixture[str]) -> None:
     with running_receiver() as server:
         code, out = probe(capsys, "127.0.0.1", server.port)
-    assert code == EXIT_HEALTHY
+    assert code == EXITCODE_HEALTHY
     assert out == f"healthy: C-ECHO to {DEFAULT_AETITLE}@127.0.0.1:{server.port}: Success\n"
 
 
@@ -67,14 +66,14 @@ def test_port_and_called_ae_title_follow_the_receivers_environment(
     with running_receiver(aetitle="PACS", aetitle_explicit=True, use_called_aetitle=False) as srv:
         environ = {"DCMRECV_PORT": str(srv.port), "DCMRECV_AETITLE": "PACS"}
         code, out = probe(capsys, environ=environ)
-    assert code == EXIT_HEALTHY, out
+    assert code == EXITCODE_HEALTHY, out
 
 
 def test_rejected_association_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
     # With -aet PACS the receiver refuses other called AE titles: A-ASSOCIATE-RJ (1,1,7).
     with running_receiver(aetitle="PACS", aetitle_explicit=True, use_called_aetitle=False) as srv:
         code, out = probe(capsys, "--aec", "ELSEWHERE", "127.0.0.1", srv.port)
-    assert code == EXIT_UNHEALTHY
+    assert code == EXITCODE_UNHEALTHY
     assert "association rejected: result 1, source 1, reason 7" in out
 
 
@@ -90,7 +89,7 @@ def test_receiver_refusing_verification_is_unhealthy(
     with running_receiver(profile=load_profile(cfg, "CTOnly"), output_directory=tmp_path) as srv:
         code, out = probe(capsys, "127.0.0.1", srv.port)
     # Like DCMTK, our receiver rejects an association in which no context is accepted.
-    assert code == EXIT_UNHEALTHY
+    assert code == EXITCODE_UNHEALTHY
     assert "association rejected" in out
 
 
@@ -117,7 +116,7 @@ def test_accepted_association_without_verification_is_unhealthy() -> None:
 def test_nothing_listening_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     code, out = probe(capsys, "127.0.0.1", port)
-    assert code == EXIT_UNHEALTHY
+    assert code == EXITCODE_UNHEALTHY
     assert f"cannot talk to 127.0.0.1:{port}" in out
 
 
@@ -131,7 +130,7 @@ def test_silent_peer_is_unhealthy_within_the_timeout(capsys: pytest.CaptureFixtu
         started = time.monotonic()
         code, out = probe(capsys, "--timeout", "0.5", "127.0.0.1", port)
         elapsed = time.monotonic() - started
-    assert code == EXIT_UNHEALTHY
+    assert code == EXITCODE_UNHEALTHY
     assert "no answer from 127.0.0.1" in out
     assert elapsed < 3
 
@@ -141,12 +140,12 @@ def test_silent_peer_is_unhealthy_within_the_timeout(capsys: pytest.CaptureFixtu
 )
 def test_usage_error_exits_1_not_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     # Docker reserves health check exit code 2; a broken probe is plainly unhealthy.
-    assert run(args, {}) == EXIT_UNHEALTHY
+    assert run(args, {}) == EXITCODE_UNHEALTHY
 
 
 def test_bad_port_in_environment_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = probe(capsys, environ={"DCMRECV_PORT": "eleven"})
-    assert code == EXIT_UNHEALTHY
+    assert code == EXITCODE_UNHEALTHY
     assert "DCMRECV_PORT=eleven" in out
 
 
@@ -183,7 +182,7 @@ def test_dcmtk_dcmrecv_answers_the_probe(
     finally:
         process.terminate()
         log = process.communicate(timeout=30)[0].decode()
-    assert code == EXIT_HEALTHY, out
+    assert code == EXITCODE_HEALTHY, out
     assert "Received C-ECHO Request (MsgID 1)" in log
     assert "Received Association Release Request" in log
 

@@ -1006,11 +1006,11 @@ def test_peer_values_never_name_a_path_outside_the_output_directory(
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_distinct_instances_whose_uids_sanitise_alike_are_both_kept(
-    tmp_path: Path, default_profile: Profile
+    tmp_path: Path, default_profile: Profile, log: pytest.LogCaptureFixture
 ) -> None:
-    # Neither is a valid UID (PS3.5 9.1), and both would map to one file name: the
-    # receiver refuses them (C000) rather than let one silently replace the other.
-    uids = ["1.2.3/4", "1.2.3a4"]
+    # Not valid UIDs (PS3.5 9.1), but DCMTK stores them (3.6.7 names the first two
+    # alike: "CT.1.2.3_4"); each is stored under its own name, and a W: line says so.
+    uids = ["1.2.3/4", "1.2.3_4", "1.2.3a4", "A1B2C3D4" * 8]
     with (
         running_receiver(output_directory=tmp_path, profile=default_profile) as server,
         open_storage(server.port) as peer,
@@ -1019,10 +1019,22 @@ def test_distinct_instances_whose_uids_sanitise_alike_are_both_kept(
             peer.store(CT_CONTEXT, c_store_rq(CT_IMAGE_STORAGE, uid), ct_data_set(uid))
             for uid in uids
         ]
+        # The same value again replaces its file, as DCMTK does.
+        statuses.append(
+            peer.store(CT_CONTEXT, c_store_rq(CT_IMAGE_STORAGE, uids[0]), ct_data_set(uids[0]))
+        )
         peer.release()
-    stored = {pydicom.dcmread(path).SOPInstanceUID for path in files_under(tmp_path)}
-    for uid, status in zip(uids, statuses, strict=True):
-        assert status != 0x0000 or uid in stored, f"{uid!r} answered Success but is not stored"
+    assert statuses == [0x0000] * 5
+    files = files_under(tmp_path)
+    assert {pydicom.dcmread(path).SOPInstanceUID for path in files} == set(uids)
+    assert len(files) == len(uids)
+    assert tmp_path / ("CT." + "A1B2C3D4" * 8) in files  # DCMTK's name where it is safe
+    warnings = [r.getMessage() for r in log.records if r.levelno == logging.WARNING]
+    for uid in uids:
+        assert any(
+            f"C-STORE of SOP instance {uid}: SOP Instance UID is not a valid UID" in w
+            for w in warnings
+        ), uid
 
 
 # --- fuzzing the request over a real socket ------------------------------------------------------

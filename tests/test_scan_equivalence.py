@@ -37,6 +37,9 @@ SAMPLES = [
     _data_set(name)
     for name in ("CT_small.dcm", "rtplan.dcm", "MR_small_bigendian.dcm", "JPEG-lossy.dcm")
 ]
+_JPEG_DATA, _ = SAMPLES[3]
+#: Encapsulated Pixel Data received with VR OW: both scanners must report where.
+SAMPLES.append((_JPEG_DATA.replace(b"\xe0\x7f\x10\x00OB", b"\xe0\x7f\x10\x00OW"), JPEG))
 
 
 def _outcome(scan: object) -> DatasetSummary | str:
@@ -59,6 +62,8 @@ def test_real_data_sets_give_the_same_summary(data: bytes, syntax: str) -> None:
     streamed, buffered = _both(data, syntax)
     assert isinstance(streamed, DatasetSummary)
     assert streamed == buffered
+    is_ow = syntax == JPEG and b"\xe0\x7f\x10\x00OW" in data
+    assert (streamed.encapsulated_ow_offset is not None) == is_ow
     assert buffered.study_instance_uid == streamed.study_instance_uid  # type: ignore[union-attr]
 
 
@@ -82,6 +87,15 @@ def test_mutated_data_sets_give_the_same_answer(
         position = rng.randrange(len(mutated))
         mutated[position] = rng.randrange(256)
     streamed, buffered = _both(bytes(mutated), syntax or own_syntax, stop_after)
+    assert streamed == buffered
+
+
+@pytest.mark.parametrize(("data", "own_syntax"), SAMPLES)
+@pytest.mark.parametrize("syntax", [IMPLICIT, EXPLICIT, BIG_ENDIAN, JPEG, "1.2.840.10008.1.2.5"])
+def test_pixel_data_in_the_wrong_transfer_syntax_gets_the_same_answer(
+    data: bytes, own_syntax: str, syntax: str
+) -> None:
+    streamed, buffered = _both(data, syntax)
     assert streamed == buffered
 
 

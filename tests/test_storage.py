@@ -6,6 +6,7 @@ dstorscp.cc / offname.cc, and checked against the real dcmrecv in test_writer.py
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -172,23 +173,47 @@ def test_series_date_validity_follows_dcmtk(
     assert parse_series_date(value) == expected
 
 
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
 @pytest.mark.parametrize(
     ("uid", "expected"),
     [
-        # Everything but digits and dots becomes "_" (".." + "/" + ".." + "/" + 3 + 1 + 6).
-        ("../../etc/passwd", "CT..._.._" + "_" * 10),
-        ("1.2/3", "CT.1.2_3"),
-        ("1.2\\3", "CT.1.2_3"),
-        ("1.2\x003", "CT.1.2_3"),
-        ("1.2.3a", "CT.1.2.3_"),
+        # Letters, digits, "." and "-" stay (DCMTK's name); anything else becomes "_"
+        # and the name ends in "_" and a hash of the value.
+        ("../../etc/passwd", "CT..._.._etc_passwd_" + _hash("../../etc/passwd")),
+        ("1.2/3", "CT.1.2_3_" + _hash("1.2/3")),
+        ("1.2\\3", "CT.1.2_3_" + _hash("1.2\\3")),
+        ("1.2\x003", "CT.1.2_3_" + _hash("1.2\x003")),
+        ("1.2 3", "CT.1.2_3_" + _hash("1.2 3")),
+        ("1.2.3_4", "CT.1.2.3_4_" + _hash("1.2.3_4")),
+        ("1.2.3a", "CT.1.2.3a"),
+        ("A1B2C3D4" * 8, "CT." + "A1B2C3D4" * 8),  # seen from real equipment
         ("..", "CT..."),
         ("1.2.3 ", "CT.1.2.3"),
+        ("1" * 65, "CT." + "1" * 64 + "_" + _hash("1" * 65)),
     ],
 )
 def test_peer_uid_cannot_name_another_directory(uid: str, expected: str) -> None:
     result = plan(sop_instance_uid=uid)
     assert result.directory == ()
     assert result.filename == expected
+
+
+@given(
+    first=st.text(min_size=1, max_size=100),
+    second=st.text(min_size=1, max_size=100),
+)
+def test_distinct_instance_uids_never_share_a_file_name(first: str, second: str) -> None:
+    # DCMTK would name "1.2.3/4" and "1.2.3_4" alike and one would overwrite the other.
+    if first.rstrip("\0 ") != second.rstrip("\0 ") and first.rstrip("\0 "):
+        assert plan(sop_instance_uid=first).filename != plan(sop_instance_uid=second).filename
+
+
+def test_the_same_instance_uid_always_gets_the_same_name() -> None:
+    assert plan(sop_instance_uid="1.2/3").filename == plan(sop_instance_uid="1.2/3").filename
+    assert plan(sop_instance_uid="1.2/3").replace_existing
 
 
 @given(uid=st.text(min_size=1, max_size=80), date=st.one_of(st.none(), st.text(max_size=12)))
@@ -206,10 +231,16 @@ def test_any_peer_value_stays_one_component_below_its_directory(uid: str, date: 
     assert len(result.filename.encode()) <= 255
 
 
+def test_long_instance_uids_are_cut_not_refused() -> None:
+    # DCMTK aborts the association: its command parser refuses a UI value of 300.
+    names = {plan(sop_instance_uid="9" * n).filename for n in (64, 65, 300, 10000)}
+    assert len(names) == 4
+    assert max(len(name) for name in names) == len("CT.") + 64 + 1 + 16
+
+
 def test_file_names_longer_than_255_bytes_are_refused() -> None:
-    assert len(plan(sop_instance_uid="1" * 252).filename) == 255
     with pytest.raises(PlanError):
-        plan(sop_instance_uid="1" * 253)
+        plan(sop_instance_uid="1.2", extension="." + "x" * 126, modality="M" * 126)
 
 
 @pytest.mark.parametrize("uid", ["", "\0", " "])
@@ -237,7 +268,9 @@ def encode(ds: Dataset, *, implicit: bool = False, little: bool = True) -> bytes
 
 def deflate(data: bytes) -> bytes:
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(data) + compressor.flush()
+    deflated = compressor.compress(data) + compressor.flush()
+    # PS3.5 A.5: an odd-length deflated stream is padded with one NUL.
+    return deflated + b"\x00" if len(deflated) % 2 else deflated
 
 
 def scan(data: bytes, ts: str = EXPLICIT_LE, **kwargs: int) -> dataset.DatasetSummary:
@@ -270,6 +303,60 @@ def test_scan_reports_uids_and_series_date(ts: str, implicit: bool, little: bool
 def test_scan_reads_deflated_data_sets() -> None:
     summary = scan(deflate(encode(sample())), DEFLATED)
     assert summary.sop_instance_uid == "1.2.3.4"
+
+
+def test_odd_length_data_set_is_refused_but_a_quick_look_still_finds_the_date() -> None:
+    data = encode(sample()) + b"\x00"
+    with pytest.raises(DatasetError, match="odd length"):
+        scan(data)
+    assert scan(data, stop_after=dataset.SERIES_DATE_TAG).series_date == "19970430"
+
+
+def test_deflated_data_set_counts_its_inflated_length() -> None:
+    stream = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    odd_value = struct.pack("<HH2sH", 0x7FE1, 0x0010, b"LT", 3) + b"odd"
+    odd_inflated = stream.compress(encode(sample()) + odd_value) + stream.flush()
+    with pytest.raises(DatasetError, match="odd length"):
+        scan(odd_inflated + b"\x00" * (len(odd_inflated) % 2), DEFLATED)
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+RLE = "1.2.840.10008.1.2.5"
+
+
+def encapsulated_sample(vr: str = "OB") -> bytes:
+    """sample() with Pixel Data encapsulated (PS3.5 A.4): offset table and one fragment."""
+    head = encode(sample()).split(b"\xe0\x7f\x10\x00", 1)[0]
+    items = struct.pack("<HHL", 0xFFFE, 0xE000, 0) + struct.pack("<HHL", 0xFFFE, 0xE000, 4)
+    pixels = struct.pack("<HH2s2xL", 0x7FE0, 0x0010, vr.encode(), 0xFFFFFFFF) + items
+    return head + pixels + b"\x01\x02\x03\x04" + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+
+@pytest.mark.parametrize("ts", [JPEG_BASELINE, RLE, "1.2.840.10008.1.2.4.201"])
+def test_native_pixel_data_in_an_encapsulated_syntax_is_refused(ts: str) -> None:
+    with pytest.raises(DatasetError, match="native Pixel Data"):
+        scan(encode(sample()), ts)
+    assert scan(encapsulated_sample(), ts).encapsulated_ow_offset is None
+
+
+@pytest.mark.parametrize("ts", [EXPLICIT_LE, DEFLATED])
+def test_encapsulated_pixel_data_in_a_native_syntax_is_refused(ts: str) -> None:
+    data = encapsulated_sample()
+    with pytest.raises(DatasetError, match="encapsulated Pixel Data"):
+        scan(deflate(data) if ts == DEFLATED else data, ts)
+
+
+def test_encapsulated_pixel_data_with_vr_ow_is_found_for_the_repair() -> None:
+    data = encapsulated_sample("OW")
+    offset = scan(data, JPEG_BASELINE).encapsulated_ow_offset
+    assert offset is not None and data[offset : offset + 6] == b"\xe0\x7f\x10\x00OW"
+
+
+def test_an_unknown_transfer_syntax_gets_no_pixel_data_rule() -> None:
+    # A private syntax accepted by a profile: we cannot know what it needs.
+    private = "1.2.276.0.7230010.3.1.4.9"
+    assert scan(encode(sample()), private).sop_instance_uid == "1.2.3.4"
+    assert scan(encapsulated_sample(), private).sop_instance_uid == "1.2.3.4"
 
 
 def test_series_date_with_another_vr_is_not_a_date() -> None:

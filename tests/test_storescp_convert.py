@@ -138,6 +138,47 @@ def test_file_padding_makes_the_length_a_multiple(tmp_path: Path) -> None:
     assert (0xFFFC, 0xFFFC) in read(data)
 
 
+def item_lengths(data: bytes) -> list[int]:
+    """The lengths of the explicit-length items in a little endian encoding."""
+    lengths = []
+    start = data.find(b"\xfe\xff\x00\xe0")  # item tag (FFFE,E000)
+    while start != -1:
+        lengths.append(int.from_bytes(data[start + 4 : start + 8], "little"))
+        start = data.find(b"\xfe\xff\x00\xe0", start + 8)
+    return lengths
+
+
+@pytest.mark.parametrize("syntax", [LE, IMPLICIT])
+@pytest.mark.parametrize("item_pad", [8, 16, 64])
+def test_item_padding_pads_every_item(tmp_path: Path, syntax: str, item_pad: int) -> None:
+    path, original = received_file(tmp_path, "rtplan.dcm", IMPLICIT)
+    encoding = OutputEncoding(
+        transfer_syntax=syntax, file_padding=32, item_padding=item_pad, reencode=True
+    )
+    data = run(path, IMPLICIT, encoding)
+    plain = OutputEncoding(transfer_syntax=syntax, reencode=True)
+    unpadded = item_lengths(run(path, IMPLICIT, plain))
+    lengths = item_lengths(data)
+    assert len(lengths) == len(unpadded) > 10  # sequences three deep in rtplan
+    assert [length % item_pad for length in lengths] == [0] * len(lengths)
+    assert any(padded > plain for padded, plain in zip(lengths, unpadded, strict=True))
+    assert len(data) % 32 == 0
+    beam = read(data).BeamSequence[0]
+    assert beam.BeamName == original.BeamSequence[0].BeamName
+    assert beam.ControlPointSequence[1].ControlPointIndex == 1
+
+
+def test_item_padding_replaces_received_padding(tmp_path: Path) -> None:
+    path, _original = received_file(tmp_path, "rtplan.dcm", LE)
+    once = run(path, LE, OutputEncoding(item_padding=16, reencode=True))
+    again_path = tmp_path / "again.part"
+    again_path.write_bytes(once)
+    twice = run(again_path, LE, OutputEncoding(item_padding=16, reencode=True))
+    assert twice == once  # received item padding is dropped, not padded again
+    unpadded = run(again_path, LE, OutputEncoding(reencode=True))
+    assert b"\xfc\xff\xfc\xff" not in unpadded  # -p: no padding anywhere
+
+
 def test_disabled_new_vrs_become_ob(tmp_path: Path) -> None:
     dataset = pydicom.dcmread(str(get_testdata_file("CT_small.dcm", download=False)))
     dataset.add_new(0x00081040, "UT", "long text value")  # not UT in the dictionary: LO

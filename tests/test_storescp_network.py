@@ -29,11 +29,12 @@ from pynetdicom.association import Association
 
 from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
 from dcmrecv.config import AssociationInfo
+from dcmrecv.ops.hook_command import PLACEHOLDERS
 from dcmrecv.ops.storescp_session import (
     EventSettings,
     NamingSettings,
     StorescpSession,
-    split_template,
+    compile_template,
 )
 from dcmrecv.storage.convert import OutputEncoding, configure_pydicom
 from dcmrecv.storage.sorting import SortMode
@@ -184,6 +185,46 @@ def test_output_conversions_match_dcmtk(tmp_path: Path, options: list[str]) -> N
         assert mine == other, relative
 
 
+def dumped_data_set(path: Path) -> list[str]:
+    """dcmdump's lines for the data set of ``path`` (nested items included)."""
+    done = subprocess.run(
+        [require_tool("dcmdump"), "+L", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    return lines[lines.index("# Dicom-Data-Set") + 1 :]
+
+
+@pytest.mark.dcmtk
+@pytest.mark.parametrize(
+    ("options", "file_pad"),
+    [
+        (["+p", "64", "16"], 64),
+        (["-g", "+p", "0", "8", "+ti"], 0),
+        (["+p", "128", "32", "-e", "+tb"], 128),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
+def test_item_padding_matches_dcmtk(tmp_path: Path, options: list[str], file_pad: int) -> None:
+    # rtplan has sequences three deep; every item gets its own padding element.
+    outputs = run_both(tmp_path, options, [FILES[2]])
+    (relative,) = stored_files(outputs["ours"])
+    mine = dumped_data_set(outputs["ours"] / relative)
+    other = dumped_data_set(outputs["dcmtk"] / relative)
+    assert sum("(fffc,fffc)" in line for line in mine) > 10
+    if file_pad:
+        # The last line is the file's padding: its size depends on the file meta
+        # information, which differs (our Implementation Class UID and Version Name).
+        assert mine[-1].startswith("(fffc,fffc)") and other[-1].startswith("(fffc,fffc)")
+        mine, other = mine[:-1], other[:-1]
+        for name in ("ours", "dcmtk"):
+            assert (outputs[name] / relative).stat().st_size % file_pad == 0
+    assert mine == other
+
+
 @pytest.mark.dcmtk
 def test_ignore_stores_nothing_like_dcmtk(tmp_path: Path) -> None:
     outputs = run_both(tmp_path, ["--ignore"])
@@ -263,15 +304,22 @@ class RecordingSession(StorescpSession):
 
 
 class CommandLog:
-    """A runner that records argument vectors instead of starting programs."""
+    """A runner that records the placeholder values of each command instead of running it.
 
-    def __init__(self) -> None:
+    ``argv`` is ``/bin/sh -c SCRIPT sh $1 .. $5``; a call is recorded as the values of
+    the placeholders the template uses.
+    """
+
+    def __init__(self, *used: str) -> None:
+        self.used = used
         self.calls: list[list[str]] = []
         self.changed = threading.Condition()
 
     def __call__(self, argv: Sequence[str], sync: bool) -> None:
+        assert list(argv[:2]) == ["/bin/sh", "-c"]
+        values = dict(zip(PLACEHOLDERS, argv[4:], strict=True))
         with self.changed:
-            self.calls.append(list(argv))
+            self.calls.append([values[name] for name in self.used])
             self.changed.notify_all()
 
     def wait_for(self, count: int, timeout: float = 15) -> list[list[str]]:
@@ -304,7 +352,7 @@ def test_hostile_ae_titles_reach_the_command_literally(
     session = StorescpSession(
         str(output),
         NamingSettings(),
-        EventSettings(exec_on_reception=split_template(f"{prefix} #a #c #f"), exec_sync=True),
+        EventSettings(exec_on_reception=compile_template(f"{prefix} #a #c #f"), exec_sync=True),
     )
     cwd = os.getcwd()
     os.chdir(tmp_path)  # a command run by a shell would create its files here
@@ -323,12 +371,12 @@ def test_hostile_ae_titles_reach_the_command_literally(
 def test_end_of_study_with_two_concurrent_associations(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.mkdir()
-    commands = CommandLog()
+    commands = CommandLog("#p", "#a")
     session = RecordingSession(
         str(output),
         NamingSettings(sort_mode=SortMode.STUDY_UID, sort_prefix="s"),
         EventSettings(
-            exec_on_eostudy=split_template("done #p #a"), rename_on_eostudy=True, exec_sync=True
+            exec_on_eostudy=compile_template("done #p #a"), rename_on_eostudy=True, exec_sync=True
         ),
         runner=commands,
     )
@@ -346,7 +394,7 @@ def test_end_of_study_with_two_concurrent_associations(tmp_path: Path) -> None:
         assert commands.calls == []  # DCMTK does not end a study at release either
         assert store(second, dataset("2.2", "2.2.2")) == 0
         calls = commands.wait_for(1)
-        assert calls == [["done", str(output / "s_1.1"), "SECOND"]]
+        assert calls == [[str(output / "s_1.1"), "SECOND"]]
         second.release()
         assert session.ended.acquire(timeout=15)
     # Study 1 was renamed in order of reception; study 2 is still open, not renamed.
@@ -358,11 +406,11 @@ def test_end_of_study_with_two_concurrent_associations(tmp_path: Path) -> None:
 def test_end_of_study_timeout(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.mkdir()
-    commands = CommandLog()
+    commands = CommandLog("#p")
     session = StorescpSession(
         str(output),
         NamingSettings(sort_mode=SortMode.TIMESTAMP, sort_prefix="t"),
-        EventSettings(exec_on_eostudy=split_template("eos #p"), eostudy_timeout=0.2),
+        EventSettings(exec_on_eostudy=compile_template("eos #p"), eostudy_timeout=0.2),
         runner=commands,
     )
     try:
@@ -374,7 +422,7 @@ def test_end_of_study_timeout(tmp_path: Path) -> None:
     finally:
         session.close()
     (directory,) = output.iterdir()
-    assert calls == [["eos", str(directory)]]
+    assert calls == [[str(directory)]]
     assert re.fullmatch(r"t_[0-9]{8}_[0-9]{9}", directory.name)
 
 
@@ -399,11 +447,11 @@ def test_compressed_to_uncompressed_fails_and_stores_nothing(tmp_path: Path) -> 
 
 
 def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
-    commands = CommandLog()
+    commands = CommandLog("#p", "#f", "#a")
     session = StorescpSession(
         str(tmp_path),
         NamingSettings(),
-        EventSettings(exec_on_reception=split_template("got #p #f #a")),
+        EventSettings(exec_on_reception=compile_template("got #p #f #a")),
         runner=commands,
     )
     from dcmrecv.config import StorageMode
@@ -419,7 +467,7 @@ def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
         assert store(assoc, dataset("1", "1.2")) == 0
         assoc.release()
     # storescp.man: #p and #f are "not available with option --ignore".
-    assert commands.wait_for(1) == [["got", "#p", "#f", "SCU"]]
+    assert commands.wait_for(1) == [["#p", "#f", "SCU"]]
     assert list(tmp_path.iterdir()) == []
 
 

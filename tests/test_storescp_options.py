@@ -109,6 +109,14 @@ def test_output_options() -> None:
     assert dataset_only.compression_level == 9
 
 
+def test_item_padding_alone_is_a_conversion() -> None:
+    # +p 0 8: no file padding, but the items are padded, so the file is re-encoded.
+    encoding = settings("+p", "0", "8", "104").encoding
+    assert (encoding.file_padding, encoding.item_padding) == (0, 8)
+    assert encoding.changes("1.2.840.10008.1.2.1")
+    assert not settings("+p", "0", "0", "104").encoding.changes("1.2.840.10008.1.2.1")
+
+
 def test_padding_and_write_dataset_conflict() -> None:
     with pytest.raises(so.ArgvError, match="--padding-create not allowed with --write-dataset"):
         settings("-F", "+p", "16", "8", "104")
@@ -116,7 +124,8 @@ def test_padding_and_write_dataset_conflict() -> None:
 
 def test_events_need_sorting() -> None:
     s = settings("-su", "x", "-xcs", "echo #p", "-rns", "-tos", "5", "104")
-    assert s.events.exec_on_eostudy == ("echo", "#p")
+    assert s.events.exec_on_eostudy is not None
+    assert s.events.exec_on_eostudy.template == "echo #p"
     assert s.events.rename_on_eostudy and s.events.eostudy_timeout == 5.0
 
 
@@ -223,6 +232,12 @@ def test_unreadable_config_file_exits_like_dcmtk(tmp_path: Path) -> None:
     assert dcmtk.returncode == ours.returncode == 1
     assert ours.stderr.startswith("F: cannot read config file: ")
     assert dcmtk.stderr.startswith("F: cannot read config file: ")
+
+
+def test_endless_config_file_is_refused() -> None:
+    result = _ours(["-xf", "/dev/zero", "Default", "11112"])
+    assert result.returncode == 1
+    assert result.stderr.startswith("F: cannot read config file: /dev/zero: larger than 4 MiB")
 
 
 def test_no_arguments_prints_usage_and_exits_0() -> None:

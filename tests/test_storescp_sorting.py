@@ -1,4 +1,4 @@
-"""storescp's study directories, time names and hook templates (pure functions).
+"""storescp's study directories and time names (pure functions).
 
 Expected names are written from storescp.man's patterns and storescp.cc's tables, not
 produced by the code under test.
@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcmrecv.ops.storescp_session import TemplateError, split_template, substitute
 from dcmrecv.storage import sorting
 from dcmrecv.storage.sorting import SortMode
 
@@ -138,33 +137,3 @@ def test_time_names_of_another_kind_in_the_same_millisecond_have_no_serial() -> 
 def test_rename_prefix(filename: str, time_names: bool, prefix: str) -> None:
     assert sorting.renamed_prefix(filename, time_names) == prefix
     assert sorting.renamed_name(prefix, 7) == f"{prefix}000007"
-
-
-def test_template_words_and_placeholders() -> None:
-    words = split_template("/bin/echo 'got #f' in #p/#f from #a@#r")
-    values = {"#f": "CT.1", "#p": "/data/x y", "#a": "A;B", "#r": "host"}
-    assert substitute(words, values) == [
-        "/bin/echo",
-        "got CT.1",
-        "in",
-        "/data/x y/CT.1",
-        "from",
-        "A;B@host",
-    ]
-
-
-@given(st.text(max_size=20))
-def test_substituted_values_stay_one_word_and_literal(value: str) -> None:
-    words = split_template("cmd #a #c")
-    result = substitute(words, {"#a": value, "#c": "#a"})
-    assert result == ["cmd", value, "#a"]
-
-
-def test_unknown_placeholder_stays_as_written() -> None:
-    assert substitute(split_template("cmd #p #x"), {}) == ["cmd", "#p", "#x"]
-
-
-@pytest.mark.parametrize("bad", ["", "   ", "echo 'unclosed"])
-def test_bad_templates_are_refused(bad: str) -> None:
-    with pytest.raises(TemplateError):
-        split_template(bad)

@@ -314,6 +314,91 @@ def test_data_set_without_sop_uids_cannot_be_understood(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+JPEG_LOSSY = Received("JPEG-lossy.dcm")  # JPEG Baseline, encapsulated Pixel Data (OB)
+_ENCAPSULATED_HEADER = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+
+
+def jpeg_with_fragment(size: int) -> bytes:
+    """JPEG-lossy's data set with one more fragment of ``size`` bytes in its Pixel Data."""
+    data = JPEG_LOSSY.dataset
+    assert data.endswith(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")  # sequence delimiter
+    fragment = struct.pack("<HHL", 0xFFFE, 0xE000, size) + bytes(size)
+    return data[:-8] + fragment + data[-8:] if size else data
+
+
+@pytest.mark.parametrize("size", [0, 600_000], ids=["in-memory", "on-disk"])
+def test_encapsulated_pixel_data_received_as_ow_is_stored_as_ob(tmp_path: Path, size: int) -> None:
+    sent = jpeg_with_fragment(size)
+    received_as_ow = sent.replace(_ENCAPSULATED_HEADER, _ENCAPSULATED_HEADER.replace(b"OB", b"OW"))
+    assert received_as_ow != sent
+    result = send(
+        make_store(tmp_path),
+        received_as_ow,
+        sop_class_uid=JPEG_LOSSY.sop_class_uid,
+        sop_instance_uid=JPEG_LOSSY.sop_instance_uid,
+        transfer_syntax_uid=JPEG_LOSSY.transfer_syntax_uid,
+    )
+    assert result.status == STATUS_SUCCESS and result.path is not None
+    assert data_set_of(result.path) == sent  # only the VR changed (PS3.5 A.4)
+    assert result.reason is not None and "stored as OB" in result.reason
+    # +B keeps the bytes as received.
+    (tmp_path / "b").mkdir()
+    keep = make_store(tmp_path / "b", storage_mode=StorageMode.BIT_PRESERVING)
+    kept = send(
+        keep,
+        received_as_ow,
+        sop_class_uid=JPEG_LOSSY.sop_class_uid,
+        sop_instance_uid=JPEG_LOSSY.sop_instance_uid,
+        transfer_syntax_uid=JPEG_LOSSY.transfer_syntax_uid,
+    )
+    assert kept.path is not None and data_set_of(kept.path) == received_as_ow
+
+
+@pytest.mark.parametrize(
+    ("data", "transfer_syntax_uid", "why"),
+    [
+        pytest.param(CT_SMALL.dataset + b"\x00", TS_EXPLICIT_LE, "odd length", id="odd"),
+        pytest.param(LARGE_CT + b"\x00", TS_EXPLICIT_LE, "odd length", id="large-odd"),
+        pytest.param(
+            CT_SMALL.dataset,
+            JPEG_LOSSY.transfer_syntax_uid,
+            "native Pixel Data",
+            id="native-on-jpeg",
+        ),
+        pytest.param(
+            jpeg_with_fragment(600_000), TS_EXPLICIT_LE, "encapsulated Pixel Data", id="jpeg-on-le"
+        ),
+    ],
+)
+def test_data_set_contradicting_its_transfer_syntax_is_refused_with_the_reason(
+    tmp_path: Path, data: bytes, transfer_syntax_uid: str, why: str
+) -> None:
+    uids = (
+        (JPEG_LOSSY.sop_class_uid, JPEG_LOSSY.sop_instance_uid)
+        if data.startswith(JPEG_LOSSY.dataset[:64])
+        else (CT_SMALL.sop_class_uid, CT_SMALL.sop_instance_uid)
+    )
+    result = send(
+        make_store(tmp_path),
+        data,
+        sop_class_uid=uids[0],
+        sop_instance_uid=uids[1],
+        transfer_syntax_uid=transfer_syntax_uid,
+    )
+    assert result.status == STATUS_CANNOT_UNDERSTAND
+    assert result.reason is not None and why in result.reason
+    assert os.listdir(tmp_path) == []
+
+
+def test_invalid_instance_uid_is_stored_and_the_result_says_so(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(CT_SMALL.path)
+    ds.SOPInstanceUID = "1.2.3/4"
+    result = send(make_store(tmp_path), encode(ds), sop_instance_uid="1.2.3/4")
+    assert result.status == STATUS_SUCCESS and result.path is not None
+    assert result.path.parent == tmp_path and result.path.name.startswith("CT.1.2.3_4_")
+    assert result.reason is not None and "not a valid UID" in result.reason
+
+
 def test_bit_preserving_stores_without_checking_and_finds_the_series_date(tmp_path: Path) -> None:
     store = make_store(
         tmp_path, storage_mode=StorageMode.BIT_PRESERVING, subdirectory=SubdirectoryMode.SERIES_DATE

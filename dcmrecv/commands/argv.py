@@ -20,8 +20,12 @@ the caller can let the rightmost of mutually exclusive options win, as DCMTK doe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from dcmrecv.boundedread import FileTooLarge
 
 #: Prefix of a command file argument (DCMTK's ``@filename``).
 COMMAND_FILE_PREFIX = "@"
@@ -196,7 +200,7 @@ def _specs() -> tuple[OptionSpec, ...]:
     add(
         "--accept-from",
         None,
-        "accept connections only from network n\n(repeatable; others: A-ASSOCIATE-RJ 1,1,1)",
+        "accept connections only from network n\n(repeatable; others are closed at connect)",
         nargs=1,
         values="[n]etwork: address or CIDR, e.g. 10.0.0.0/8",
     )
@@ -394,6 +398,13 @@ def is_option(arg: str) -> bool:
     return len(arg) >= 2 and arg[0] in "-+" and not arg[1].isdigit()
 
 
+#: What separates the words of a command file (DCMTK: blank, tab and line breaks only).
+_SEPARATORS = re.compile(r"[ \t\n\r]+")
+#: A command file in pieces: a run of ordinary characters, a quoted part (to the next
+#: quote of the same kind, or to the end of the file), or a run of separators.
+_PIECE = re.compile(r"[^ \t\n\r\"']+|\"[^\"]*\"?|'[^']*'?|[ \t\n\r]+")
+
+
 def split_command_file(text: str) -> list[str]:
     """The words of an ``@file``, as DCMTK's command file reader splits them.
 
@@ -402,37 +413,41 @@ def split_command_file(text: str) -> list[str]:
     separators and the other quote character are ordinary characters.  A closing
     quote ends the current word, so ``""`` is an empty argument and ``"a"b`` gives
     two words, ``a`` and ``b``.  An unclosed quote runs to the end of the file.
+
+    The file is taken in pieces by regular expressions, not character by character,
+    so the time grows with the file's length and stays well under a second per
+    million words.
     """
+    if '"' not in text and "'" not in text:
+        return [word for word in _SEPARATORS.split(text) if word]
     words: list[str] = []
     value: list[str] = []
-    quote = ""
-    for char in text:
-        if char in "\"'":
-            if quote == char:
+    for piece in _PIECE.findall(text):
+        first = piece[0]
+        if first in "\"'":
+            closed = len(piece) > 1 and piece[-1] == first
+            value.append(piece[1:-1] if closed else piece[1:])
+            if closed:
                 words.append("".join(value))
                 value.clear()
-                quote = ""
-            elif not quote:
-                quote = char
-            else:
-                value.append(char)
-        elif char in " \t\n\r" and not quote:
+        elif first in " \t\n\r":
             if value:
                 words.append("".join(value))
                 value.clear()
         else:
-            value.append(char)
-    if value:
-        words.append("".join(value))
+            value.append(piece)
+    last = "".join(value)
+    if last:
+        words.append(last)
     return words
 
 
 def expand_command_files(args: Iterable[str], read_text: Callable[[str], str]) -> list[str]:
     """Replace every ``@file`` argument by the words in that file.
 
-    ``read_text(path)`` returns the file's text or raises :class:`OSError`.  Command
-    files are not expanded recursively (DCMTK does not either); a lone ``@`` is an
-    ordinary argument.
+    ``read_text(path)`` returns the file's text or raises :class:`OSError` (or
+    :class:`dcmrecv.boundedread.FileTooLarge`).  Command files are not expanded
+    recursively (DCMTK does not either); a lone ``@`` is an ordinary argument.
     """
     expanded: list[str] = []
     for arg in args:
@@ -440,6 +455,8 @@ def expand_command_files(args: Iterable[str], read_text: Callable[[str], str]) -
             name = arg[1:]
             try:
                 text = read_text(name)
+            except FileTooLarge as exc:
+                raise ArgvError(f"Command file '{name}' is {exc}") from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise ArgvError(f"Cannot open command file '{name}'") from exc
             expanded.extend(split_command_file(text))
@@ -448,9 +465,12 @@ def expand_command_files(args: Iterable[str], read_text: Callable[[str], str]) -
     return expanded
 
 
-@dataclass(frozen=True)
-class Occurrence:
-    """One option as it appeared: the option, the spelling used, and its values."""
+class Occurrence(NamedTuple):
+    """One option as it appeared: the option, the spelling used, and its values.
+
+    A named tuple rather than a frozen dataclass: a command file may hold millions of
+    options, and a tuple is several times cheaper to build.
+    """
 
     spec: OptionSpec
     given: str
@@ -465,6 +485,20 @@ class CommandLine:
     arguments: tuple[str, ...]
     occurrences: tuple[Occurrence, ...]
     params: tuple[str, ...]
+    #: Where each option (long name) occurs, in order: ``has`` and ``last`` are then
+    #: lookups, not scans, however long an ``@file`` made the command line.
+    _positions: dict[str, list[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positions: dict[str, list[int]] = {}
+        for index, occurrence in enumerate(self.occurrences):
+            long = occurrence.spec.long
+            found = positions.get(long)
+            if found is None:
+                positions[long] = [index]
+            else:
+                found.append(index)
+        object.__setattr__(self, "_positions", positions)
 
     @property
     def empty(self) -> bool:
@@ -473,10 +507,10 @@ class CommandLine:
 
     @property
     def exclusive(self) -> bool:
-        return any(o.spec.exclusive for o in self.occurrences)
+        return any(self.occurrences[at[0]].spec.exclusive for at in self._positions.values())
 
     def has(self, long: str) -> bool:
-        return any(o.spec.long == long for o in self.occurrences)
+        return long in self._positions
 
     def last(self, *longs: str) -> Occurrence | None:
         """The rightmost occurrence of any of ``longs``.
@@ -484,17 +518,21 @@ class CommandLine:
         Called with the options of one mutually exclusive block (e.g. ``--no-subdir``
         and ``--series-date-subdir``) this gives DCMTK's "rightmost wins" rule.
         """
-        for occurrence in reversed(self.occurrences):
-            if occurrence.spec.long in longs:
-                return occurrence
-        return None
+        found = [self._positions[long][-1] for long in longs if long in self._positions]
+        return self.occurrences[max(found)] if found else None
+
+    def all(self, long: str) -> tuple[Occurrence, ...]:
+        """Every occurrence of ``long``, in command line order."""
+        return tuple(self.occurrences[i] for i in self._positions.get(long, ()))
 
     def unsupported(self) -> Occurrence | None:
         """The first option that is recognised but not implemented, if any."""
-        for occurrence in self.occurrences:
-            if occurrence.spec.unsupported is not None:
-                return occurrence
-        return None
+        found = [
+            at[0]
+            for at in self._positions.values()
+            if self.occurrences[at[0]].spec.unsupported is not None
+        ]
+        return self.occurrences[min(found)] if found else None
 
 
 def parse(
@@ -517,24 +555,41 @@ def parse(
     arguments: list[str] = []
     occurrences: list[Occurrence] = []
     params: list[str] = []
+    # A long @file repeats a few spellings many times: classify each spelling once
+    # (None: a parameter), so a million words cost a million dictionary lookups; an
+    # option without values is the same (immutable) Occurrence wherever it appears.
+    seen: dict[str, OptionSpec | None] = {}
+    flags: dict[str, Occurrence] = {}
+    count = len(args)
     i = 0
-    while i < len(args):
+    while i < count:
         arg = args[i]
         i += 1
-        if not is_option(arg):
+        if arg in seen:
+            spec = seen[arg]
+        else:
+            spec = seen[arg] = find(arg) if is_option(arg) else None
+            if spec is None and is_option(arg):
+                raise ArgvError(f"Unknown option {arg}")
+        if spec is None:
             arguments.append(arg)
             params.append(arg)
             continue
-        spec = find(arg)
-        if spec is None:
-            raise ArgvError(f"Unknown option {arg}")
-        if i + spec.nargs > len(args):
-            raise ArgvError(f"Missing value for option {spec.long}")
-        values = tuple(args[i : i + spec.nargs])
-        i += spec.nargs
-        arguments.append(spec.long)
-        arguments.extend(values)
-        occurrences.append(Occurrence(spec, arg, values))
+        nargs = spec.nargs
+        if nargs:
+            if i + nargs > count:
+                raise ArgvError(f"Missing value for option {spec.long}")
+            values = tuple(args[i : i + nargs])
+            i += nargs
+            arguments.append(spec.long)
+            arguments.extend(values)
+            occurrences.append(Occurrence(spec, arg, values))
+        else:
+            arguments.append(spec.long)
+            occurrence = flags.get(arg)
+            if occurrence is None:
+                occurrence = flags[arg] = Occurrence(spec, arg, ())
+            occurrences.append(occurrence)
     cmdline = CommandLine(tuple(arguments), tuple(occurrences), tuple(params))
     if not cmdline.empty and not cmdline.exclusive:
         if params_required and len(params) < len(param_names):

@@ -1,4 +1,4 @@
-"""The ``dcmrecv`` command: argv -> :class:`ReceiverConfig` -> ``server.serve()``.
+"""The ``dcmrecv`` command: argv -> :class:`ReceiverConfig` -> :func:`dcmrecv.serve`.
 
 The command line is DCMTK's (dcmrecv.man): the same options, spellings, defaults,
 messages and exit codes, so scripts written for DCMTK's ``dcmrecv`` run unchanged.
@@ -22,15 +22,19 @@ import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
+import dcmrecv
 from dcmrecv import exitcodes
+from dcmrecv.boundedread import FileTooLarge
 from dcmrecv.commands import common as dcmtkcli
+from dcmrecv.commands import rules
 from dcmrecv.commands.argv import (
     ArgvError,
     CommandLine,
+    Occurrence,
     expand_command_files,
     format_help,
     option_number,
@@ -39,8 +43,8 @@ from dcmrecv.commands.argv import (
     parse,
 )
 from dcmrecv.commands.environment import EnvConfigError, apply_environment
+from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import (
-    DEFAULT_AETITLE,
     MAX_MAX_PDU,
     MIN_MAX_PDU,
     FilenameMode,
@@ -49,13 +53,7 @@ from dcmrecv.config import (
     StorageMode,
     SubdirectoryMode,
 )
-from dcmrecv.logs.layout import (
-    BASE_LOGGER,
-    DEFAULT_LEVEL,
-    level_from_name,
-    log_forced,
-)
-from dcmrecv.logs.logger_config import LogConfigError, configure_logging
+from dcmrecv.logs.layout import BASE_LOGGER
 from dcmrecv.storage.naming import PlanError, check_extension
 from dcmrecv.wire import tls
 
@@ -89,9 +87,7 @@ def _package_version(name: str) -> str:
 
 def version_text() -> str:
     """``--version``: DCMTK's layout, with the Python libraries we build on."""
-    libraries = "".join(
-        f"- {name} {_package_version(name)}\n" for name in ("pydicom", "pynetdicom", "click")
-    )
+    libraries = "".join(f"- {name} {_package_version(name)}\n" for name in ("pydicom", "click"))
     return (
         header()
         + f"\nHost type: {platform.machine()}-{sys.platform}\n"
@@ -113,45 +109,7 @@ class CommandLineError(dcmtkcli.DcmtkCommandLineError):
 
 
 @dataclass(frozen=True)
-class LogRequest:
-    """What the logging options ask for (DCMTK's ``OFLog::configureFromCommandLine``)."""
-
-    level: str
-    config_file: str | None
-    show_arguments: bool
-
-
-_VERBOSITY = {"--debug": "debug", "--verbose": "info", "--quiet": "fatal"}
-
-
-def log_request(cmdline: CommandLine) -> LogRequest:
-    """Evaluate ``-q -v -d -ll -lc --arguments``.
-
-    ``-q``, ``-v`` and ``-d`` are one block (the rightmost wins); ``-ll`` may not be
-    combined with them, ``-lc`` with neither, as in DCMTK.
-    """
-    verbosity = cmdline.last(*_VERBOSITY)
-    level = _VERBOSITY[verbosity.spec.long] if verbosity else DEFAULT_LEVEL
-    level_option = cmdline.last("--log-level")
-    if level_option is not None:
-        if verbosity is not None:
-            raise ArgvError("--log-level not allowed with --verbose, --debug or --quiet")
-        level = level_option.values[0]
-        if level_from_name(level) is None:
-            raise ArgvError("Invalid log level for --log-level option")
-    config_option = cmdline.last("--log-config")
-    config_file = None
-    if config_option is not None:
-        if level_option is not None:
-            raise ArgvError("--log-config not allowed with --log-level")
-        if verbosity is not None:
-            raise ArgvError("--log-config not allowed with --verbose, --debug or --quiet")
-        config_file = config_option.values[0]
-    return LogRequest(level, config_file, cmdline.has("--arguments"))
-
-
-@dataclass(frozen=True)
-class Request:
+class DcmrecvSettings:
     """The receiver the command line asks for, before any file is read."""
 
     config: ReceiverConfig
@@ -165,106 +123,7 @@ class Request:
 
 def _values(cmdline: CommandLine, long: str) -> tuple[str, ...]:
     """The first value of every occurrence of ``long``, in command line order."""
-    return tuple(o.values[0] for o in cmdline.occurrences if o.spec.long == long)
-
-
-_PROFILES = tuple(profile.value for profile in tls.SecurityProfile)
-_VERIFICATION = {
-    "--require-peer-cert": tls.PeerVerification.REQUIRE,
-    "--verify-peer-cert": tls.PeerVerification.VERIFY,
-    "--ignore-peer-cert": tls.PeerVerification.IGNORE,
-}
-
-
-def tls_request(cmdline: CommandLine) -> tls.TLSOptions | None:
-    """Evaluate the TLS options as DCMTK's ``DcmTLSOptions::parseArguments`` does.
-
-    The checks come in DCMTK's order with its messages (``--use-passwd only allowed
-    with --enable-tls``, ``--cipher not allowed with --profile-bcp195-ex``); of each
-    block of alternatives the rightmost wins.  None when TLS is not enabled.
-    """
-    transport = cmdline.last("--disable-tls", "--enable-tls")
-    enabled = transport is not None and transport.spec.long == "--enable-tls"
-
-    def rightmost(*longs: str) -> str | None:
-        found = cmdline.last(*longs)
-        return found.spec.long if found is not None else None
-
-    def depend(long: str | None, condition: bool, on: str = "--enable-tls") -> None:
-        if long is not None and not condition:
-            raise ArgvError(f"{long} only allowed with {on}")
-
-    def present(long: str) -> str | None:
-        return long if cmdline.has(long) else None
-
-    password_option = cmdline.last("--std-passwd", "--use-passwd", "--null-passwd")
-    depend(password_option.spec.long if password_option else None, enabled)
-    password: str | None = None
-    if password_option is not None and password_option.spec.long == "--use-passwd":
-        password = password_option.values[0]
-    elif password_option is not None and password_option.spec.long == "--null-passwd":
-        password = ""
-    key_format_option = rightmost("--pem-keys", "--der-keys")
-    depend(key_format_option, enabled)
-    crl_option = rightmost("--enable-crl-vfy", "--enable-crl-all")
-    depend(crl_option, enabled)
-    depend(present("--dhparam"), enabled)
-    dhparam = cmdline.last("--dhparam")
-    expect_sni = cmdline.last("--expect-sni")
-    if cmdline.has("--no-sni") and expect_sni is not None:
-        raise ArgvError("--no-sni not allowed with --expect-sni")
-    seed = cmdline.last("--seed")
-    depend(present("--seed"), enabled)
-    write_seed = cmdline.last("--write-seed", "--write-seed-file")
-    if write_seed is not None:
-        depend(write_seed.spec.long, enabled)
-        depend(write_seed.spec.long, seed is not None, "--seed")
-    verification = rightmost(*_VERIFICATION)
-    depend(verification, enabled)
-    profile_option = rightmost(*_PROFILES)
-    depend(profile_option, enabled)
-    profile = (
-        tls.SecurityProfile(profile_option)
-        if profile_option is not None
-        else tls.SecurityProfile.BCP195_RFC8996
-    )
-    for long in ("--add-cert-file", "--add-cert-dir", "--add-crl-file"):
-        depend(present(long), enabled)
-    if cmdline.has("--cipher"):
-        depend("--cipher", enabled)
-        if profile is tls.SecurityProfile.BCP195_EXTENDED:
-            raise ArgvError("--cipher not allowed with --profile-bcp195-ex")
-
-    if not enabled:
-        return None
-    assert transport is not None
-    crl_mode = {
-        None: tls.CRLMode.NONE,
-        "--enable-crl-vfy": tls.CRLMode.LEAF,
-        "--enable-crl-all": tls.CRLMode.CHAIN,
-    }[crl_option]
-    write_seed_file: str | None = None
-    if write_seed is not None and seed is not None:
-        write_seed_file = (
-            seed.values[0] if write_seed.spec.long == "--write-seed" else write_seed.values[0]
-        )
-    return tls.TLSOptions(
-        private_key=transport.values[0],
-        certificate=transport.values[1],
-        password=password,
-        key_format=tls.KeyFormat.DER if key_format_option == "--der-keys" else tls.KeyFormat.PEM,
-        ca_files=_values(cmdline, "--add-cert-file"),
-        ca_dirs=_values(cmdline, "--add-cert-dir"),
-        crl_files=_values(cmdline, "--add-crl-file"),
-        crl_mode=crl_mode,
-        profile=profile,
-        ciphers=_values(cmdline, "--cipher"),
-        dhparam=dhparam.values[0] if dhparam else None,
-        verification=_VERIFICATION[verification] if verification else tls.PeerVerification.REQUIRE,
-        expected_sni=expect_sni.values[0] if expect_sni else None,
-        seed_file=seed.values[0] if seed else None,
-        write_seed_file=write_seed_file,
-    )
+    return tuple(o.values[0] for o in cmdline.all(long))
 
 
 #: PS3.5 6.2, AE: at most 16 characters of the default repertoire, no backslash and
@@ -323,7 +182,88 @@ def accept_from_networks(values: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
+def _aetitle(cmdline: CommandLine) -> rules.Fields:
+    # -aet sets our AE title and makes us check the called AE title; -uca (the
+    # default) answers with whatever AE title was called.
+    found = cmdline.last("--aetitle", "--use-called-aetitle")
+    if found is None or found.spec.long != "--aetitle":
+        return {}
+    return {"aetitle": found.values[0], "aetitle_explicit": True, "use_called_aetitle": False}
+
+
+def _extension(occurrence: Occurrence) -> str:
+    try:
+        check_extension(occurrence.values[0])
+    except PlanError as exc:
+        # A path separator would put files elsewhere (storage.check_extension).
+        raise ArgvError(f"Invalid value for option --filename-extension: {exc}") from None
+    return occurrence.values[0]
+
+
+def _accept_calling(cmdline: CommandLine) -> rules.Fields:
+    # Titles from --accept-calling-file join later, when the files are read; the
+    # option alone already restricts (to nothing, if the files list no title).
+    if not cmdline.has("--accept-calling") and not cmdline.has("--accept-calling-file"):
+        return {}
+    return {"accept_calling": accept_calling_titles(_values(cmdline, "--accept-calling"))}
+
+
+def _accept_from(cmdline: CommandLine) -> rules.Fields:
+    values = _values(cmdline, "--accept-from")
+    return {"accept_from": accept_from_networks(values)} if values else {}
+
+
+#: dcmrecv's options before the port, in the order DCMTK checks their values.
+OPTIONS_BEFORE_PORT: tuple[rules.Rule, ...] = (
+    # network options
+    _aetitle,
+    rules.value("--acse-timeout", "acse_timeout", lambda o: float(option_unsigned(o, 1))),
+    rules.value("--dimse-timeout", "dimse_timeout", lambda o: float(option_unsigned(o, 1))),
+    rules.value("--max-pdu", "max_pdu", lambda o: option_unsigned(o, MIN_MAX_PDU, MAX_MAX_PDU)),
+    rules.flag("--disable-host-lookup", "disable_host_lookup"),
+    rules.flag("--verbose-pc", "verbose_pc"),
+    # output options
+    rules.value("--output-directory", "output_directory", lambda o: Path(o.values[0])),
+    rules.choice(
+        "subdirectory",
+        {
+            "--no-subdir": SubdirectoryMode.NONE,
+            "--series-date-subdir": SubdirectoryMode.SERIES_DATE,
+        },
+    ),
+    rules.choice(
+        "filename_mode",
+        {
+            "--default-filenames": FilenameMode.DEFAULT,
+            "--unique-filenames": FilenameMode.UNIQUE,
+            "--short-unique-names": FilenameMode.SHORT_UNIQUE,
+            "--system-time-names": FilenameMode.SYSTEM_TIME,
+        },
+    ),
+    rules.value("--filename-extension", "filename_extension", _extension),
+    # DCMTK refuses +B with +ssd (it reads the Series Date from a parsed data set);
+    # we read it from the received file before renaming it, so the pair works.
+    rules.choice(
+        "storage_mode",
+        {
+            "--normal": StorageMode.NORMAL,
+            "--bit-preserving": StorageMode.BIT_PRESERVING,
+            "--ignore": StorageMode.IGNORE,
+        },
+    ),
+    rules.flag("--no-fsync", "fsync", False),
+)
+
+#: Our own options (not in DCMTK's dcmrecv), checked after the port and TLS.
+OPTIONS_AFTER_PORT: tuple[rules.Rule, ...] = (
+    rules.value("--max-associations", "max_associations", lambda o: option_unsigned(o, 1)),
+    rules.value("--shutdown-timeout", "shutdown_timeout", lambda o: option_number(o, 0.0)),
+    _accept_calling,
+    _accept_from,
+)
+
+
+def dcmrecv_settings(cmdline: CommandLine, verbose: bool) -> DcmrecvSettings:
     """Evaluate the receiver options in dcmrecv's order; raises :class:`ArgvError`.
 
     ``verbose`` tells whether INFO messages are logged (``+v`` needs that).  Of
@@ -331,107 +271,25 @@ def receiver_request(cmdline: CommandLine, verbose: bool) -> Request:
     """
     if cmdline.has("--verbose-pc") and not verbose:
         raise ArgvError("--verbose-pc only allowed with verbose mode")
-
     profile = cmdline.last("--config-file")
     profile_source = (profile.values[0], profile.values[1]) if profile else None
 
-    # -aet sets our AE title and makes us check the called AE title; -uca (the
-    # default) answers with whatever AE title was called.
-    aetitle = DEFAULT_AETITLE
-    explicit = False
-    ae_option = cmdline.last("--aetitle", "--use-called-aetitle")
-    if ae_option is not None and ae_option.spec.long == "--aetitle":
-        aetitle, explicit = ae_option.values[0], True
-
-    acse = cmdline.last("--acse-timeout")
-    acse_timeout = float(option_unsigned(acse, 1)) if acse else None
-    dimse = cmdline.last("--dimse-timeout")
-    dimse_timeout = float(option_unsigned(dimse, 1)) if dimse else None
-    pdu = cmdline.last("--max-pdu")
-    max_pdu = option_unsigned(pdu, MIN_MAX_PDU, MAX_MAX_PDU) if pdu else None
-
-    output = cmdline.last("--output-directory")
-    output_directory = Path(output.values[0]) if output else Path(".")
-
-    subdir = cmdline.last("--no-subdir", "--series-date-subdir")
-    subdirectory = (
-        SubdirectoryMode.SERIES_DATE
-        if subdir and subdir.spec.long == "--series-date-subdir"
-        else SubdirectoryMode.NONE
-    )
-    names = cmdline.last(
-        "--default-filenames", "--unique-filenames", "--short-unique-names", "--system-time-names"
-    )
-    filename_mode = {
-        None: FilenameMode.DEFAULT,
-        "--default-filenames": FilenameMode.DEFAULT,
-        "--unique-filenames": FilenameMode.UNIQUE,
-        "--short-unique-names": FilenameMode.SHORT_UNIQUE,
-        "--system-time-names": FilenameMode.SYSTEM_TIME,
-    }[names.spec.long if names else None]
-    extension = cmdline.last("--filename-extension")
-    if extension is not None:
-        try:
-            check_extension(extension.values[0])
-        except PlanError as exc:
-            # A path separator would put files elsewhere (storage.check_extension).
-            raise ArgvError(f"Invalid value for option --filename-extension: {exc}") from None
-
-    storage = cmdline.last("--normal", "--bit-preserving", "--ignore")
-    storage_mode = {
-        None: StorageMode.NORMAL,
-        "--normal": StorageMode.NORMAL,
-        "--bit-preserving": StorageMode.BIT_PRESERVING,
-        "--ignore": StorageMode.IGNORE,
-    }[storage.spec.long if storage else None]
-    # DCMTK refuses +B with +ssd (it reads the Series Date from a parsed data set);
-    # we read it from the received file before renaming it, so the pair works.
-
-    associations = cmdline.last("--max-associations")
-    shutdown = cmdline.last("--shutdown-timeout")
-
-    port = param_unsigned(cmdline, 1, 1, 65535)
-
+    # The port is not known yet: 0 stands in, the real one replaces it below.
+    config = rules.apply(ReceiverConfig(port=0), OPTIONS_BEFORE_PORT, cmdline)
+    config = replace(config, port=param_unsigned(cmdline, 1, 1, 65535))
     # Recognised so the command line parses, refused until implemented (-i6, -i0;
     # -i4 is what we do anyway).
     unsupported = cmdline.unsupported()
     if unsupported is not None:
         raise ArgvError(f"{unsupported.spec.unsupported}: {unsupported.given}")
     # DCMTK evaluates the TLS options after the port.
-    tls_options = tls_request(cmdline)
-
-    accept_calling = _values(cmdline, "--accept-calling")
-    accept_calling_files = _values(cmdline, "--accept-calling-file")
-    accept_from = _values(cmdline, "--accept-from")
-
-    config = ReceiverConfig(port=port, aetitle=aetitle, aetitle_explicit=explicit)
-    changes: dict[str, Any] = {
-        "use_called_aetitle": not explicit,
-        "disable_host_lookup": cmdline.has("--disable-host-lookup"),
-        "output_directory": output_directory,
-        "subdirectory": subdirectory,
-        "filename_mode": filename_mode,
-        "filename_extension": extension.values[0] if extension else "",
-        "storage_mode": storage_mode,
-        "fsync": not cmdline.has("--no-fsync"),
-        "verbose_pc": cmdline.has("--verbose-pc"),
-        "dimse_timeout": dimse_timeout,
-    }
-    if acse_timeout is not None:
-        changes["acse_timeout"] = acse_timeout
-    if max_pdu is not None:
-        changes["max_pdu"] = max_pdu
-    if associations is not None:
-        changes["max_associations"] = option_unsigned(associations, 1)
-    if shutdown is not None:
-        changes["shutdown_timeout"] = option_number(shutdown, 0.0)
-    if accept_calling or accept_calling_files:
-        changes["accept_calling"] = accept_calling_titles(accept_calling)
-    if accept_from:
-        changes["accept_from"] = accept_from_networks(accept_from)
+    tls_options = tls_settings(cmdline)
+    config = rules.apply(config, OPTIONS_AFTER_PORT, cmdline)
     if tls_options is not None:
-        changes["expected_sni"] = tls_options.expected_sni
-    return Request(replace(config, **changes), profile_source, tls_options, accept_calling_files)
+        config = replace(config, expected_sni=tls_options.expected_sni)
+    return DcmrecvSettings(
+        config, profile_source, tls_options, _values(cmdline, "--accept-calling-file")
+    )
 
 
 def output_directory_problem(path: Path) -> str | None:
@@ -446,6 +304,9 @@ def output_directory_problem(path: Path) -> str | None:
 # --- the command ---------------------------------------------------------------------------
 
 
+COMMAND = dcmtkcli.Command(APPNAME, DESCRIPTION, usage_text, version_text, CommandLineError)
+
+
 def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     try:
         # DCMRECV_* variables become options placed before the command line, so
@@ -454,45 +315,21 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         cmdline = parse(args)
     except (ArgvError, EnvConfigError) as exc:
         raise CommandLineError(str(exc)) from None
-
-    if cmdline.empty or cmdline.has("--help"):
-        click.echo(usage_text(), nl=False)
-        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
-    if cmdline.has("--version"):
-        click.echo(version_text(), nl=False)
-        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
-    if cmdline.has("--list-ciphers"):
-        click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
-        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
-    if cmdline.has("--list-profiles"):
-        click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
-        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
+    logging_state = dcmtkcli.prologue(ctx, COMMAND, cmdline)
+    quiet = logging_state.quiet
 
     try:
-        logging_request = log_request(cmdline)
-        configure_logging(logging_request.level, logging_request.config_file, APPNAME)
-    except (ArgvError, LogConfigError) as exc:
-        raise CommandLineError(str(exc)) from None
-    base = logging.getLogger(BASE_LOGGER)
-    quiet = not base.isEnabledFor(logging.ERROR)
-    if logging_request.show_arguments:
-        program = ctx.info_name or APPNAME
-        quoted = "".join(f"'{arg}' " for arg in cmdline.arguments)
-        message = f"calling '{program}' with {len(cmdline.arguments)} arguments: {quoted}\n"
-        log_forced(base, logging.INFO, message)
-
-    try:
-        request = receiver_request(cmdline, verbose=base.isEnabledFor(logging.INFO))
+        settings = dcmrecv_settings(cmdline, verbose=logging_state.verbose)
     except ArgvError as exc:
         raise CommandLineError(str(exc), quiet=quiet) from None
-    config = request.config
+    config = settings.config
     log.debug("%s\n", identification())
     log.info("configuring service class provider ...")
 
-    if request.profile_source is not None:
+    if settings.profile_source is not None:
         from dcmrecv.negotiation import asconfig
 
-        filename, profile_name = request.profile_source
+        filename, profile_name = settings.profile_source
         try:
             profile = asconfig.load_profile(filename, profile_name)
         except asconfig.ConfigError as exc:
@@ -506,9 +343,12 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         )
 
     titles = set(config.accept_calling or ())
-    for filename in request.accept_calling_files:
+    for filename in settings.accept_calling_files:
         try:
             titles |= parse_aetitle_list(dcmtkcli.read_text(filename), filename)
+        except FileTooLarge as exc:
+            message = f"Cannot use --accept-calling-file '{filename}': {exc}"
+            raise CommandLineError(message, quiet=quiet) from None
         except OSError as exc:
             message = f"Cannot open --accept-calling-file '{filename}': {exc.strerror or exc}"
             raise CommandLineError(message, quiet=quiet) from None
@@ -524,10 +364,10 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         log.critical("cannot specify output directory: %s", problem)
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
 
-    if request.tls_options is not None:
+    if settings.tls_options is not None:
         # DCMTK creates the transport layer last, after the output directory check.
         try:
-            context = tls.create_context(request.tls_options)
+            context = tls.create_context(settings.tls_options)
         except tls.TLSError as exc:
             for detail in exc.details:
                 log.error("%s", detail)
@@ -535,9 +375,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             dcmtkcli.finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
         config = replace(config, tls_context=context)
 
-    from dcmrecv.wire import server
-
-    dcmtkcli.finish(ctx, server.serve(config))
+    dcmtkcli.finish(ctx, dcmrecv.serve(config))
 
 
 @click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)

@@ -184,17 +184,23 @@ def _scan(args: Sequence[str]) -> tuple[bool, set[str]]:
     """
     has_param = False
     longs: set[str] = set()
+    # Each spelling is classified once (None: a parameter or an unknown option), as in
+    # argv.parse, so a long @file costs one dictionary lookup per word.
+    seen: dict[str, OptionSpec | None] = {}
+    count = len(args)
     i = 0
-    while i < len(args):
+    while i < count:
         arg = args[i]
         i += 1
-        if not is_option(arg):
-            has_param = True
-            continue
-        spec = find_option(arg)
+        if arg in seen:
+            spec = seen[arg]
+        else:
+            spec = seen[arg] = find_option(arg) if is_option(arg) else None
         if spec is not None:
             longs.add(spec.long)
             i += spec.nargs
+        elif not is_option(arg):
+            has_param = True
     return has_param, longs
 
 

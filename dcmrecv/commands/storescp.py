@@ -2,7 +2,7 @@
 
 argv -> :class:`dcmrecv.commands.storescp_options.Settings` -> ReceiverConfig (with a
 :class:`dcmrecv.ops.storescp_session.StorescpSession` as naming/conversion policy and event
-handler) -> ``server.serve()``.  The steps follow storescp.cc's order, which decides
+handler) -> :func:`dcmrecv.serve`.  The steps follow storescp.cc's order, which decides
 which error a user sees first; every error exits with 1, as DCMTK's storescp does
 (it has no other exit codes), and a normal stop with 0.
 
@@ -25,9 +25,10 @@ from typing import Any, Final, NoReturn
 
 import click
 
+import dcmrecv
+from dcmrecv import exitcodes
 from dcmrecv.commands import common as dcmtkcli
 from dcmrecv.commands.argv import ArgvError, CommandLine, expand_command_files, format_help
-from dcmrecv.commands.dcmrecv import log_request, tls_request
 from dcmrecv.commands.storescp_options import (
     APPNAME,
     OPTIONS,
@@ -39,19 +40,15 @@ from dcmrecv.commands.storescp_options import (
     parse,
     storescp_profile,
 )
+from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import ReceiverConfig, StorageMode
-from dcmrecv.logs.layout import BASE_LOGGER, log_forced
-from dcmrecv.logs.logger_config import LogConfigError, configure_logging
+from dcmrecv.logs.layout import BASE_LOGGER
 from dcmrecv.negotiation.uids import modality_prefix
 from dcmrecv.ops.storescp_session import StorescpSession
 from dcmrecv.storage.convert import configure_pydicom
 from dcmrecv.wire import tls
 
 DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
-EXIT_OK: Final = 0
-#: storescp returns 1 for every error (command line, config file, output directory,
-#: network); dcmrecv's distinct codes do not exist there.
-EXIT_ERROR: Final = 1
 
 log = logging.getLogger(BASE_LOGGER)
 
@@ -80,7 +77,7 @@ def version_text() -> str:
 class CommandLineError(dcmtkcli.DcmtkCommandLineError):
     """storescp's command line problems, under storescp's header."""
 
-    exit_code = EXIT_ERROR
+    exit_code = exitcodes.STORESCP_EXITCODE_ERROR
 
     def banner(self) -> str:
         return header()
@@ -230,51 +227,29 @@ def make_session(settings: Settings) -> StorescpSession:
     )
 
 
+COMMAND = dcmtkcli.Command(APPNAME, DESCRIPTION, usage_text, version_text, CommandLineError)
+
+
 def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     try:
         cmdline: CommandLine = parse(expand_command_files(argv, dcmtkcli.read_text))
     except ArgvError as exc:
         raise CommandLineError(str(exc)) from None
-
-    if cmdline.empty or cmdline.has("--help"):
-        click.echo(usage_text(), nl=False)
-        dcmtkcli.finish(ctx, EXIT_OK)
-    if cmdline.has("--version"):
-        click.echo(version_text(), nl=False)
-        dcmtkcli.finish(ctx, EXIT_OK)
-    if cmdline.has("--list-ciphers"):
-        click.echo(header() + tls.list_ciphers_text(tls.available_ciphers()), nl=False)
-        dcmtkcli.finish(ctx, EXIT_OK)
-    if cmdline.has("--list-profiles"):
-        click.echo(header() + tls.list_profiles_text(tls.available_ciphers()), nl=False)
-        dcmtkcli.finish(ctx, EXIT_OK)
+    logging_state = dcmtkcli.prologue(ctx, COMMAND, cmdline)
+    quiet = logging_state.quiet
 
     try:
-        logging_request = log_request(cmdline)
-        configure_logging(logging_request.level, logging_request.config_file, APPNAME)
-    except (ArgvError, LogConfigError, ValueError) as exc:
-        raise CommandLineError(str(exc)) from None
-    quiet = not log.isEnabledFor(logging.ERROR)
-    if logging_request.show_arguments:
-        program = ctx.info_name or APPNAME
-        quoted = "".join(f"'{arg}' " for arg in cmdline.arguments)
-        message = f"calling '{program}' with {len(cmdline.arguments)} arguments: {quoted}\n"
-        log_forced(log, logging.INFO, message)
-
-    try:
-        settings = evaluate(cmdline, verbose=log.isEnabledFor(logging.INFO))
-        tls_options = tls_request(cmdline)
+        settings = evaluate(cmdline, verbose=logging_state.verbose)
+        tls_options = tls_settings(cmdline)
     except ArgvError as exc:
         raise CommandLineError(str(exc), quiet=quiet) from None
     log.debug("%s\n", identification())
 
-    if settings.encoding.item_padding:
-        log.warning("--padding-create: items are not padded, only the file (pydicom cannot)")
     if settings.fork:
         log.info("--fork: associations already run concurrently, each in its own thread")
     if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
         log.critical("cannot listen on port %d, insufficient privileges", settings.port)
-        dcmtkcli.finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
 
     profile = None
     if settings.profile_source is not None:
@@ -285,15 +260,15 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             profile = asconfig.load_profile(filename, profile_name)
         except asconfig.ConfigError as exc:
             log.critical("cannot read config file: %s", exc)
-            dcmtkcli.finish(ctx, EXIT_ERROR)
+            dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
 
     directory = settings.output_directory
     if directory != "." and not os.path.isdir(directory):
         log.critical("specified output directory does not exist")
-        dcmtkcli.finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
     if settings.storage is not StorageChoice.IGNORE and not os.access(directory, os.W_OK):
         log.critical("specified output directory is not writeable")
-        dcmtkcli.finish(ctx, EXIT_ERROR)
+        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
 
     configure_pydicom(settings.convert_un)
     session = make_session(settings)
@@ -307,17 +282,16 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             for detail in exc.details:
                 log.error("%s", detail)
             log.critical("%s", exc)
-            dcmtkcli.finish(ctx, EXIT_ERROR)
+            dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
         config = replace(config, tls_context=context, expected_sni=tls_options.expected_sni)
-    from dcmrecv.wire import server
-
     install_log_dialect()
-
     try:
-        code = server.serve(config)
+        code = dcmrecv.serve(config)
     finally:
         session.close()
-    dcmtkcli.finish(ctx, EXIT_OK if code == server.EXITCODE_NO_ERROR else EXIT_ERROR)
+    # storescp has no exit code 64: a port it cannot open is its error 1.
+    failed = code != exitcodes.EXITCODE_NO_ERROR
+    dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR if failed else code)
 
 
 @click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)

@@ -32,18 +32,19 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final
 
-from dcmrecv.commands import argv
+from dcmrecv.commands import argv, rules
 from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
+    HookCommand,
     NamingSettings,
     TemplateError,
-    split_template,
+    compile_template,
 )
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
 from dcmrecv.storage.sorting import SortMode, check_prefix
@@ -170,7 +171,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--group-length-create",
         "+g",
-        "always write with group length elements\n(top-level data set only)",
+        "always write with group length elements\n(top-level data set only, see README)",
     )
     add("--group-length-remove", "-g", "always write without group length elements")
     add = section(output, "length encoding in sequences and items (not with --bit-preserving):")
@@ -183,7 +184,7 @@ def _own_specs() -> list[OptionSpec]:
     add(
         "--padding-create",
         "+p",
-        "align file on multiple of f bytes (items: i is\naccepted, item padding is not done)",
+        "align file on multiple of f bytes and items on\nmultiple of i bytes",
         nargs=2,
         values="[f]ile-pad [i]tem-pad: integer",
     )
@@ -533,88 +534,134 @@ _SORT: Final = {
 _SORT_NAMES: Final = "--sort-conc-studies, --sort-on-study-uid or --sort-on-patientname"
 
 
+def _refuse_unsupported(cmdline: CommandLine) -> None:
+    found = cmdline.last("--inetd", "--access-control")
+    if found is not None:
+        assert found.spec.unsupported is not None
+        raise ArgvError(found.spec.unsupported)
+
+
+def _port(cmdline: CommandLine) -> rules.Fields:
+    if not cmdline.params:
+        raise ArgvError("Missing parameter port")
+    return {"port": argv.param_unsigned(cmdline, 1, 1, 65535)}
+
+
+def _seconds(low: int) -> Callable[[Occurrence], float]:
+    return lambda occurrence: float(argv.option_unsigned(occurrence, low))
+
+
+def _transfer_syntaxes(cmdline: CommandLine) -> rules.Fields:
+    prefer = cmdline.last(*(long for long, _short, _text in PREFER_OPTIONS))
+    return {"transfer_syntaxes": network_transfer_syntaxes(prefer.spec.long if prefer else None)}
+
+
+def _refuse_ipv6(cmdline: CommandLine) -> rules.Fields:
+    unsupported = cmdline.last("--ipv6", "--ip-auto")
+    if unsupported is not None and cmdline.last("--ipv4", "--ipv6", "--ip-auto") is unsupported:
+        raise ArgvError(f"{_IPV6}: {unsupported.given}")
+    return {}
+
+
+def _config_file(cmdline: CommandLine) -> rules.Fields:
+    config_file = cmdline.last("--config-file")
+    if config_file is None:
+        return {}
+    prefer = cmdline.last(*(long for long, _short, _text in PREFER_OPTIONS))
+    if prefer is not None and prefer.spec.long != "--prefer-uncompr":
+        raise _conflict("--config-file", prefer.spec.long)
+    if cmdline.has("--promiscuous"):
+        raise _conflict("--config-file", "--promiscuous")
+    return {"profile_source": (config_file.values[0], config_file.values[1])}
+
+
+def _output_directory(occurrence: Occurrence) -> str:
+    # DCMTK's normalizeDirName: no trailing separator (it prints paths joined to it).
+    return occurrence.values[0].rstrip("/") or "/"
+
+
+#: The options storescp.cc checks first (before --verbose-pc): each row sets
+#: Settings fields (dcmrecv.commands.rules).
+PROCESS_RULES: tuple[rules.Rule, ...] = (
+    rules.choice("fork", {"--single-process": False, "--fork": True}),
+    rules.value("--max-associations", "max_associations", lambda o: argv.option_unsigned(o, 1)),
+    _port,
+)
+
+#: The simple options from the network options to the output directory, in
+#: storescp.cc's order (the order decides which bad value is reported first).
+RULES: tuple[rules.Rule, ...] = (
+    # network options
+    _transfer_syntaxes,
+    rules.value("--socket-timeout", "socket_timeout", lambda o: option_signed(o, -1)),
+    rules.value("--acse-timeout", "acse_timeout", _seconds(1)),
+    rules.value("--dimse-timeout", "dimse_timeout", _seconds(1)),
+    rules.value("--aetitle", "aetitle", lambda o: o.values[0]),
+    rules.value("--max-pdu", "max_pdu", lambda o: argv.option_unsigned(o, 4096, 131072)),
+    rules.flag("--disable-host-lookup", "disable_host_lookup"),
+    rules.flag("--refuse", "refuse"),
+    rules.flag("--reject", "reject"),
+    rules.value("--sleep-after", "sleep_after", _seconds(0)),
+    rules.value("--sleep-during", "sleep_during", _seconds(0)),
+    rules.flag("--abort-after", "abort_after"),
+    rules.flag("--abort-during", "abort_during"),
+    rules.flag("--promiscuous", "promiscuous"),
+    rules.flag("--verbose-pc", "verbose_pc"),
+    rules.value("--shutdown-timeout", "shutdown_timeout", lambda o: argv.option_number(o, 0.0)),
+    _refuse_ipv6,
+    _config_file,
+    # output options: general
+    rules.value("--output-directory", "output_directory", _output_directory),
+    rules.flag("--no-fsync", "fsync", False),
+)
+
+
 def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
     """Check the options in storescp.cc's order, with its messages; the rightmost of
     exclusive options wins.  ``verbose``: INFO messages are logged (+v needs it).
 
-    Raises ArgvError.  Differences from DCMTK: ``--max-associations`` does not need
-    ``--fork``, and ``--fork`` is accepted with the end-of-study options (there is one
-    process and every association runs concurrently).
+    The simple options are rows of :data:`RULES`; the option groups whose options
+    depend on each other (output encoding, naming and sorting, end-of-study events)
+    each have a function.  Raises ArgvError.  Differences from DCMTK:
+    ``--max-associations`` does not need ``--fork``, and ``--fork`` is accepted with
+    the end-of-study options (there is one process and every association runs
+    concurrently).
     """
-    has = cmdline.has
-    if has("--inetd") or has("--access-control"):
-        found = cmdline.last("--inetd", "--access-control")
-        assert found is not None and found.spec.unsupported is not None
-        raise ArgvError(found.spec.unsupported)
-    process = cmdline.last("--single-process", "--fork")
-    fork = process is not None and process.spec.long == "--fork"
-    associations = cmdline.last("--max-associations")
-    max_associations = argv.option_unsigned(associations, 1) if associations else None
-
-    if not cmdline.params:
-        raise ArgvError("Missing parameter port")
-    port = argv.param_unsigned(cmdline, 1, 1, 65535)
-
-    if has("--verbose-pc") and not verbose:
+    _refuse_unsupported(cmdline)
+    settings = rules.apply(Settings(port=0), PROCESS_RULES, cmdline)
+    if cmdline.has("--verbose-pc") and not verbose:
         raise _dependence("--verbose-pc", "verbose mode")
+    settings = rules.apply(settings, RULES, cmdline)
+    bit_preserving = _bit_preserving(cmdline)
+    encoding, convert_un = output_encoding(cmdline, bit_preserving)
+    naming = naming_settings(cmdline, bit_preserving)
+    events = event_settings(cmdline, naming.sort_mode)
+    storage = StorageChoice.BIT_PRESERVING if bit_preserving else StorageChoice.NORMAL
+    if cmdline.has("--ignore"):
+        storage = StorageChoice.IGNORE
+    return replace(
+        settings,
+        encoding=encoding,
+        convert_un=convert_un,
+        naming=naming,
+        events=events,
+        storage=storage,
+    )
 
+
+def _bit_preserving(cmdline: CommandLine) -> bool:
+    found = cmdline.last("--normal", "--bit-preserving")
+    return found is not None and found.spec.long == "--bit-preserving"
+
+
+def output_encoding(cmdline: CommandLine, bit_preserving: bool) -> tuple[OutputEncoding, bool]:
+    """The output options that decide how a file is written, and ``--convert-un``.
+
+    The --prefer options take part: an output transfer syntax may not contradict the
+    network one they prefer.
+    """
     prefer = cmdline.last(*(long for long, _short, _text in PREFER_OPTIONS))
     prefer_long = prefer.spec.long if prefer else None
-    accept_all = prefer_long == "--accept-all"
-    transfer_syntaxes = network_transfer_syntaxes(prefer_long)
-
-    socket_option = cmdline.last("--socket-timeout")
-    socket_timeout = option_signed(socket_option, -1) if socket_option else DEFAULT_SOCKET_TIMEOUT
-    acse = cmdline.last("--acse-timeout")
-    dimse = cmdline.last("--dimse-timeout")
-    aet = cmdline.last("--aetitle")
-    pdu = cmdline.last("--max-pdu")
-    sleep_after = cmdline.last("--sleep-after")
-    sleep_during = cmdline.last("--sleep-during")
-    settings: dict[str, object] = {
-        "port": port,
-        "fork": fork,
-        "max_associations": max_associations,
-        "transfer_syntaxes": transfer_syntaxes,
-        "socket_timeout": socket_timeout,
-        "acse_timeout": float(argv.option_unsigned(acse, 1)) if acse else None,
-        "dimse_timeout": float(argv.option_unsigned(dimse, 1)) if dimse else None,
-        "aetitle": aet.values[0] if aet else DEFAULT_AETITLE,
-        "max_pdu": argv.option_unsigned(pdu, 4096, 131072) if pdu else None,
-        "disable_host_lookup": has("--disable-host-lookup"),
-        "refuse": has("--refuse"),
-        "reject": has("--reject"),
-        "sleep_after": float(argv.option_unsigned(sleep_after, 0)) if sleep_after else 0.0,
-        "sleep_during": float(argv.option_unsigned(sleep_during, 0)) if sleep_during else 0.0,
-        "abort_after": has("--abort-after"),
-        "abort_during": has("--abort-during"),
-        "promiscuous": has("--promiscuous"),
-        "verbose_pc": has("--verbose-pc"),
-    }
-    shutdown = cmdline.last("--shutdown-timeout")
-    if shutdown is not None:
-        settings["shutdown_timeout"] = argv.option_number(shutdown, 0.0)
-    unsupported = cmdline.last("--ipv6", "--ip-auto")
-    ip_block = cmdline.last("--ipv4", "--ipv6", "--ip-auto")
-    if unsupported is not None and ip_block is unsupported:
-        raise ArgvError(f"{_IPV6}: {unsupported.given}")
-
-    config_file = cmdline.last("--config-file")
-    if config_file is not None:
-        if prefer_long not in (None, "--prefer-uncompr"):
-            raise _conflict("--config-file", prefer_long)
-        if settings["promiscuous"]:
-            raise _conflict("--config-file", "--promiscuous")
-        settings["profile_source"] = (config_file.values[0], config_file.values[1])
-
-    output = cmdline.last("--output-directory")
-    if output is not None:
-        # DCMTK's normalizeDirName: no trailing separator (it prints paths joined to it).
-        settings["output_directory"] = output.values[0].rstrip("/") or "/"
-    settings["fsync"] = not has("--no-fsync")
-
-    bit_option = cmdline.last("--normal", "--bit-preserving")
-    bit_preserving = bit_option is not None and bit_option.spec.long == "--bit-preserving"
     meta_option = cmdline.last("--write-file", "--write-dataset")
     write_meta = not (meta_option is not None and meta_option.spec.long == "--write-dataset")
 
@@ -623,7 +670,7 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
     write_syntax = _WRITE_XFER[xfer_option.spec.long] if xfer_option else None
     if xfer_option is not None and write_syntax is not None:
         name = xfer_option.spec.long
-        if accept_all:
+        if prefer_long == "--accept-all":
             raise _conflict(name, "--accept-all")
         if bit_preserving:
             raise _conflict(name, "--bit-preserving")
@@ -665,7 +712,7 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
             raise ArgvError(
                 f"Invalid value for option --padding-create (odd: {file_pad} {item_pad})"
             )
-        reencode |= file_pad > 0
+        reencode |= file_pad > 0 or item_pad > 0
 
     un_option = cmdline.last("--retain-un", "--convert-un")
     convert_un = un_option is not None and un_option.spec.long == "--convert-un"
@@ -678,7 +725,7 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
             raise _dependence("--compression-level", "--write-xfer-deflated or --write-xfer-same")
         level = argv.option_unsigned(level_option, 0, 9)
         reencode = True
-    settings["encoding"] = OutputEncoding(
+    encoding = OutputEncoding(
         transfer_syntax=write_syntax,
         write_meta=write_meta,
         group_length=group_length,
@@ -689,8 +736,11 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
         compression_level=level,
         reencode=reencode,
     )
-    settings["convert_un"] = convert_un
+    return encoding, convert_un
 
+
+def naming_settings(cmdline: CommandLine, bit_preserving: bool) -> NamingSettings:
+    """Sorting into subdirectories and file name generation."""
     sort_option = cmdline.last(*_SORT)
     sort_mode = SortMode.NONE
     sort_prefix = ""
@@ -707,31 +757,35 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
                 )
     names = cmdline.last("--default-filenames", "--unique-filenames")
     unique = names is not None and names.spec.long == "--unique-filenames"
-    time_names = has("--timenames")
+    time_names = cmdline.has("--timenames")
     extension_option = cmdline.last("--filename-extension")
     extension = extension_option.values[0] if extension_option else ""
     if "/" in extension or "\0" in extension:
         raise ArgvError(f"Invalid value for option --filename-extension ({extension})")
     if time_names and unique:
         raise _conflict("--timenames", "--unique-filenames")
-    settings["naming"] = NamingSettings(sort_mode, sort_prefix, unique, time_names, extension)
+    return NamingSettings(sort_mode, sort_prefix, unique, time_names, extension)
 
-    def template(long: str) -> tuple[str, ...] | None:
+
+def event_settings(cmdline: CommandLine, sort_mode: SortMode) -> EventSettings:
+    """The event options; the end-of-study ones need a sorting option."""
+
+    def template(long: str) -> HookCommand | None:
         found = cmdline.last(long)
         if found is None:
             return None
         try:
-            return split_template(found.values[0])
+            return compile_template(found.values[0])
         except TemplateError as exc:
             raise ArgvError(f"Invalid value for option {long} ({exc})") from None
 
     on_reception = template("--exec-on-reception")
     on_eostudy = None
-    if has("--exec-on-eostudy"):
+    if cmdline.has("--exec-on-eostudy"):
         if sort_mode is SortMode.NONE:
             raise _dependence("--exec-on-eostudy", _SORT_NAMES)
         on_eostudy = template("--exec-on-eostudy")
-    rename = has("--rename-on-eostudy")
+    rename = cmdline.has("--rename-on-eostudy")
     if rename and sort_mode is SortMode.NONE:
         raise _dependence("--rename-on-eostudy", _SORT_NAMES)
     timeout_option = cmdline.last("--eostudy-timeout")
@@ -744,19 +798,13 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
                 " --exec-on-eostudy or --rename-on-eostudy",
             )
         timeout = float(option_signed(timeout_option, 0))
-    settings["events"] = EventSettings(
+    return EventSettings(
         exec_on_reception=on_reception,
         exec_on_eostudy=on_eostudy,
         rename_on_eostudy=rename,
         eostudy_timeout=timeout,
-        exec_sync=has("--exec-sync"),
+        exec_sync=cmdline.has("--exec-sync"),
     )
-
-    storage = StorageChoice.BIT_PRESERVING if bit_preserving else StorageChoice.NORMAL
-    if has("--ignore"):
-        storage = StorageChoice.IGNORE
-    settings["storage"] = storage
-    return Settings(**settings)  # type: ignore[arg-type]
 
 
 def old_spellings_help() -> str:

@@ -46,7 +46,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from dcmrecv.boundedread import FileTooLarge, read_bounded
 from dcmrecv.logs import layout as log_layout
+from dcmrecv.logs.json_format import JsonFormatter
 
 PREFIX = "log4cplus."
 _LOG4CPLUS_NS = "log4cplus::"
@@ -459,7 +461,9 @@ def read_log_config(path: str, appname: str = "dcmrecv") -> LogConfig:
     if not file.exists():
         raise LogConfigError("Specified --log-config file does not exist")
     try:
-        text = file.read_text(encoding="utf-8", errors="replace")
+        text = read_bounded(file).decode("utf-8", errors="replace")
+    except FileTooLarge as exc:
+        raise LogConfigError(f"Specified --log-config file is {exc}") from None
     except OSError:
         raise LogConfigError("Specified --log-config file cannot be read") from None
     return parse_log_config(text, predefined_variables(appname), os.environ, path, appname)
@@ -582,7 +586,9 @@ def apply_log_config(config: LogConfig) -> None:
             logging.getLogger(name).propagate = additive
 
 
-def configure_logging(level: str, config_file: str | None, appname: str = "dcmrecv") -> None:
+def configure_logging(
+    level: str, config_file: str | None, appname: str = "dcmrecv", *, json_lines: bool = False
+) -> None:
     """Set up logging as DCMTK's ``OFLog::configureFromCommandLine`` does.
 
     Without ``config_file``: ``L: message`` lines on standard error for records at
@@ -605,5 +611,8 @@ def configure_logging(level: str, config_file: str | None, appname: str = "dcmre
     base.setLevel(levelno)
     base.propagate = False
     handler = log_layout.ConsoleHandler(to_stderr=True)
-    handler.setFormatter(log_layout.PatternFormatter(log_layout.DEFAULT_PATTERN))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(log_layout.PatternFormatter(log_layout.DEFAULT_PATTERN))
     log_layout.install_handler(base, handler)

@@ -47,9 +47,9 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final, Generic, TypeVar
 
+from dcmrecv.boundedread import FileTooLarge, read_bounded
 from dcmrecv.negotiation.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     VERIFICATION_SOP_CLASS,
@@ -266,7 +266,9 @@ def read_asconfig(path: str | os.PathLike[str]) -> AssociationProfiles:
     """Read and parse a whole configuration file."""
     filename = os.fspath(path)
     try:
-        data = Path(filename).read_bytes()
+        data = read_bounded(filename)
+    except FileTooLarge as exc:
+        raise ConfigError(filename, None, f"{exc}: not an association configuration file") from None
     except FileNotFoundError:
         raise ConfigError(
             filename,

@@ -14,13 +14,18 @@ conversions, dcmrecv.storage.writer.OutputPolicy) and ``ReceiverConfig.events``
 
 Differences from DCMTK, on purpose:
 
-* Commands are not given to ``/bin/sh``.  The template is split into words with
-  :func:`shlex.split` once, at start-up, and placeholders are replaced inside the
-  words, in one pass: a value from the peer (AE title, host name, file name) is
-  always exactly one argument, and ``;``, ``|``, backquotes, ``$(...)`` and quotes in
-  it are plain characters.  (DCMTK wraps AE titles in double quotes and hands the
-  string to a shell; current DCMTK also replaces unusual characters.)  A template
-  that needs a shell can run one explicitly: ``sh -c 'echo "$1" >> log' sh #f``.
+* Commands run through ``/bin/sh -c`` as in DCMTK, but placeholders are not pasted
+  into the shell's source: each becomes a quoted reference to a positional parameter
+  and the values are passed beside the script (dcmrecv.ops.hook_command).  A value
+  from the peer (AE title, host name, file name) is therefore always literal text;
+  ``;``, ``|``, backquotes, ``$(...)``, quotes and newlines in it do nothing.  (DCMTK
+  wraps AE titles in double quotes and pastes them; current DCMTK also replaces
+  unusual characters.)
+* ``-xcr`` also runs after a C-STORE that failed, as in DCMTK; ``#p``/``#f`` then name
+  where the file would have gone (DCMTK names the file it deleted).  DCMTK's hook does
+  not run when the data set cannot be read (the DIMSE layer fails); ours does not run
+  when the data set could not be read or did not match the request, because the
+  file's name is not known then.
 * End of study works with concurrent associations.  DCMTK keeps one "last study"
   for the whole process and forbids ``--fork`` with these options; here each open
   study is tracked.  A study ends when an object of another study is stored and no
@@ -38,8 +43,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import subprocess
 import threading
 import time
@@ -50,6 +53,8 @@ from datetime import datetime, timedelta
 from typing import BinaryIO, Final
 
 from dcmrecv.config import AssociationInfo
+from dcmrecv.ops.hook_command import HookCommand, TemplateError, compile_template
+from dcmrecv.status import is_stored
 from dcmrecv.storage import sorting
 from dcmrecv.storage.convert import OutputEncoding, convert
 from dcmrecv.storage.model import InstanceFacts, StoreResult
@@ -60,8 +65,6 @@ log = logging.getLogger(__name__)
 
 #: dcmSOPClassUIDToModality()'s fallback in storescp's file names.
 UNKNOWN_MODALITY: Final = "UNKNOWN"
-PLACEHOLDERS: Final = ("#p", "#f", "#a", "#c", "#r")
-_PLACEHOLDER: Final = re.compile("#[pfacr]")
 #: How far --rename-on-eostudy looks for a free number before it gives up on a file.
 _MAX_RENAME_SKIP: Final = 1000
 #: How many later milliseconds a time-stamped study directory may move to.
@@ -72,39 +75,11 @@ Runner = Callable[[Sequence[str], bool], None]
 Clock = Callable[[], datetime]
 
 
-class TemplateError(ValueError):
-    """A command template that cannot be split into words (unbalanced quotes)."""
-
-
-def split_template(template: str) -> tuple[str, ...]:
-    """The words of a ``-xcr``/``-xcs`` command, split as a POSIX shell would split it.
-
-    Raises TemplateError for unbalanced quotes or an empty command.
-    """
-    try:
-        words = tuple(shlex.split(template))
-    except ValueError as exc:
-        raise TemplateError(f"cannot split command '{template}': {exc}") from None
-    if not words:
-        raise TemplateError("empty command")
-    return words
-
-
-def substitute(words: Sequence[str], values: dict[str, str]) -> list[str]:
-    """Replace the placeholders in each word, in one pass; missing ones stay as written.
-
-    A value is inserted verbatim and never scanned again, so a file name containing
-    ``#a`` stays a file name.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        return values.get(match.group(0), match.group(0))
-
-    return [_PLACEHOLDER.sub(replace, word) for word in words]
+__all__ = ["HookCommand", "StorescpSession", "TemplateError", "compile_template"]
 
 
 def run_command(argv: Sequence[str], sync: bool) -> None:
-    """Start ``argv`` without a shell; wait for it with ``sync`` (``--exec-sync``).
+    """Start ``argv`` (HookCommand.argv); wait for it with ``sync`` (``--exec-sync``).
 
     Without ``sync`` a thread reaps the process, so no zombie is left behind.
     Standard input is /dev/null; output goes where ours goes, as in DCMTK.
@@ -112,7 +87,7 @@ def run_command(argv: Sequence[str], sync: bool) -> None:
     try:
         process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, close_fds=True)
     except OSError as exc:
-        log.error("cannot execute command '%s': %s", shlex.join(argv), exc.strerror or exc)
+        log.error("cannot execute command '%s': %s", " ".join(argv[:3]), exc.strerror or exc)
         return
     if sync:
         process.wait()
@@ -124,8 +99,8 @@ def run_command(argv: Sequence[str], sync: bool) -> None:
 class EventSettings:
     """storescp's event options, already checked."""
 
-    exec_on_reception: tuple[str, ...] | None = None
-    exec_on_eostudy: tuple[str, ...] | None = None
+    exec_on_reception: HookCommand | None = None
+    exec_on_eostudy: HookCommand | None = None
     rename_on_eostudy: bool = False
     #: ``--eostudy-timeout`` in seconds; None waits for an object of another study.
     eostudy_timeout: float | None = None
@@ -185,6 +160,8 @@ class StorescpSession:
         self._wakeup = threading.Condition(self._lock)
         self._closed = False
         self._timer: threading.Thread | None = None
+        #: Per association thread: the facts of the instance being committed.
+        self._facts = threading.local()
         if events.eostudy_timeout is not None and naming.sort_mode is not SortMode.NONE:
             self._timer = threading.Thread(
                 target=self._watch_timeouts, name="storescp-eostudy", daemon=True
@@ -297,6 +274,10 @@ class StorescpSession:
         return _Study(study_uid, name)
 
     def converts(self, facts: InstanceFacts) -> bool:
+        # The writer asks this of every instance it has read, in the association's
+        # thread, before it converts and names it: remember the facts in case the
+        # store fails, so that -xcr can name where the file would have gone.
+        self._facts.current = facts
         return self.encoding is not None and self.encoding.changes(facts.transfer_syntax_uid)
 
     def convert(
@@ -308,20 +289,60 @@ class StorescpSession:
     # --- ReceiverEvents ---------------------------------------------------------------
 
     def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None:
+        """After every C-STORE whose data set arrived, stored or not (``result.status``)."""
+        facts: InstanceFacts | None = getattr(self._facts, "current", None)
+        self._facts.current = None
+        stored = is_stored(result.status)
         values = self._association_values(association)
         if result.log_path is not None:
             values["#p"], values["#f"] = os.path.split(result.log_path)
+        elif not stored:
+            if facts is None:
+                # Unreadable or not the announced instance: no name to give (DCMTK does
+                # not run the hook for an unreadable data set either).
+                return
+            values["#p"], values["#f"] = self._unstored_location(facts)
         ended: list[_Study] = []
-        if self.naming.sort_mode is not SortMode.NONE and result.study_instance_uid:
+        if stored and self.naming.sort_mode is not SortMode.NONE and result.study_instance_uid:
             ended = self._record(association, result)
         if self.events.exec_on_reception is not None:
-            self._run(substitute(self.events.exec_on_reception, values), self.events.exec_sync)
+            self._run(self.events.exec_on_reception.argv(values), self.events.exec_sync)
         for study in ended:
             self._end_of_study(study, association)
 
     def association_ended(self, association: AssociationInfo) -> None:
+        self._facts.current = None
         with self._lock:
             self._current.pop(association.serial, None)
+
+    def _unstored_location(self, facts: InstanceFacts) -> tuple[str, str]:
+        """Directory and name a failed instance would have had, decided without effects.
+
+        DCMTK names the file before it writes it and gives that name to -xcr even when
+        writing failed (storescp.cc, storeSCPCallback()).  We convert before naming, so
+        the name is worked out here the same way, without taking a --timenames serial
+        number or opening a study directory.
+        """
+        naming = self.naming
+        directory = self.root
+        if naming.sort_mode is not SortMode.NONE and facts.summary is not None:
+            uid = sorting.first_value(facts.summary.study_instance_uid)
+            with self._lock:
+                study = self._studies.get(uid)
+                if study is not None:
+                    directory = os.path.join(self.root, study.directory)
+        modality = facts.modality or UNKNOWN_MODALITY
+        if naming.unique_filenames:
+            name = f"{modality}.X.{uuid_uid(uuid.uuid4().int)}{naming.extension}"
+        elif naming.time_names:
+            with self._lock:
+                chosen = sorting.time_name(
+                    self._clock(), modality, naming.extension, self._last_name, self._time_counter
+                )
+            name = chosen.name
+        else:
+            name = f"{modality}.{sanitize_uid(facts.sop_instance_uid)}{naming.extension}"
+        return directory, name
 
     def _record(self, association: AssociationInfo, result: StoreResult) -> list[_Study]:
         assert result.log_path is not None and result.study_instance_uid is not None
@@ -375,7 +396,7 @@ class StorescpSession:
         if self.events.exec_on_eostudy is not None:
             values = self._association_values(association) if association else {}
             values["#p"] = os.path.join(self.root, study.directory)
-            self._run(substitute(self.events.exec_on_eostudy, values), self.events.exec_sync)
+            self._run(self.events.exec_on_eostudy.argv(values), self.events.exec_sync)
 
     def _rename(self, study: _Study) -> None:
         directory = os.path.join(self.root, study.directory)

@@ -18,12 +18,18 @@ then re-encode here, after the whole instance is on disk:
   storescp (it has no decoders registered): asking for an uncompressed output
   transfer syntax then fails for that instance (ConversionError).
 
-What pydicom cannot express, and what we do instead (said in the help and README):
+What pydicom can and cannot write (said in the help and README):
 
+* ``+p f i`` pads the file to a multiple of ``f`` bytes and every item, at every
+  depth, to a multiple of ``i`` bytes with Data Set Trailing Padding (FFFC,FFFC), as
+  DCMTK's DcmItem::computeGroupLengthAndPadding() does: pydicom writes a padding
+  element like any other, and the item's length is measured with pydicom's own
+  encoding of it, innermost items first.  Received padding is dropped (``-p``, the
+  default, drops it everywhere).
 * Group lengths are created (``+g``) or recalculated (``+g=``) in the top-level data
-  set only; pydicom writes items without group length elements.
-* ``+p f i`` pads the file to a multiple of ``f`` bytes with Data Set Trailing Padding
-  (FFFC,FFFC); item padding (``i``) is not done.
+  set only.  In items, pydicom's writer never writes group length elements (it skips
+  them as retired, PS3.5 7.2), so nested group lengths are dropped by any conversion;
+  writing them would mean encoding items without pydicom.
 """
 
 from __future__ import annotations
@@ -43,7 +49,12 @@ import pydicom.config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomFileLike
-from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
+from pydicom.filewriter import (
+    correct_ambiguous_vr,
+    write_data_element,
+    write_dataset,
+    write_file_meta_info,
+)
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
@@ -193,6 +204,8 @@ def _write(
         undefined=encoding.undefined_lengths,
         little=little,
     )
+    if encoding.item_padding:
+        _pad_items(dataset, encoding.item_padding, little=little, implicit=implicit)
     if encoding.write_meta:
         meta = FileMetaDataset(dataset.file_meta)
         meta.TransferSyntaxUID = UID(syntax)
@@ -234,6 +247,45 @@ def _prepare(dataset: Dataset, *, swap: bool, old_vrs: bool, undefined: bool, li
             element.value = _swapped(element.value, width)
         if old_vrs and element.VR in NEW_VRS and not element.is_undefined_length:
             dataset[tag] = DataElement(tag, "OB", _value_bytes(element, little))
+
+
+def _pad_items(dataset: Dataset, multiple: int, *, little: bool, implicit: bool) -> None:
+    """Pad every item below ``dataset``, innermost first (``+p f i``'s ``i``).
+
+    DCMTK's DcmItem::computeGroupLengthAndPadding() pads items of every depth to the
+    item padding length; an inner item's padding lengthens the item around it, so
+    inner items are padded before their parents are measured.
+    """
+    for tag in list(dataset.keys()):
+        element = dataset[tag]
+        if element.VR != "SQ":
+            continue
+        for item in element.value:
+            _pad_items(item, multiple, little=little, implicit=implicit)
+            _pad_item(item, multiple, little=little, implicit=implicit)
+
+
+def _encoder(little: bool, implicit: bool) -> DicomBytesIO:
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = little, implicit
+    return buffer
+
+
+def _pad_item(item: Dataset, multiple: int, *, little: bool, implicit: bool) -> None:
+    """Add (FFFC,FFFC) so that the item's value length is a multiple of ``multiple``.
+
+    As DCMTK: nothing when it already is; otherwise the padding element (header
+    included) takes the missing bytes, plus ``multiple`` as often as its header needs.
+    """
+    buffer = _encoder(little, implicit)
+    write_dataset(buffer, item, item._character_set)
+    padding = multiple - len(buffer.getvalue()) % multiple
+    if padding == multiple:
+        return
+    header = 8 if implicit else 12
+    while padding < header:
+        padding += multiple
+    item[_PADDING_TAG] = DataElement(_PADDING_TAG, "OB", bytes(padding - header))
 
 
 def _swapped(value: bytes, width: int) -> bytes:

@@ -25,7 +25,34 @@ from dcmrecv.storage._sq_tags import SQ_REPEATERS, SQ_TAGS
 #: Deflated Explicit VR Little Endian and JPIP Referenced Deflate.
 DEFLATED_TRANSFER_SYNTAXES: Final = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
+#: Transfer syntaxes whose top-level Pixel Data is native: a value of defined length
+#: (PS3.5 A.1-A.3, A.5).
+NATIVE_TRANSFER_SYNTAXES: Final = frozenset(
+    {
+        IMPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_BIG_ENDIAN,
+        "1.2.840.10008.1.2.1.99",
+    }
+)
+#: JPIP Referenced (Deflate): the pixels are not in the data set at all (PS3.5 A.6, A.7).
+_JPIP_REFERENCED: Final = frozenset({"1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"})
+#: RLE Lossless (PS3.5 A.4.2) and Encapsulated Uncompressed Explicit VR LE (A.4.11).
+_OTHER_ENCAPSULATED: Final = frozenset({"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.98"})
+
+
+def is_encapsulated(transfer_syntax_uid: str) -> bool:
+    """Whether top-level Pixel Data must be encapsulated (PS3.5 A.4): the JPEG, JPEG-LS,
+    JPEG 2000, HTJ2K, MPEG and HEVC families under 1.2.840.10008.1.2.4, and RLE."""
+    if transfer_syntax_uid in _OTHER_ENCAPSULATED:
+        return True
+    return (
+        transfer_syntax_uid.startswith("1.2.840.10008.1.2.4.")
+        and transfer_syntax_uid not in _JPIP_REFERENCED
+    )
+
 
 #: Sequences nested deeper than this are refused (a peer could otherwise make any
 #: recursive reader walk a pathological tree).
@@ -83,6 +110,10 @@ class DatasetSummary:
     study_instance_uid: str | None = field(default=None, compare=False)
     patient_name: str | None = field(default=None, compare=False)
     specific_character_set: str | None = field(default=None, compare=False)
+    #: Offset in the data set of the top-level Pixel Data element when it is
+    #: encapsulated but received with VR OW: the writer stores it as OB (PS3.5 A.4
+    #: "shall have the Value Representation OB"), as DCMTK does.  None otherwise.
+    encapsulated_ow_offset: int | None = None
 
 
 class _Source:
@@ -224,12 +255,53 @@ def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+#: What top-level Pixel Data must look like in a transfer syntax (PS3.5 A.4).
+_ANY_PIXELS: Final = 0
+_NATIVE_PIXELS: Final = 1
+_ENCAPSULATED_PIXELS: Final = 2
+
+
+def _pixel_rule(transfer_syntax_uid: str) -> int:
+    if transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES:
+        return _NATIVE_PIXELS
+    if is_encapsulated(transfer_syntax_uid):
+        return _ENCAPSULATED_PIXELS
+    return _ANY_PIXELS  # a private or unknown syntax: no rule we could check
+
+
+def _check_pixel_data(rule: int, vr: bytes, length: int, start: int) -> int | None:
+    """Refuse top-level Pixel Data that contradicts the transfer syntax (DCMTK refuses
+    it too: it aborts the association, or cannot write the file); the offset of an
+    encapsulated value received with VR OW, else None."""
+    if rule == _ENCAPSULATED_PIXELS:
+        if length != _UNDEFINED:
+            raise DatasetError(
+                "native Pixel Data (defined length) in a transfer syntax that needs "
+                "encapsulated Pixel Data (PS3.5 A.4)"
+            )
+        return start if vr == b"OW" else None
+    if rule == _NATIVE_PIXELS and length == _UNDEFINED:
+        raise DatasetError(
+            "encapsulated Pixel Data (undefined length) in a native transfer syntax (PS3.5 A.4)"
+        )
+    return None
+
+
+def _check_even(size: int) -> None:
+    # PS3.5 7.1.1: every value has even length, so a data set does.  DCMTK aborts the
+    # association on a data set fragment of odd length ("DIMSE: Odd Fragment Length").
+    if size % 2:
+        raise DatasetError(f"data set has odd length {size} (PS3.5 7.1.1)")
+
+
 class _Walker:
-    def __init__(self, source: _Source, stop_after: int | None) -> None:
+    def __init__(self, source: _Source, stop_after: int | None, pixel_rule: int) -> None:
         self.source = source
         self.stop_after = stop_after
+        self.pixel_rule = pixel_rule
         self.found: dict[int, str] = {}
         self.found_vr: dict[int, bytes] = {}
+        self.ow_offset: int | None = None
 
     def header(self, syntax: _Syntax) -> tuple[int, bytes, int]:
         """(tag, VR, length) of the next element; VR is b"" in implicit VR and for items."""
@@ -270,6 +342,8 @@ class _Walker:
                 )
             if top and self.stop_after is not None and tag > self.stop_after:
                 return
+            if top and tag == _PIXEL_DATA_TAG:
+                self.ow_offset = _check_pixel_data(self.pixel_rule, vr, length, start)
             self.value(syntax, tag, vr, length, depth, top)
 
     def value(
@@ -327,8 +401,8 @@ class _Walker:
 
 
 def _walk_buffer(
-    buf: bytes, top_syntax: _Syntax, stop_after: int | None
-) -> tuple[dict[int, str], dict[int, bytes]]:
+    buf: bytes, top_syntax: _Syntax, stop_after: int | None, pixel_rule: int
+) -> tuple[dict[int, str], dict[int, bytes], int | None]:
     """The same walk as _Walker over a stream, for a data set held in memory.
 
     Small instances (the common case: hundreds per second) are checked before they
@@ -340,6 +414,7 @@ def _walk_buffer(
     size = len(buf)
     found: dict[int, str] = {}
     found_vr: dict[int, bytes] = {}
+    ow_offset: list[int | None] = [None]
     long_vrs = _LONG_VRS
 
     def header(pos: int, syntax: _Syntax) -> tuple[int, bytes, int, int]:
@@ -400,6 +475,8 @@ def _walk_buffer(
                 raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
             if top and stop_after is not None and tag > stop_after:
                 return pos
+            if tag == _PIXEL_DATA_TAG and top:
+                ow_offset[0] = _check_pixel_data(pixel_rule, vr, length, start)
             is_sequence = vr == b"SQ" or (
                 not explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
             )
@@ -450,7 +527,7 @@ def _walk_buffer(
             pos += length
 
     elements(0, top_syntax, None, 0)
-    return found, found_vr
+    return found, found_vr, ow_offset[0]
 
 
 def scan_dataset(
@@ -465,19 +542,29 @@ def scan_dataset(
     Raises DatasetError when the data set does not parse: truncated or overlong
     elements, a bad VR, stray delimiters, sequences nested deeper than
     MAX_SEQUENCE_DEPTH, a deflated stream that is corrupt or inflates beyond the limit,
-    or no elements at all.  With ``stop_after`` the walk ends at the first top-level
-    element past that tag (a quick look for the Series Date, no full check).
+    or no elements at all; a data set of odd length (PS3.5 7.1.1); top-level Pixel Data
+    that contradicts the transfer syntax (native in an encapsulated syntax or the
+    reverse, PS3.5 A.4).  With ``stop_after`` the walk ends at the first top-level
+    element past that tag (a quick look for the Series Date, no full check, so no
+    length check either).
     """
-    if transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES:
+    deflated = transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES
+    if stop_after is None and not deflated:
+        _check_even(size)
+    if deflated:
         source: _Source = _InflatingSource(stream, size)
     else:
         source = _PlainSource(stream, size)
     syntax = _syntax_of(transfer_syntax_uid)
     if source.at_end():
         raise DatasetError("data set is empty")
-    walker = _Walker(source, stop_after)
+    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid))
     walker.elements(syntax, None, 0)
-    return _summary(walker.found, walker.found_vr, syntax)
+    if stop_after is None and deflated:
+        # What counts is the inflated data set; the deflated stream itself may be of
+        # odd length in files written without the padding of PS3.5 A.5.
+        _check_even(source.pos)
+    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset)
 
 
 def scan_buffer(
@@ -491,9 +578,13 @@ def scan_buffer(
         return scan_dataset(io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after)
     if not len(data):
         raise DatasetError("data set is empty")
+    if stop_after is None:
+        _check_even(len(data))
     syntax = _syntax_of(transfer_syntax_uid)
-    found, found_vr = _walk_buffer(bytes(data), syntax, stop_after)
-    return _summary(found, found_vr, syntax)
+    found, found_vr, ow_offset = _walk_buffer(
+        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid)
+    )
+    return _summary(found, found_vr, syntax, ow_offset)
 
 
 def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
@@ -503,7 +594,9 @@ def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
     )
 
 
-def _summary(found: dict[int, str], found_vr: dict[int, bytes], syntax: _Syntax) -> DatasetSummary:
+def _summary(
+    found: dict[int, str], found_vr: dict[int, bytes], syntax: _Syntax, ow_offset: int | None
+) -> DatasetSummary:
     series_date = found.get(SERIES_DATE_TAG)
     if syntax.explicit and found_vr.get(SERIES_DATE_TAG) != b"DA":
         series_date = None
@@ -514,4 +607,5 @@ def _summary(found: dict[int, str], found_vr: dict[int, bytes], syntax: _Syntax)
         study_instance_uid=found.get(STUDY_INSTANCE_UID_TAG),
         patient_name=found.get(PATIENT_NAME_TAG),
         specific_character_set=found.get(SPECIFIC_CHARACTER_SET_TAG),
+        encapsulated_ow_offset=ow_offset,
     )

@@ -29,7 +29,7 @@ import functools
 import struct
 from typing import Final
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 #: Zeroed preamble (PS3.10 7.1: "the preamble shall be filled with 00H when not used").
 PREAMBLE: Final = bytes(128)

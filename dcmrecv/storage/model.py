@@ -78,6 +78,10 @@ class StoreResult:
     #: storescp's end-of-study events; None when absent or not read (+B, --ignore).
     #: Not compared: it describes the data set, not the outcome.
     study_instance_uid: str | None = field(default=None, compare=False)
+    #: Why a failure failed, or what a Success had to do unlike the others (an invalid
+    #: UID named safely, a repair), for the log line the association writes: E: for a
+    #: failure, W: otherwise.  Unlike error_comment, not cut to 64 characters.
+    reason: str | None = field(default=None, compare=False)
 
 
 class ConversionError(ValueError):

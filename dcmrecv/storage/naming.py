@@ -29,14 +29,22 @@ removed, is eight digits with month 1-12 and day 1-31 (no calendar check, so 202
 is accepted), or the pre-3.0 form ``YYYY.MM.DD``; and the element's VR is DA.
 
 Values from the peer never leave the output directory: the only peer value in a name is
-the SOP Instance UID (``+fd``), and every character in it other than digits and dots is
-replaced by ``_`` (DCMTK 3.6.7 does not sanitise at all; later DCMTK replaces path
-separators).  A name is always prefixed by the modality, so it can never be ``.`` or
+the SOP Instance UID (``+fd``), made safe by ``sanitize_uid``.  Equipment sends values
+that are not UIDs (PS3.5 9.1), e.g. 64 hexadecimal digits; DCMTK 3.6.7 stores them under
+``<prefix>.<value>`` with ``/`` replaced by ``_`` (verified: ``1.2.3/4`` ->
+``CT.1.2.3_4``, ``..`` -> ``CT...``, ``1.2 3`` -> ``CT.1.2 3``), so two values can share
+a file and overwrite each other.  We keep letters, digits, ``.`` and ``-`` as they are
+(a valid UID and the hexadecimal case get DCMTK's name); any other value gets ``_`` for
+each other character, is cut to 64 characters, and ends in ``_`` and 16 hex digits of
+the SHA-256 of the value.  ``_`` only ever appears in names so made, so distinct values
+never share a name (short of a 64-bit hash collision) and one value always gets the
+same one.  A name is always prefixed by the modality, so it can never be ``.`` or
 ``..``; a name longer than 255 bytes (the usual file-system limit) is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Final
@@ -58,7 +66,14 @@ SHORT_UNKNOWN_MODALITY: Final = "XX"
 #: NAME_MAX of Linux file systems (ext4, xfs, btrfs, tmpfs): bytes in one path component.
 MAX_NAME_BYTES: Final = 255
 
-_NOT_UID_CHARACTER = re.compile(r"[^0-9.]")
+#: A UID (PS3.5 9.1): components of digits, no leading zero, separated by dots.
+_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+MAX_UID_LENGTH: Final = 64
+#: Characters of a SOP Instance UID that go into a file name unchanged.
+_KEPT_IN_NAME = re.compile(r"[0-9A-Za-z.-]{1,64}")
+_NOT_KEPT_IN_NAME = re.compile(r"[^0-9A-Za-z.-]")
+#: Hex digits of SHA-256 that tell apart values whose safe forms coincide.
+DISAMBIGUATOR_DIGITS: Final = 16
 _NOT_MODALITY_CHARACTER = re.compile(r"[^A-Za-z0-9_-]")
 _NEW_DATE = re.compile(r"[0-9]{8}")
 _OLD_DATE = re.compile(r"[0-9]{4}\.[0-9]{2}\.[0-9]{2}")
@@ -102,9 +117,33 @@ def check_extension(extension: str) -> str:
     return extension
 
 
+def is_valid_uid(value: str) -> bool:
+    """Whether ``value`` (padding removed) is a UID by the rules of PS3.5 9.1."""
+    return len(value) <= MAX_UID_LENGTH and _UID.fullmatch(value) is not None
+
+
 def sanitize_uid(uid: str) -> str:
-    """A UID made safe for a file name: padding dropped, anything but ``0-9.`` -> ``_``."""
-    return _NOT_UID_CHARACTER.sub("_", uid.rstrip("\0 "))
+    """The part of a ``<prefix>.<SOP Instance UID>`` file name that comes from the UID
+    (dcmrecv's ``+fd``, storescp's default); "" for an empty value.
+
+    The value itself when it holds only letters, digits, ``.`` and ``-`` (at most 64);
+    otherwise a safe form of it plus ``_`` and a hash of the value (see module
+    docstring), so that distinct values never map to one name.
+    """
+    value = uid.rstrip("\0 ")
+    if not value or _KEPT_IN_NAME.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    safe = _NOT_KEPT_IN_NAME.sub("_", value[:64])
+    return f"{safe}_{digest[:DISAMBIGUATOR_DIGITS]}"
+
+
+def printable(value: str, limit: int = 80) -> str:
+    """A peer value fit for one log line: control characters escaped, length bounded."""
+    if not value:
+        return "(none)"
+    shown = value[:limit].encode("unicode_escape").decode("ascii")
+    return shown + "..." if len(value) > limit else shown
 
 
 def _modality_or(modality: str | None, fallback: str) -> str:

@@ -4,7 +4,8 @@ The association engine calls ``InstanceStore.begin()`` for each C-STORE request,
 ``IncomingInstance.write()`` for each data set fragment and ``commit()`` when the last
 one has arrived (or ``discard()`` when the association goes away first).  Nothing here
 raises for I/O or data problems: every outcome is a ``StoreResult`` with the DIMSE
-status to answer (PS3.4 Table B.2-1).
+status to answer (PS3.4 Table B.2-1) and, for a failure or a Success with a remark
+(an invalid SOP Instance UID, a repair), the reason the association logs.
 
 What a reader of the output directory sees:
 
@@ -35,7 +36,11 @@ Storage modes (dcmrecv.man, "storage mode"):
   data set is inflated with a size limit) without loading values; pixel data is
   seeked over.  One that does not parse gets 0xC000 and no file; one whose SOP Class or
   Instance UID differs from the request gets 0xA900 and no file, and one that lacks them
-  0xC000 (DCMTK's storescp rules).  The file then holds the received bytes unchanged.
+  0xC000 (DCMTK's storescp rules).  So does one that contradicts its transfer syntax:
+  odd length, native Pixel Data in an encapsulated syntax or the reverse (DCMTK refuses
+  these as well), so that every Success reads back in dcmdump and pydicom.  The file
+  then holds the received bytes unchanged but for one repair DCMTK makes too:
+  encapsulated Pixel Data received with VR OW is written as OB (PS3.5 A.4).
   DCMTK instead re-encodes the data set in this mode (verified with its dcmrecv: every
   sequence and item gets undefined length, Data Set Trailing Padding (FFFC,FFFC) is
   dropped, and (0002,0016) is not written); we keep the bytes the sender sent, which is
@@ -96,6 +101,7 @@ from dcmrecv.storage.naming import (
     PathPlan,
     PlanError,
     check_extension,
+    is_valid_uid,
     plan_path,
     short_unique_name,
     uuid_uid,
@@ -109,6 +115,8 @@ STATUS_CANNOT_UNDERSTAND: Final = Status.CANNOT_UNDERSTAND
 
 #: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
 OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
+#: Offset of the VR within an explicit VR element header (PS3.5 7.1.2).
+_VR_OFFSET: Final = 4
 
 TEMP_PREFIX: Final = ".dcmrecv-"
 TEMP_SUFFIX: Final = ".part"
@@ -134,12 +142,20 @@ def _comment(text: str) -> str:
 
 
 def _failure(status: int, text: str) -> StoreResult:
-    return StoreResult(status=status, path=None, error_comment=_comment(text))
+    return StoreResult(status=status, path=None, error_comment=_comment(text), reason=text)
 
 
 def _out_of_resources(exc: OSError) -> StoreResult:
     reason = exc.strerror or type(exc).__name__
-    return _failure(STATUS_OUT_OF_RESOURCES, f"cannot store: {reason}")
+    code = errno.errorcode.get(exc.errno or 0)
+    detail = f"{reason} ({code})" if code else reason
+    # DCMTK: "E: cannot store received object: <path>: <why>".
+    return StoreResult(
+        status=STATUS_OUT_OF_RESOURCES,
+        path=None,
+        error_comment=_comment(f"cannot store: {reason}"),
+        reason=f"cannot store received object: {detail}",
+    )
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -482,6 +498,8 @@ class _FileInstance(IncomingInstance):
         store = self._store
         config = store.config
         summary: DatasetSummary | None = None
+        #: What this Success did unlike others, for a W: line.
+        notes: list[str] = []
         if config.storage_mode is StorageMode.NORMAL:
             try:
                 summary = self._scan(stop_after=None)
@@ -496,6 +514,11 @@ class _FileInstance(IncomingInstance):
                 return _failure(
                     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                     "SOP Class/Instance UID differ from the C-STORE request",
+                )
+            if summary.encapsulated_ow_offset is not None:
+                self._store_as_ob(summary.encapsulated_ow_offset)
+                notes.append(
+                    "encapsulated Pixel Data received with VR OW, stored as OB (PS3.5 A.4)"
                 )
         elif config.subdirectory is SubdirectoryMode.SERIES_DATE:
             # +B keeps any bytes; an unreadable data set just has no Series Date.
@@ -559,6 +582,10 @@ class _FileInstance(IncomingInstance):
             if dir_fd != self._root_fd:
                 os.close(dir_fd)
         relative = os.fspath(plan.relative)
+        if not is_valid_uid(self._sop_instance_uid):
+            # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
+            # safe and distinct by naming.sanitize_uid.
+            notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
         return StoreResult(
             status=STATUS_SUCCESS,
             path=Path(store.root) / relative,
@@ -566,7 +593,17 @@ class _FileInstance(IncomingInstance):
             overwritten=placed,
             log_path=os.path.join(store.root, relative),
             study_instance_uid=summary.study_instance_uid if summary is not None else None,
+            reason="; ".join(notes) or None,
         )
+
+    def _store_as_ob(self, offset: int) -> None:
+        """Rewrite the VR of the element at ``offset`` in the data set to OB (same size,
+        so nothing else moves): the repair DCMTK makes when it writes the file."""
+        position = self._meta_length + offset + _VR_OFFSET
+        if self._fd is None:
+            self._pending[position : position + 2] = b"OB"
+        else:
+            os.pwrite(self._fd, b"OB", position)
 
     def _scan(self, *, stop_after: int | None) -> DatasetSummary:
         size = self._received

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
-import re
 import socket
 import ssl
 import threading
@@ -24,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.negotiation.acceptor import (
     NegotiationResult,
     ProposedContext,
@@ -33,6 +32,7 @@ from dcmrecv.negotiation.acceptor import (
     negotiate,
 )
 from dcmrecv.status import is_stored
+from dcmrecv.storage.naming import printable
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
 from dcmrecv.wire.dump import dump_parameters
@@ -76,8 +76,6 @@ REJECT_FORCED = Reject(1, 1, 1, "forced via command line")
 REJECT_NO_IMPLEMENTATION_UID = Reject(1, 1, 1, "no implementation class UID provided")
 
 _serials = itertools.count(1)
-#: Characters a UID may hold (PS3.5 9.1).
-_UID_CHARACTERS = re.compile(r"[0-9.]{1,64}")
 
 
 @dataclass
@@ -576,20 +574,6 @@ class Association:
         abstract, transfer = self._accepted[context_id]
         sop_class = command.affected_sop_class_uid
         sop_instance = command.affected_sop_instance_uid
-        if sop_instance and not _UID_CHARACTERS.fullmatch(sop_instance):
-            # Not a UID (PS3.5 9.1): it would name a file, and two such values could
-            # name the same one.  Refused before anything is written.
-            log.error(
-                "C-STORE with invalid Affected SOP Instance UID %r refused", sop_instance[:80]
-            )
-            self._start_pending(
-                command,
-                context_id,
-                None,
-                dimse.CANNOT_UNDERSTAND,
-                "invalid Affected SOP Instance UID",
-            )
-            return
         if not sop_class or not sop_instance:
             self._start_pending(
                 command,
@@ -666,19 +650,30 @@ class Association:
     def _finish_message(self, pending: _PendingStore) -> None:
         command = pending.command
         status, comment = pending.status, pending.comment
+        reason = comment or (None if status == dimse.SUCCESS else dimse.store_status_text(status))
         if pending.instance is not None:
             result = pending.instance.commit()
-            status, comment = result.status, result.error_comment
+            status, comment, reason = result.status, result.error_comment, result.reason
             # DCMTK prints the path as it joined it ("./CT.1.2..." for -od .).
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
                 log.warning("file already exists, overwriting: %s", shown)
             if status == dimse.SUCCESS and shown is not None:
                 log.info("Stored received object to file: %s", shown)
-            if is_stored(status):
-                self._notify("instance_stored", result)
+            # storescp runs -xcr after failed stores too (storescp.cc, storeSCP()).
+            self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
+        if reason and command.command_field == dimse.C_STORE_RQ:
+            # Every failure says why, at the default log level (W: for a warning);
+            # other commands got their E: line in _on_command.
+            log.log(
+                logging.WARNING if is_stored(status) else logging.ERROR,
+                "C-STORE of SOP instance %s: %s (status 0x%04X)",
+                printable(command.affected_sop_instance_uid),
+                reason,
+                status,
+            )
         with self._state_lock:
             self._pending = None
         self.stats.bytes += pending.received

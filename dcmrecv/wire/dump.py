@@ -7,7 +7,7 @@ ASC_dumpParameters output.  Pure: values in, text out.
 
 from __future__ import annotations
 
-from dcmrecv import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.negotiation.uids import uid_name
 from dcmrecv.wire.pdu import AssociateRQ

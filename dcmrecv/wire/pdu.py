@@ -170,22 +170,36 @@ def _presentation_context(value: memoryview) -> PresentationContextRQ:
     return PresentationContextRQ(context_id, abstract, tuple(transfer))
 
 
-def _user_information(value: memoryview, fields: dict[str, object]) -> None:
-    roles: dict[str, tuple[bool, bool]] = {}
-    extended: dict[str, bytes] = {}
+@dataclass
+class _UserInformation:
+    """The sub-items of a User Information item (PS3.8 D.1, PS3.7 D.3.3) we decode."""
+
+    #: None until a Maximum Length sub-item is seen (it is mandatory).
+    max_length: int | None = None
+    implementation_class_uid: str = ""
+    implementation_version_name: str = ""
+    async_ops: tuple[int, int] | None = None
+    roles: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    extended_negotiation: dict[str, bytes] = field(default_factory=dict)
+
+
+def _user_information(value: memoryview) -> _UserInformation:
+    fields = _UserInformation()
+    roles = fields.roles
+    extended = fields.extended_negotiation
     for item_type, sub in _items(value, "user information"):
         if item_type == 0x51:  # Maximum Length, PS3.8 D.1
             if len(sub) != 4:
                 raise ProtocolError("maximum length sub-item is not 4 bytes")
-            fields["max_length"] = _U32.unpack_from(sub)[0]
+            fields.max_length = _U32.unpack_from(sub)[0]
         elif item_type == 0x52:  # Implementation Class UID, PS3.7 D.3.3.2
-            fields["implementation_class_uid"] = _uid(sub, "implementation class UID")
+            fields.implementation_class_uid = _uid(sub, "implementation class UID")
         elif item_type == 0x55:  # Implementation Version Name, PS3.7 D.3.3.2
-            fields["implementation_version_name"] = bytes(sub).decode("ascii", "replace").strip()
+            fields.implementation_version_name = bytes(sub).decode("ascii", "replace").strip()
         elif item_type == 0x53:  # Asynchronous Operations Window, PS3.7 D.3.3.3
             if len(sub) != 4:
                 raise ProtocolError("asynchronous operations window sub-item is not 4 bytes")
-            fields["async_ops"] = (_U16.unpack_from(sub)[0], _U16.unpack_from(sub, 2)[0])
+            fields.async_ops = (_U16.unpack_from(sub)[0], _U16.unpack_from(sub, 2)[0])
         elif item_type == 0x54:  # SCP/SCU Role Selection, PS3.7 D.3.3.4
             if len(sub) < 4:
                 raise ProtocolError("role selection sub-item too short")
@@ -204,8 +218,7 @@ def _user_information(value: memoryview, fields: dict[str, object]) -> None:
             extended[uid] = bytes(sub[2 + uid_length :])
         # Others (0x57 common extended negotiation, 0x58 user identity, unknown
         # types) are not ours to answer; PS3.7 D.3.3 lets an acceptor ignore them.
-    fields["roles"] = roles
-    fields["extended_negotiation"] = extended
+    return fields
 
 
 def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
@@ -224,8 +237,7 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
     application_context: str | None = None
     contexts: list[PresentationContextRQ] = []
     seen_ids: set[int] = set()
-    user_fields: dict[str, object] = {}
-    seen_user_info = False
+    user: _UserInformation | None = None
     for item_type, value in _items(view[68:], "A-ASSOCIATE-RQ"):
         if item_type == 0x10:
             if application_context is not None:
@@ -238,10 +250,9 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
             seen_ids.add(context.context_id)
             contexts.append(context)
         elif item_type == 0x50:
-            if seen_user_info:
+            if user is not None:
                 raise ProtocolError("two user information items")
-            seen_user_info = True
-            _user_information(value, user_fields)
+            user = _user_information(value)
         else:
             raise ProtocolError(
                 f"unrecognized item 0x{item_type:02X} in A-ASSOCIATE-RQ",
@@ -251,7 +262,7 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
         raise ProtocolError("A-ASSOCIATE-RQ has no application context item")
     if not contexts:
         raise ProtocolError("A-ASSOCIATE-RQ proposes no presentation context")
-    if not seen_user_info or "max_length" not in user_fields:
+    if user is None or user.max_length is None:
         # PS3.7 D.3.3.1: the Maximum Length sub-item is mandatory.
         raise ProtocolError("A-ASSOCIATE-RQ lacks the user information maximum length")
     return AssociateRQ(
@@ -260,7 +271,12 @@ def decode_associate_rq(body: bytes | bytearray | memoryview) -> AssociateRQ:
         calling_ae_title=calling,
         application_context=application_context,
         contexts=tuple(contexts),
-        **user_fields,  # type: ignore[arg-type]
+        max_length=user.max_length,
+        implementation_class_uid=user.implementation_class_uid,
+        implementation_version_name=user.implementation_version_name,
+        roles=user.roles,
+        extended_negotiation=user.extended_negotiation,
+        async_ops=user.async_ops,
     )
 
 

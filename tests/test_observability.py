@@ -225,6 +225,30 @@ def test_a_hanging_study_command_is_killed_at_its_timeout(workdir: Path) -> None
     assert f"E: --exec-on-eostudy for study {STUDY_UID} killed after 0.5 s" in log_path.read_text()
 
 
+def test_metrics_count_rejected_and_aborted_associations(workdir: Path) -> None:
+    http_port = free_port()
+    arguments = receiver_arguments("--http-port", str(http_port), "--accept-calling", "GOOD")
+    with receiver_process(our_command(), arguments, workdir) as (port, _process):
+        refused = AE(ae_title="OTHER")
+        refused.add_requested_context(CT_IMAGE_STORAGE)
+        assert refused.associate("127.0.0.1", port, ae_title="ANY-SCP").is_rejected
+        caller = AE(ae_title="GOOD")
+        caller.add_requested_context(CT_IMAGE_STORAGE)
+        assoc = caller.associate("127.0.0.1", port, ae_title="ANY-SCP")
+        assert assoc.is_established
+        assoc.abort()
+
+        def counted() -> dict[str, float]:
+            return metric_values(http_get(http_port, "/metrics")[1])
+
+        wait_until(lambda: counted()['dcmrecv_associations_total{result="aborted"}'] == 1)
+        values = counted()
+    assert values['dcmrecv_associations_total{result="accepted"}'] == 1
+    assert values['dcmrecv_associations_total{result="rejected"}'] == 1
+    assert values["dcmrecv_associations_active"] == 0
+    assert values['dcmrecv_instances_total{status="success"}'] == 0
+
+
 # --- readiness ------------------------------------------------------------------------------
 
 

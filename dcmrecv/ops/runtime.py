@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +71,7 @@ class Operations:
                 size = os.stat(path).st_size
             except OSError:
                 size = None
+        started = time.monotonic()
         try:
             if self.events is not None:
                 self.events.write(
@@ -82,7 +84,12 @@ class Operations:
                 self.metrics.instance_answered(0xA700, answer.received_bytes, answer.seconds)
             raise
         if self.metrics is not None:
-            self.metrics.instance_answered(answer.status, answer.received_bytes, answer.seconds)
+            # The event line is written (and flushed) before the response: its time
+            # is part of the store's.
+            seconds = answer.seconds
+            if seconds is not None:
+                seconds += time.monotonic() - started
+            self.metrics.instance_answered(answer.status, answer.received_bytes, seconds)
         study_uid = result.study_instance_uid if result is not None else None
         if self.studies is not None and stored and path is not None and study_uid:
             file = StudyFile(

@@ -47,6 +47,7 @@ from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import (
     MAX_MAX_PDU,
     MIN_MAX_PDU,
+    DuplicatePolicy,
     FilenameMode,
     IPNetwork,
     ReceiverConfig,
@@ -54,7 +55,9 @@ from dcmrecv.config import (
     SubdirectoryMode,
 )
 from dcmrecv.logs.layout import BASE_LOGGER
+from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.naming import PlanError, check_extension
+from dcmrecv.storage.template import TemplateError, check_fallback, parse_template
 from dcmrecv.wire import tls
 
 APPNAME = "dcmrecv"
@@ -213,6 +216,61 @@ def _accept_from(cmdline: CommandLine) -> rules.Fields:
     return {"accept_from": accept_from_networks(values)} if values else {}
 
 
+def _invalid(occurrence: Occurrence, why: object) -> ArgvError:
+    return ArgvError(f"Invalid value for option {occurrence.spec.long} ({why})")
+
+
+def _output_template(occurrence: Occurrence) -> object:
+    # Parsed after DCMDICTPATH is installed, so the dictionary's names work too;
+    # a template that could leave the output directory is refused here (exit 1).
+    try:
+        return parse_template(occurrence.values[0])
+    except TemplateError as exc:
+        raise _invalid(occurrence, exc) from None
+
+
+def _template_fallback(occurrence: Occurrence) -> str:
+    try:
+        return check_fallback(occurrence.values[0])
+    except TemplateError as exc:
+        raise _invalid(occurrence, exc) from None
+
+
+def _on_duplicate(occurrence: Occurrence) -> DuplicatePolicy:
+    try:
+        return DuplicatePolicy(occurrence.values[0])
+    except ValueError:
+        choices = ", ".join(policy.value for policy in DuplicatePolicy)
+        raise _invalid(occurrence, f"expected one of {choices}") from None
+
+
+def _watermark(occurrence: Occurrence) -> object:
+    try:
+        return parse_watermark(occurrence.values[0])
+    except ValueError as exc:
+        raise _invalid(occurrence, exc) from None
+
+
+def _size(occurrence: Occurrence) -> int:
+    try:
+        mark = parse_watermark(occurrence.values[0])
+    except ValueError as exc:
+        raise _invalid(occurrence, exc) from None
+    if mark.size is None or mark.size <= 0:
+        raise _invalid(occurrence, "expected a size such as 1G or 500M")
+    return mark.size
+
+
+#: Storage policies (our own options, after the port): all off by default.
+POLICY_OPTIONS: tuple[rules.Rule, ...] = (
+    rules.value("--output-template", "output_template", _output_template),
+    rules.value("--template-fallback", "template_fallback", _template_fallback),
+    rules.value("--on-duplicate", "on_duplicate", _on_duplicate),
+    rules.value("--min-free-space", "min_free_space", _watermark),
+    rules.value("--quarantine-dir", "quarantine_directory", lambda o: Path(o.values[0])),
+    rules.value("--quarantine-limit", "quarantine_limit", _size),
+)
+
 #: dcmrecv's options before the port, in the order DCMTK checks their values.
 OPTIONS_BEFORE_PORT: tuple[rules.Rule, ...] = (
     # network options
@@ -260,6 +318,7 @@ OPTIONS_AFTER_PORT: tuple[rules.Rule, ...] = (
     rules.value("--shutdown-timeout", "shutdown_timeout", lambda o: option_number(o, 0.0)),
     _accept_calling,
     _accept_from,
+    *POLICY_OPTIONS,
 )
 
 
@@ -276,7 +335,8 @@ def dcmrecv_settings(cmdline: CommandLine, verbose: bool) -> DcmrecvSettings:
 
     # The port is not known yet: 0 stands in, the real one replaces it below.
     config = rules.apply(ReceiverConfig(port=0), OPTIONS_BEFORE_PORT, cmdline)
-    config = replace(config, port=param_unsigned(cmdline, 1, 1, 65535))
+    if not cmdline.has("--check-config") or len(cmdline.params) >= 1:
+        config = replace(config, port=param_unsigned(cmdline, 1, 1, 65535))
     # Recognised so the command line parses, refused until implemented (-i6, -i0;
     # -i4 is what we do anyway).
     unsupported = cmdline.unsupported()

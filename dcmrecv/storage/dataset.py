@@ -114,6 +114,17 @@ class DatasetSummary:
     #: encapsulated but received with VR OW: the writer stores it as OB (PS3.5 A.4
     #: "shall have the Value Representation OB"), as DCMTK does.  None otherwise.
     encapsulated_ow_offset: int | None = None
+    #: Every top-level attribute of the scan's ``wanted`` set that was found (at most
+    #: 1024 bytes long): tag -> (VR as received, b"" in implicit VR; raw value).  For
+    #: ``--output-template``, whose values are read in the same walk.
+    values: dict[int, tuple[bytes, bytes]] = field(default_factory=dict, compare=False)
+
+
+def wanted_tags(extra: frozenset[int] | None) -> frozenset[int]:
+    """The attributes a scan collects: the storage layer's own plus ``extra`` (the
+    template's).  Computed once per configuration, so a scan without a template tests
+    membership in the same small set as before."""
+    return _WANTED | extra if extra else _WANTED
 
 
 class _Source:
@@ -295,8 +306,16 @@ def _check_even(size: int) -> None:
 
 
 class _Walker:
-    def __init__(self, source: _Source, stop_after: int | None, pixel_rule: int) -> None:
+    def __init__(
+        self,
+        source: _Source,
+        stop_after: int | None,
+        pixel_rule: int,
+        wanted: frozenset[int] = _WANTED,
+    ) -> None:
         self.source = source
+        self.wanted = wanted
+        self.raw: dict[int, bytes] = {}
         self.stop_after = stop_after
         self.pixel_rule = pixel_rule
         self.found: dict[int, str] = {}
@@ -362,8 +381,10 @@ class _Walker:
                 self.fragments(syntax)
             else:
                 raise DatasetError(f"undefined length on {_tag_text(tag)}")
-        elif top and tag in _WANTED and length <= _MAX_WANTED_VALUE:
-            self.found[tag] = src.read(length).decode("latin-1").rstrip("\0 ")
+        elif top and tag in self.wanted and length <= _MAX_WANTED_VALUE:
+            raw = src.read(length)
+            self.raw[tag] = raw
+            self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
             self.found_vr[tag] = vr
         else:
             src.skip(length)
@@ -401,8 +422,12 @@ class _Walker:
 
 
 def _walk_buffer(
-    buf: bytes, top_syntax: _Syntax, stop_after: int | None, pixel_rule: int
-) -> tuple[dict[int, str], dict[int, bytes], int | None]:
+    buf: bytes,
+    top_syntax: _Syntax,
+    stop_after: int | None,
+    pixel_rule: int,
+    wanted: frozenset[int] = _WANTED,
+) -> tuple[dict[int, str], dict[int, bytes], int | None, dict[int, bytes]]:
     """The same walk as _Walker over a stream, for a data set held in memory.
 
     Small instances (the common case: hundreds per second) are checked before they
@@ -414,6 +439,7 @@ def _walk_buffer(
     size = len(buf)
     found: dict[int, str] = {}
     found_vr: dict[int, bytes] = {}
+    raw_values: dict[int, bytes] = {}
     ow_offset: list[int | None] = [None]
     long_vrs = _LONG_VRS
 
@@ -491,8 +517,10 @@ def _walk_buffer(
             else:
                 if pos + length > size:
                     raise DatasetError(f"value at offset {pos} runs past the end of the data set")
-                if top and tag in _WANTED and length <= _MAX_WANTED_VALUE:
-                    found[tag] = buf[pos : pos + length].decode("latin-1").rstrip("\0 ")
+                if top and tag in wanted and length <= _MAX_WANTED_VALUE:
+                    raw = buf[pos : pos + length]
+                    raw_values[tag] = raw
+                    found[tag] = raw.decode("latin-1").rstrip("\0 ")
                     found_vr[tag] = vr
                 pos += length
 
@@ -527,7 +555,7 @@ def _walk_buffer(
             pos += length
 
     elements(0, top_syntax, None, 0)
-    return found, found_vr, ow_offset[0]
+    return found, found_vr, ow_offset[0], raw_values
 
 
 def scan_dataset(
@@ -536,6 +564,7 @@ def scan_dataset(
     transfer_syntax_uid: str,
     *,
     stop_after: int | None = None,
+    wanted: frozenset[int] = _WANTED,
 ) -> DatasetSummary:
     """Walk ``size`` bytes of a data set from ``stream`` in ``transfer_syntax_uid``.
 
@@ -546,7 +575,8 @@ def scan_dataset(
     that contradicts the transfer syntax (native in an encapsulated syntax or the
     reverse, PS3.5 A.4).  With ``stop_after`` the walk ends at the first top-level
     element past that tag (a quick look for the Series Date, no full check, so no
-    length check either).
+    length check either).  ``wanted`` (from :func:`wanted_tags`) names the top-level
+    attributes whose values the summary reports.
     """
     deflated = transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES
     if stop_after is None and not deflated:
@@ -558,13 +588,13 @@ def scan_dataset(
     syntax = _syntax_of(transfer_syntax_uid)
     if source.at_end():
         raise DatasetError("data set is empty")
-    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid))
+    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid), wanted)
     walker.elements(syntax, None, 0)
     if stop_after is None and deflated:
         # What counts is the inflated data set; the deflated stream itself may be of
         # odd length in files written without the padding of PS3.5 A.5.
         _check_even(source.pos)
-    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset)
+    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset, walker.raw)
 
 
 def scan_buffer(
@@ -572,19 +602,22 @@ def scan_buffer(
     transfer_syntax_uid: str,
     *,
     stop_after: int | None = None,
+    wanted: frozenset[int] = _WANTED,
 ) -> DatasetSummary:
     """scan_dataset() for a data set held in memory: the same answers, faster."""
     if transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES:
-        return scan_dataset(io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after)
+        return scan_dataset(
+            io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after, wanted=wanted
+        )
     if not len(data):
         raise DatasetError("data set is empty")
     if stop_after is None:
         _check_even(len(data))
     syntax = _syntax_of(transfer_syntax_uid)
-    found, found_vr, ow_offset = _walk_buffer(
-        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid)
+    found, found_vr, ow_offset, raw = _walk_buffer(
+        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid), wanted
     )
-    return _summary(found, found_vr, syntax, ow_offset)
+    return _summary(found, found_vr, syntax, ow_offset, raw)
 
 
 def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
@@ -595,7 +628,11 @@ def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
 
 
 def _summary(
-    found: dict[int, str], found_vr: dict[int, bytes], syntax: _Syntax, ow_offset: int | None
+    found: dict[int, str],
+    found_vr: dict[int, bytes],
+    syntax: _Syntax,
+    ow_offset: int | None,
+    raw: dict[int, bytes],
 ) -> DatasetSummary:
     series_date = found.get(SERIES_DATE_TAG)
     if syntax.explicit and found_vr.get(SERIES_DATE_TAG) != b"DA":
@@ -608,4 +645,5 @@ def _summary(
         patient_name=found.get(PATIENT_NAME_TAG),
         specific_character_set=found.get(SPECIFIC_CHARACTER_SET_TAG),
         encapsulated_ow_offset=ow_offset,
+        values={tag: (found_vr[tag], value) for tag, value in raw.items()},
     )

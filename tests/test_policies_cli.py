@@ -1,0 +1,105 @@
+"""The storage policy options on dcmrecv's command line: values, refusals, exit codes.
+
+The server is replaced by a recorder (as in test_cli); what is checked is the
+configuration the command hands to it and what the user sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import dcmrecv
+from dcmrecv import exitcodes
+from dcmrecv.commands.dcmrecv import main
+from dcmrecv.config import DuplicatePolicy, ReceiverConfig
+from dcmrecv.logs.layout import reset_logging
+from dcmrecv.storage.freespace import parse_watermark
+from dcmrecv.storage.template import parse_template
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.configs: list[ReceiverConfig] = []
+
+    def serve(self, config: ReceiverConfig) -> int:
+        self.configs.append(config)
+        return 0
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    fake = Recorder()
+    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    yield
+    reset_logging()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), prog_name="dcmrecv")
+
+
+def test_policies_are_off_by_default(server: Recorder, in_tmp: Path) -> None:
+    assert run("104").exit_code == 0
+    config = server.configs[0]
+    assert config.output_template is None
+    assert config.on_duplicate is DuplicatePolicy.OVERWRITE
+    assert config.min_free_space is None
+    assert config.quarantine_directory is None
+
+
+def test_policy_options_reach_the_config(server: Recorder, in_tmp: Path) -> None:
+    template = "{PatientID}/{StudyDate}_{AccessionNumber}/{SOPInstanceUID}.dcm"
+    result = run(
+        *("--output-template", template, "--template-fallback", "NONE"),
+        *("--on-duplicate", "reject", "--min-free-space", "10%", "104"),
+    )
+    assert result.exit_code == 0, result.output
+    config = server.configs[0]
+    assert config.output_template == parse_template(template)
+    assert config.template_fallback == "NONE"
+    assert config.on_duplicate is DuplicatePolicy.REJECT
+    assert config.min_free_space == parse_watermark("10%")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--output-template", "../{PatientID}"],
+            "Invalid value for option --output-template ('../{PatientID}': '.' and '..'",
+        ),
+        (
+            ["--output-template", "/srv/{PatientID}"],
+            "must be a path relative to the output directory",
+        ),
+        (["--output-template", "{PatientsFavouriteColour}"], "not a DICOM keyword"),
+        (["--output-template", "{PatientID!r}"], "conversions are not supported"),
+        (["--template-fallback", "a/b"], "Invalid value for option --template-fallback"),
+        (["--on-duplicate", "ignore"], "expected one of overwrite, keep, rename, reject"),
+        (["--min-free-space", "lots"], "Invalid value for option --min-free-space"),
+        (["--min-free-space", "150%"], "a percentage must be between 0 and 100"),
+        (["--quarantine-limit", "10%"], "expected a size such as 1G"),
+    ],
+)
+def test_bad_policy_values_exit_1(
+    server: Recorder, in_tmp: Path, args: list[str], message: str
+) -> None:
+    result = run(*args, "104")
+    assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
+    assert message in result.stderr
+    assert server.configs == []

@@ -148,6 +148,9 @@ class ReceiverConfig:
     on_duplicate: DuplicatePolicy = DuplicatePolicy.OVERWRITE
     #: ``--min-free-space``: below it, associations and C-STOREs are refused.
     min_free_space: Watermark | None = None
+    #: Seconds between two looks at the free space (statvfs); a C-STORE in between
+    #: costs a clock read.
+    free_space_interval: float = 1.0
     #: ``--quarantine-dir``: refused data sets are kept there with a JSON sidecar.
     quarantine_directory: Path | None = None
     #: ``--quarantine-limit``: bytes the quarantine may hold; the oldest go first.

@@ -310,7 +310,7 @@ class InstanceStore:
         self.template_stop = max(template.tags, default=None) if template is not None else None
         #: ``--min-free-space``: None when not set.
         self.free_space = (
-            FreeSpace(self.root, config.min_free_space)
+            FreeSpace(self.root, config.min_free_space, config.free_space_interval)
             if config.min_free_space is not None
             else None
         )

@@ -103,3 +103,76 @@ def test_bad_policy_values_exit_1(
     assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
     assert message in result.stderr
     assert server.configs == []
+
+
+# --- --check-config ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+JPEG_ONLY = """\
+[[TransferSyntaxes]]
+[JPEG]
+TransferSyntax1 = JPEGBaseline
+[Uncompressed]
+TransferSyntax1 = LittleEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+
+[[PresentationContexts]]
+[Contexts]
+PresentationContext1 = CTImageStorage\\JPEG
+PresentationContext2 = MRImageStorage\\Uncompressed
+PresentationContext3 = RETIRED_UltrasoundImageStorage\\Uncompressed
+
+[[Profiles]]
+[Mistakes]
+PresentationContexts = Contexts
+"""
+
+
+def test_check_config_prints_the_negotiation_table_and_exits_0(
+    server: Recorder, in_tmp: Path
+) -> None:
+    result = run("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    at = lines.index("CTImageStorage (1.2.840.10008.5.1.4.1.1.2)")
+    assert lines[at + 1] == "    1. JPEGBaseline (1.2.840.10008.1.2.4.50)"
+    assert "profile [Default]" in lines[0]
+    # DCMTK's sample profile has more contexts than DCMTK 3.6.7 accepts.
+    assert "W: 212 presentation contexts: DCMTK 3.6.7 refuses more than 128" in result.stderr
+    assert server.configs == []  # nothing listens
+
+
+def test_check_config_warns_about_likely_mistakes(server: Recorder, in_tmp: Path) -> None:
+    (in_tmp / "mistakes.cfg").write_text(JPEG_ONLY)
+    result = run("--check-config", "-xf", "mistakes.cfg", "Mistakes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:3] == [
+        "CTImageStorage (1.2.840.10008.5.1.4.1.1.2)",
+        "    1. JPEGBaseline (1.2.840.10008.1.2.4.50)",
+    ]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("W: ")]
+    assert warnings == [
+        "W: CTImageStorage (1.2.840.10008.5.1.4.1.1.2) accepts neither Implicit nor Explicit"
+        " VR Little Endian: most senders propose one of them for storage",
+        "W: RETIRED_UltrasoundImageStorage (1.2.840.10008.5.1.4.1.1.6) is retired (PS3.6):"
+        " current senders do not propose it",
+    ]
+
+
+def test_check_config_with_a_broken_file_exits_66(server: Recorder, in_tmp: Path) -> None:
+    (in_tmp / "broken.cfg").write_text("[[Profiles]]\nnot an entry\n")
+    result = run("--check-config", "-xf", "broken.cfg", "Default")
+    assert result.exit_code == exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG
+    assert "F: cannot load association configuration: " in result.stderr
+
+
+def test_check_config_shows_where_a_sample_would_go(server: Recorder, in_tmp: Path) -> None:
+    result = run(
+        *("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default"),
+        *("--output-template", "{PatientID}/{StudyDate}_{AccessionNumber}/{Modality}.dcm"),
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        "--output-template: pydicom's CT_small.dcm would be stored as 1CT1/20040119_UNKNOWN/CT.dcm"
+    )

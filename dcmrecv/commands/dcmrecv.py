@@ -361,6 +361,42 @@ def output_directory_problem(path: Path) -> str | None:
     return None
 
 
+def quarantine_problem(config: ReceiverConfig) -> str | None:
+    """Why ``--quarantine-dir`` cannot be used, or None.  It must be a writable
+    directory outside the output directory, so a refused data set never appears
+    among the stored ones."""
+    quarantine = config.quarantine_directory
+    if quarantine is None:
+        return None
+    problem = output_directory_problem(quarantine)
+    if problem is not None:
+        return f"{quarantine}: {problem}"
+    inner, outer = quarantine.resolve(), config.output_directory.resolve()
+    if inner == outer or outer in inner.parents:
+        return f"{quarantine}: must not be inside the output directory"
+    return None
+
+
+def check_config(config: ReceiverConfig) -> None:
+    """``--check-config``: the negotiation table on stdout, likely mistakes as W: lines,
+    and with ``--output-template`` the path of a sample data set."""
+    from dcmrecv.commands import checkconfig
+    from dcmrecv.negotiation.asconfig import verification_only_profile
+
+    profile = config.profile or verification_only_profile()
+    click.echo("\n".join(checkconfig.negotiation_table(profile)))
+    for warning in checkconfig.profile_warnings(profile):
+        log.warning("%s", warning)
+    if config.output_template is not None:
+        import pydicom
+        from pydicom.data import get_testdata_file
+
+        sample = get_testdata_file("CT_small.dcm")
+        dataset = pydicom.dcmread(str(sample), stop_before_pixels=True)
+        path = checkconfig.sample_path(dataset, config.output_template, config.template_fallback)
+        click.echo(f"--output-template: pydicom's CT_small.dcm would be stored as {path}")
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -401,6 +437,9 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         log.warning(
             "no configuration file specified, SCP will only support the Verification SOP Class"
         )
+    if cmdline.has("--check-config"):
+        check_config(config)
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     titles = set(config.accept_calling or ())
     for filename in settings.accept_calling_files:
@@ -423,6 +462,11 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+    problem = quarantine_problem(config)
+    if problem is not None:
+        raise CommandLineError(
+            f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet
+        )
 
     if settings.tls_options is not None:
         # DCMTK creates the transport layer last, after the output directory check.

@@ -42,6 +42,7 @@ from dcmrecv.commands.argv import (
     param_unsigned,
     parse,
 )
+from dcmrecv.commands.dictionaries import load_dictionaries
 from dcmrecv.commands.environment import EnvConfigError, apply_environment
 from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import (
@@ -55,6 +56,7 @@ from dcmrecv.config import (
     SubdirectoryMode,
 )
 from dcmrecv.logs.layout import BASE_LOGGER
+from dcmrecv.storage.dictionary import DictionaryError
 from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.naming import PlanError, check_extension
 from dcmrecv.storage.template import TemplateError, check_fallback, parse_template
@@ -413,6 +415,12 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         raise CommandLineError(str(exc)) from None
     logging_state = dcmtkcli.prologue(ctx, COMMAND, cmdline)
     quiet = logging_state.quiet
+
+    try:
+        # Before the options: --output-template may use the dictionaries' names.
+        load_dictionaries(os.environ)
+    except DictionaryError as exc:
+        raise CommandLineError(f"cannot load data dictionary: {exc}", quiet=quiet) from None
 
     try:
         settings = dcmrecv_settings(cmdline, verbose=logging_state.verbose)

@@ -251,10 +251,37 @@ class _Syntax:
 _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
 
 
+#: Sequences that DCMDICTPATH's dictionaries add (see :func:`register_sequences`):
+#: public tags, and private ones as (group, private creator, element byte).
+_EXTRA_SQ: frozenset[int] = frozenset()
+_PRIVATE_SQ: frozenset[tuple[int, str, int]] = frozenset()
+#: A private creator value is LO: at most 64 characters (PS3.5 Table 6.2-1, 7.8.1).
+_MAX_CREATOR: Final = 64
+
+
+def register_sequences(public: frozenset[int], private: frozenset[tuple[int, str, int]]) -> None:
+    """Make the data set check know more sequences (from DCMDICTPATH, at start-up).
+
+    In implicit VR only the dictionary tells a sequence from bytes.  A private
+    sequence is known by its block's private creator (PS3.5 7.8.1): the walker then
+    reads the creator elements (gggg,0010-00FF) of each data set and item, as it goes.
+    """
+    global _EXTRA_SQ, _PRIVATE_SQ
+    _EXTRA_SQ = frozenset(public - SQ_TAGS)
+    _PRIVATE_SQ = frozenset(private)
+
+
+def _private_sequence(tag: int, creators: dict[int, str]) -> bool:
+    """Whether private ``tag`` is a sequence by the creator of its block."""
+    group, element = tag >> 16, tag & 0xFFFF
+    creator = creators.get((group << 8) | (element >> 8))
+    return creator is not None and (group, creator, element & 0xFF) in _PRIVATE_SQ
+
+
 def _is_dictionary_sequence(tag: int) -> bool:
     """Implicit VR carries no VR: a defined-length value is a sequence if the data
-    dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
-    if tag in SQ_TAGS:
+    dictionary (PS3.6, plus DCMDICTPATH's) says SQ; unknown tags are opaque bytes."""
+    if tag in SQ_TAGS or tag in _EXTRA_SQ:
         return True
     for mask, value in SQ_REPEATERS:  # noqa: SIM110 - per element: no generator here
         if tag & mask == value:
@@ -343,6 +370,9 @@ class _Walker:
         """Elements up to ``end`` (or an item delimiter when end is None, or EOF at top)."""
         src = self.source
         top = depth == 0
+        # Private creators of this data set or item, (group << 8 | block) -> creator;
+        # only read when the dictionaries name private sequences (implicit VR).
+        creators: dict[int, str] | None = {} if _PRIVATE_SQ and not syntax.explicit else None
         while True:
             if end is not None:
                 if src.pos >= end:
@@ -363,14 +393,34 @@ class _Walker:
                 return
             if top and tag == _PIXEL_DATA_TAG:
                 self.ow_offset = _check_pixel_data(self.pixel_rule, vr, length, start)
-            self.value(syntax, tag, vr, length, depth, top)
+            private = False
+            if creators is not None and tag & 0x10000:
+                element = tag & 0xFFFF
+                if 0x10 <= element <= 0xFF and length <= _MAX_CREATOR:
+                    raw = src.read(length)
+                    creators[((tag >> 16) << 8) | element] = raw.decode("latin-1").strip(" \0")
+                    if top and tag in self.wanted:
+                        self.raw[tag] = raw
+                        self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
+                        self.found_vr[tag] = vr
+                    continue
+                private = element >= 0x1000 and _private_sequence(tag, creators)
+            self.value(syntax, tag, vr, length, depth, top, private)
 
     def value(
-        self, syntax: _Syntax, tag: int, vr: bytes, length: int, depth: int, top: bool
+        self,
+        syntax: _Syntax,
+        tag: int,
+        vr: bytes,
+        length: int,
+        depth: int,
+        top: bool,
+        private: bool = False,
     ) -> None:
         src = self.source
         is_sequence = vr == b"SQ" or (
-            not syntax.explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
+            not syntax.explicit
+            and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
         )
         if is_sequence or (vr == b"UN" and length == _UNDEFINED):
             # PS3.5 6.2.2: UN of undefined length holds a sequence in implicit VR LE.
@@ -467,6 +517,7 @@ def _walk_buffer(
         implicit_header = syntax.implicit_header.unpack_from
         explicit_header = syntax.explicit_header.unpack_from
         u32 = syntax.u32.unpack_from
+        creators: dict[int, str] | None = {} if _PRIVATE_SQ and not explicit else None
         while True:
             if end is not None:
                 if pos >= end:
@@ -503,8 +554,22 @@ def _walk_buffer(
                 return pos
             if tag == _PIXEL_DATA_TAG and top:
                 ow_offset[0] = _check_pixel_data(pixel_rule, vr, length, start)
+            private = False
+            if creators is not None and group & 1:
+                if 0x10 <= element <= 0xFF and length <= _MAX_CREATOR:
+                    if pos + length > size:
+                        raise DatasetError(f"data set ends inside an element at offset {pos}")
+                    raw = buf[pos : pos + length]
+                    creators[(group << 8) | element] = raw.decode("latin-1").strip(" \0")
+                    if top and tag in wanted:
+                        raw_values[tag] = raw
+                        found[tag] = raw.decode("latin-1").rstrip("\0 ")
+                        found_vr[tag] = vr
+                    pos += length
+                    continue
+                private = element >= 0x1000 and _private_sequence(tag, creators)
             is_sequence = vr == b"SQ" or (
-                not explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
+                not explicit and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
             )
             if is_sequence or (vr == b"UN" and length == _UNDEFINED):
                 inner = syntax if is_sequence else _IMPLICIT_LE

@@ -176,3 +176,39 @@ def test_check_config_shows_where_a_sample_would_go(server: Recorder, in_tmp: Pa
     assert result.stdout.splitlines()[-1] == (
         "--output-template: pydicom's CT_small.dcm would be stored as 1CT1/20040119_UNKNOWN/CT.dcm"
     )
+
+
+# --- --quarantine-dir -------------------------------------------------------------------
+
+
+def test_quarantine_options_reach_the_config(server: Recorder, in_tmp: Path) -> None:
+    (in_tmp / "out").mkdir()
+    (in_tmp / "quarantine").mkdir()
+    result = run(
+        *("-od", "out", "--quarantine-dir", "quarantine", "--quarantine-limit", "500M", "104")
+    )
+    assert result.exit_code == 0, result.output
+    config = server.configs[0]
+    assert config.quarantine_directory == Path("quarantine")
+    assert config.quarantine_limit == 500 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--quarantine-dir", "missing"], "(missing: Directory does not exist)"),
+        (["--quarantine-dir", "."], "(.: must not be inside the output directory)"),
+        (
+            ["-od", ".", "--quarantine-dir", "out/q"],
+            "(out/q: must not be inside the output directory)",
+        ),
+    ],
+)
+def test_unusable_quarantine_exits_1(
+    server: Recorder, in_tmp: Path, args: list[str], message: str
+) -> None:
+    (in_tmp / "out" / "q").mkdir(parents=True)
+    result = run(*args, "104")
+    assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
+    assert f"error: Invalid value for option --quarantine-dir {message}" in result.stderr
+    assert server.configs == []

@@ -67,7 +67,8 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -109,10 +110,12 @@ from dcmrecv.storage.naming import (
     check_extension,
     is_valid_uid,
     plan_path,
+    printable,
     short_unique_name,
     uuid_uid,
 )
 from dcmrecv.storage.placement import Arrival, renamed, template_plan, template_values
+from dcmrecv.storage.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +318,12 @@ class InstanceStore:
             else None
         )
         self._short = False
+        #: ``--quarantine-dir``: None when not set.
+        self.quarantine = (
+            Quarantine(config.quarantine_directory, config.quarantine_limit)
+            if config.quarantine_directory is not None
+            else None
+        )
 
     def shortage(self) -> str | None:
         """Why storing is refused now (``--min-free-space``), or None.  The first
@@ -368,8 +377,10 @@ class InstanceStore:
         calling_aetitle: str,
         called_aetitle: str = "",
         peer_address: str = "",
+        association_serial: int | None = None,
     ) -> IncomingInstance:
-        """``called_aetitle`` and ``peer_address`` serve ``--output-template``."""
+        """``called_aetitle`` and ``peer_address`` serve ``--output-template``, they
+        and ``association_serial`` the quarantine's sidecar."""
         if self.config.output_policy is not None:
             self.config.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
@@ -386,6 +397,7 @@ class InstanceStore:
             calling_aetitle=calling_aetitle,
             called_aetitle=called_aetitle,
             peer_address=peer_address,
+            association_serial=association_serial,
         )
 
 
@@ -423,8 +435,10 @@ class _FileInstance(IncomingInstance):
         calling_aetitle: str,
         called_aetitle: str = "",
         peer_address: str = "",
+        association_serial: int | None = None,
     ) -> None:
         self._store = store
+        self._association_serial = association_serial
         self._called_aetitle = called_aetitle
         self._peer_address = peer_address
         #: When the C-STORE request arrived ({ReceivedDate}, {ReceivedTime}).
@@ -463,8 +477,10 @@ class _FileInstance(IncomingInstance):
         self.write_many([view if view.format == "B" and view.ndim == 1 else view.cast("B")])
 
     def write_many(self, fragments: Sequence[memoryview]) -> None:
-        if self._finished or self._refusal is not None or self._error is not None:
+        if self._finished or self._error is not None:
             return
+        if self._refusal is not None and self._store.quarantine is None:
+            return  # refused already; kept only for a quarantine
         size = sum(fragment.nbytes for fragment in fragments)
         self._received += size
         pending = self._pending
@@ -568,19 +584,59 @@ class _FileInstance(IncomingInstance):
         if self._finished:
             return _failure(STATUS_CANNOT_UNDERSTAND, "instance already finished")
         self._finished = True
-        if self._refusal is not None:
-            return self._refusal
         if self._error is not None:
+            self._remove_temp()
             return _out_of_resources(self._error)
-        try:
-            result = self._commit()
-        except OSError as exc:
-            result = _out_of_resources(exc)
+        if self._refusal is not None:
+            result = self._refusal
+        else:
+            try:
+                result = self._commit()
+            except OSError as exc:
+                result = _out_of_resources(exc)
         if result.status != STATUS_SUCCESS:
+            if result.status != STATUS_OUT_OF_RESOURCES and self._store.quarantine is not None:
+                result = self._quarantine(result)
             self._remove_temp()
         else:
             self._close_fds()
         return result
+
+    def _quarantine(self, result: StoreResult) -> StoreResult:
+        """Move what arrived to the quarantine with a sidecar saying why; the result's
+        reason then says where it went (or why it could not)."""
+        quarantine = self._store.quarantine
+        assert quarantine is not None
+        record = {
+            "association": {
+                "calling_ae_title": printable(self._calling_aetitle),
+                "called_ae_title": printable(self._called_aetitle),
+                "peer": printable(self._peer_address),
+                "serial": self._association_serial,
+            },
+            "status": f"0x{result.status:04X}",
+            "reason": result.reason or result.error_comment,
+            "time": datetime.now(UTC).isoformat(),
+            "sop_class_uid": printable(self._sop_class_uid, 128),
+            "sop_instance_uid": printable(self._sop_instance_uid, 128),
+            "content": "part10" if self._meta_length else "data set",
+        }
+        try:
+            fd = self._fd if self._fd is not None else self._create_temp()
+            if self._pending:
+                _write_all(fd, self._pending)
+                del self._pending[:]
+            assert self._root_fd is not None and self._temp_name is not None
+            kept = quarantine.keep(self._root_fd, self._temp_name, fd, record)
+        except OSError as exc:
+            note = f"not quarantined: {exc.strerror or exc}"
+        else:
+            if kept is None:
+                note = f"not quarantined: larger than --quarantine-limit {quarantine.limit}"
+            else:
+                self._temp_name = None
+                note = f"quarantined as {quarantine.directory / kept}"
+        return replace(result, reason=f"{result.reason or result.error_comment}; {note}")
 
     def _commit(self) -> StoreResult:
         store = self._store

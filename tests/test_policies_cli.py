@@ -212,3 +212,37 @@ def test_unusable_quarantine_exits_1(
     assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
     assert f"error: Invalid value for option --quarantine-dir {message}" in result.stderr
     assert server.configs == []
+
+
+# --- storescp ---------------------------------------------------------------------------
+
+
+def run_storescp(*args: str) -> Result:
+    from dcmrecv.commands.storescp import main as storescp_main
+
+    return CliRunner().invoke(storescp_main, list(args), prog_name="storescp")
+
+
+def test_storescp_takes_the_policies_but_the_template(server: Recorder, in_tmp: Path) -> None:
+    (in_tmp / "q").mkdir()
+    (in_tmp / "out").mkdir()
+    result = run_storescp(
+        *("-od", "out", "--on-duplicate", "rename", "--min-free-space", "1G"),
+        *("--quarantine-dir", "q", "104"),
+    )
+    assert result.exit_code == 0, result.output
+    config = server.configs[0]
+    assert config.on_duplicate is DuplicatePolicy.RENAME
+    assert config.min_free_space == parse_watermark("1G")
+    assert config.quarantine_directory == Path("q")
+    # storescp's naming and sorting options decide its paths: no template option.
+    refused = run_storescp("--output-template", "{PatientID}", "104")
+    assert refused.exit_code == 1
+    assert "Unknown option --output-template" in refused.stderr
+
+
+def test_storescp_check_config(server: Recorder, in_tmp: Path) -> None:
+    result = run_storescp("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default")
+    assert result.exit_code == 0, result.output
+    assert "CTImageStorage (1.2.840.10008.5.1.4.1.1.2)" in result.stdout.splitlines()
+    assert server.configs == []

@@ -30,7 +30,7 @@ import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.boundedread import FileTooLarge
 from dcmrecv.commands import common as dcmtkcli
-from dcmrecv.commands import rules
+from dcmrecv.commands import policy_options, rules
 from dcmrecv.commands.argv import (
     ArgvError,
     CommandLine,
@@ -48,7 +48,6 @@ from dcmrecv.commands.tls_options import tls_settings
 from dcmrecv.config import (
     MAX_MAX_PDU,
     MIN_MAX_PDU,
-    DuplicatePolicy,
     FilenameMode,
     IPNetwork,
     ReceiverConfig,
@@ -57,9 +56,7 @@ from dcmrecv.config import (
 )
 from dcmrecv.logs.layout import BASE_LOGGER
 from dcmrecv.storage.dictionary import DictionaryError
-from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.naming import PlanError, check_extension
-from dcmrecv.storage.template import TemplateError, check_fallback, parse_template
 from dcmrecv.wire import tls
 
 APPNAME = "dcmrecv"
@@ -218,61 +215,6 @@ def _accept_from(cmdline: CommandLine) -> rules.Fields:
     return {"accept_from": accept_from_networks(values)} if values else {}
 
 
-def _invalid(occurrence: Occurrence, why: object) -> ArgvError:
-    return ArgvError(f"Invalid value for option {occurrence.spec.long} ({why})")
-
-
-def _output_template(occurrence: Occurrence) -> object:
-    # Parsed after DCMDICTPATH is installed, so the dictionary's names work too;
-    # a template that could leave the output directory is refused here (exit 1).
-    try:
-        return parse_template(occurrence.values[0])
-    except TemplateError as exc:
-        raise _invalid(occurrence, exc) from None
-
-
-def _template_fallback(occurrence: Occurrence) -> str:
-    try:
-        return check_fallback(occurrence.values[0])
-    except TemplateError as exc:
-        raise _invalid(occurrence, exc) from None
-
-
-def _on_duplicate(occurrence: Occurrence) -> DuplicatePolicy:
-    try:
-        return DuplicatePolicy(occurrence.values[0])
-    except ValueError:
-        choices = ", ".join(policy.value for policy in DuplicatePolicy)
-        raise _invalid(occurrence, f"expected one of {choices}") from None
-
-
-def _watermark(occurrence: Occurrence) -> object:
-    try:
-        return parse_watermark(occurrence.values[0])
-    except ValueError as exc:
-        raise _invalid(occurrence, exc) from None
-
-
-def _size(occurrence: Occurrence) -> int:
-    try:
-        mark = parse_watermark(occurrence.values[0])
-    except ValueError as exc:
-        raise _invalid(occurrence, exc) from None
-    if mark.size is None or mark.size <= 0:
-        raise _invalid(occurrence, "expected a size such as 1G or 500M")
-    return mark.size
-
-
-#: Storage policies (our own options, after the port): all off by default.
-POLICY_OPTIONS: tuple[rules.Rule, ...] = (
-    rules.value("--output-template", "output_template", _output_template),
-    rules.value("--template-fallback", "template_fallback", _template_fallback),
-    rules.value("--on-duplicate", "on_duplicate", _on_duplicate),
-    rules.value("--min-free-space", "min_free_space", _watermark),
-    rules.value("--quarantine-dir", "quarantine_directory", lambda o: Path(o.values[0])),
-    rules.value("--quarantine-limit", "quarantine_limit", _size),
-)
-
 #: dcmrecv's options before the port, in the order DCMTK checks their values.
 OPTIONS_BEFORE_PORT: tuple[rules.Rule, ...] = (
     # network options
@@ -320,7 +262,7 @@ OPTIONS_AFTER_PORT: tuple[rules.Rule, ...] = (
     rules.value("--shutdown-timeout", "shutdown_timeout", lambda o: option_number(o, 0.0)),
     _accept_calling,
     _accept_from,
-    *POLICY_OPTIONS,
+    *policy_options.POLICY_OPTIONS,
 )
 
 
@@ -361,42 +303,6 @@ def output_directory_problem(path: Path) -> str | None:
     if not os.access(path, os.W_OK):
         return "Directory is not writable"
     return None
-
-
-def quarantine_problem(config: ReceiverConfig) -> str | None:
-    """Why ``--quarantine-dir`` cannot be used, or None.  It must be a writable
-    directory outside the output directory, so a refused data set never appears
-    among the stored ones."""
-    quarantine = config.quarantine_directory
-    if quarantine is None:
-        return None
-    problem = output_directory_problem(quarantine)
-    if problem is not None:
-        return f"{quarantine}: {problem}"
-    inner, outer = quarantine.resolve(), config.output_directory.resolve()
-    if inner == outer or outer in inner.parents:
-        return f"{quarantine}: must not be inside the output directory"
-    return None
-
-
-def check_config(config: ReceiverConfig) -> None:
-    """``--check-config``: the negotiation table on stdout, likely mistakes as W: lines,
-    and with ``--output-template`` the path of a sample data set."""
-    from dcmrecv.commands import checkconfig
-    from dcmrecv.negotiation.asconfig import verification_only_profile
-
-    profile = config.profile or verification_only_profile()
-    click.echo("\n".join(checkconfig.negotiation_table(profile)))
-    for warning in checkconfig.profile_warnings(profile):
-        log.warning("%s", warning)
-    if config.output_template is not None:
-        import pydicom
-        from pydicom.data import get_testdata_file
-
-        sample = get_testdata_file("CT_small.dcm")
-        dataset = pydicom.dcmread(str(sample), stop_before_pixels=True)
-        path = checkconfig.sample_path(dataset, config.output_template, config.template_fallback)
-        click.echo(f"--output-template: pydicom's CT_small.dcm would be stored as {path}")
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -446,7 +352,9 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             "no configuration file specified, SCP will only support the Verification SOP Class"
         )
     if cmdline.has("--check-config"):
-        check_config(config)
+        policy_options.check_config(
+            config.profile, config.output_template, config.template_fallback
+        )
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     titles = set(config.accept_calling or ())
@@ -470,7 +378,9 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
-    problem = quarantine_problem(config)
+    problem = policy_options.quarantine_problem(
+        config.quarantine_directory, config.output_directory
+    )
     if problem is not None:
         raise CommandLineError(
             f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet

@@ -34,10 +34,12 @@ import enum
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Final
 
-from dcmrecv.commands import argv, rules
+from dcmrecv.commands import argv, policy_options, rules
 from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
+from dcmrecv.config import DEFAULT_QUARANTINE_LIMIT, DuplicatePolicy
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
@@ -47,6 +49,7 @@ from dcmrecv.ops.storescp_session import (
     compile_template,
 )
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
+from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.sorting import SortMode, check_prefix
 
 APPNAME: Final = "storescp"
@@ -149,6 +152,15 @@ def _own_specs() -> list[OptionSpec]:
 
     output = "output options:"
     table.reuse(output, "general:", "--output-directory", "--no-fsync")
+    table.reuse(
+        output,
+        "storage policies (not in DCMTK):",
+        "--on-duplicate",
+        "--min-free-space",
+        "--quarantine-dir",
+        "--quarantine-limit",
+        "--check-config",
+    )
     add = section(output, "bit preserving mode:")
     add("--normal", "-B", "allow implicit format conversions (default)")
     add("--bit-preserving", "+B", "write data exactly as read")
@@ -495,6 +507,11 @@ class Settings:
     naming: NamingSettings = field(default_factory=NamingSettings)
     events: EventSettings = field(default_factory=EventSettings)
     verbose_pc: bool = False
+    # Storage policies (dcmrecv.commands.policy_options): all off by default.
+    on_duplicate: DuplicatePolicy = DuplicatePolicy.OVERWRITE
+    min_free_space: Watermark | None = None
+    quarantine_directory: Path | None = None
+    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
 
 
 def _conflict(first: str, second: str) -> ArgvError:
@@ -542,6 +559,8 @@ def _refuse_unsupported(cmdline: CommandLine) -> None:
 
 
 def _port(cmdline: CommandLine) -> rules.Fields:
+    if not cmdline.params and cmdline.has("--check-config"):
+        return {}  # nothing listens
     if not cmdline.params:
         raise ArgvError("Missing parameter port")
     return {"port": argv.param_unsigned(cmdline, 1, 1, 65535)}
@@ -613,6 +632,7 @@ RULES: tuple[rules.Rule, ...] = (
     # output options: general
     rules.value("--output-directory", "output_directory", _output_directory),
     rules.flag("--no-fsync", "fsync", False),
+    *policy_options.STORESCP_OPTIONS,
 )
 
 

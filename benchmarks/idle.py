@@ -94,8 +94,11 @@ def open_associations(
     sockets: list[socket.socket] = []
     selector = selectors.DefaultSelector()
     try:
-        for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for number in range(count):
+            # 16 per source address (all of 127/8 is loopback on Linux): our receiver
+            # takes at most 32 connections from one peer (README, "Limits under load").
+            source = (f"127.0.0.{1 + number // 16}", 0)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=source)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(request)
             sock.setblocking(False)

@@ -375,8 +375,12 @@ class Pdu:
 class RawPeer:
     """One TCP connection to the receiver, driven step by step by a test."""
 
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 5.0, source: str | None = None) -> None:
+        # ``source``: another loopback address (127.0.0.2 ...) to connect from, as a
+        # second host would.
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.connected_at = time.monotonic()

@@ -1,9 +1,9 @@
 """Who may send: AE titles (``-aet``/``-uca``) and the allow-lists of calling AE titles
-(``--accept-calling``) and peer networks (``--accept-from``).
+(``--accept-calling``) and peer networks (``--accept-from``, checked at connect).
 
 Rejections carry the A-ASSOCIATE-RJ reasons of PS3.8 9.3.4: (1, 1, 3) calling AE
-title not recognized, (1, 1, 7) called AE title not recognized, (1, 1, 1) no reason
-given (DCMTK's "connecting host not allowed").
+title not recognized, (1, 1, 7) called AE title not recognized.  A peer outside
+``--accept-from`` is closed as soon as it connects, before it sends a request.
 """
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ def test_calling_ae_title_outside_the_list_is_rejected_1_1_3(tmp_path: Path) -> 
         assert rejection(associate(server.port, "modality1")) == (1, 1, 3)
 
 
-def test_peer_outside_the_networks_is_rejected_1_1_1(tmp_path: Path) -> None:
+def test_peer_outside_the_networks_is_closed_at_once(tmp_path: Path) -> None:
+    # Checked right after accept, before any request: a disallowed peer's silent
+    # connections must not take the slots of allowed senders (tests/test_overload.py).
     elsewhere = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
     with running_receiver(output_directory=tmp_path, accept_from=elsewhere) as server:
-        assert rejection(associate(server.port)) == (1, 1, 1)
+        refused = associate(server.port)
+        assert not refused.is_established and not refused.is_rejected
     loopback = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.0/8"))
     with running_receiver(output_directory=tmp_path, accept_from=loopback) as server:
         assert echo_works(associate(server.port))
@@ -223,4 +226,5 @@ def test_command_allow_lists_with_echoscu(command: Callable[..., int], tmp_path:
     blocked = command("--accept-from", "192.0.2.0/24")
     refused = echoscu(blocked, "-aet", "ECHO1")
     assert refused.returncode != 0
-    assert "Association Rejected" in refused.stderr
+    # Closed at accept, before the request is read: no A-ASSOCIATE-RJ to report.
+    assert "Association Request Failed" in refused.stderr

@@ -76,7 +76,11 @@ def test_path_list_as_dcmtk_splits_it() -> None:
     assert dictionary_paths("") == []
 
 
-DCMTK_DICTIONARIES = sorted(glob.glob("/usr/share/libdcmtk*/*.dic"))
+# Debian ships them with the library up to DCMTK 3.6.7 (libdcmtk17: /usr/share/libdcmtk17)
+# and in dcmtk-data from 3.6.9 on (Debian 13: /usr/share/dcmtk).
+DCMTK_DICTIONARIES = sorted(
+    glob.glob("/usr/share/libdcmtk*/*.dic") + glob.glob("/usr/share/dcmtk/*.dic")
+)
 
 
 @pytest.mark.dcmtk

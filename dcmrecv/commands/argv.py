@@ -200,7 +200,7 @@ def _specs() -> tuple[OptionSpec, ...]:
     add(
         "--accept-from",
         None,
-        "accept connections only from network n\n(repeatable; others: A-ASSOCIATE-RJ 1,1,1)",
+        "accept connections only from network n\n(repeatable; others are closed at connect)",
         nargs=1,
         values="[n]etwork: address or CIDR, e.g. 10.0.0.0/8",
     )

@@ -5,6 +5,13 @@ gets its own thread at once.  The accept loop waits in ``select`` on the listeni
 socket and a wake-up pipe written by the signal handlers (``signal.set_wakeup_fd``),
 so it neither polls nor sleeps, and SIGTERM/SIGINT are seen immediately.
 
+Overload: ``--accept-from`` is checked as soon as a connection is accepted (a
+disallowed peer is closed at once, without a thread); the per-peer and total
+connection limits are the policy of ``admission.py``, applied here.  When accept
+fails for want of descriptors (EMFILE/ENFILE) the listener is left alone for a
+moment instead of being retried in a busy loop; the connections wait in the
+listen backlog.
+
 Shut-down (SIGTERM, SIGINT, or ``Server.stop()``): stop accepting, abort idle
 associations, let running C-STOREs finish for up to ``shutdown_timeout`` seconds,
 then abort the rest and return exit code 0.
@@ -12,46 +19,84 @@ then abort the rest and return exit code 0.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
+import struct
 import threading
 import time
+from dataclasses import dataclass, replace
 from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
 from dcmrecv.exitcodes import EXITCODE_CANNOT_START_SCP_AND_LISTEN, EXITCODE_NO_ERROR
 from dcmrecv.storage.writer import InstanceStore
+from dcmrecv.wire import admission
+from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
 from dcmrecv.wire.association import Association
 
 log = logging.getLogger(__name__)
 
-#: Connections we hold open at most, admitted or still negotiating.  Beyond this a
-#: new connection is closed at once, so a connection flood cannot exhaust threads
-#: or file descriptors; ``--max-associations`` is the user-facing limit below it.
-MAX_CONNECTIONS = 512
+#: Connections we hold open at most, admitted or still negotiating (admission.Limits);
+#: ``--max-associations`` is the user-facing limit below it.
+MAX_CONNECTIONS = DEFAULT_LIMITS.max_connections
+#: Descriptors one association holds while it receives a data set (measured: the
+#: socket, the temporary file and its directory); the README's figure.
+DESCRIPTORS_PER_ASSOCIATION = 3
+#: Out of descriptors: how long the listener is left alone before accept is tried again.
+ACCEPT_PAUSE = 0.2
+#: Overload messages (out of descriptors, a peer over its limit, --accept-from) are
+#: logged at most once per this many seconds, with a count of the others.
+LOG_INTERVAL = 10.0
 #: The kernel caps this at net.core.somaxconn (4096 on current Linux); a short
 #: queue drops SYNs in a burst and senders then wait a second per retry.
 _LISTEN_BACKLOG = 4096
 
 
+@dataclass
+class _Held:
+    """What the server knows about a connection it serves."""
+
+    peer: str  # admission.peer_key of the address
+    accepted_at: float
+    #: Over a limit: served only to answer its request with A-ASSOCIATE-RJ (2,3,2).
+    refusing: bool
+    #: Closed to make room; no longer counted against its peer.
+    reclaimed: bool = False
+
+
 class Server:
     """A bound, listening receiver.  ``serve_forever`` runs until ``stop``."""
 
-    def __init__(self, config: ReceiverConfig) -> None:
+    def __init__(self, config: ReceiverConfig, limits: Limits = DEFAULT_LIMITS) -> None:
         self.config = config
+        self.limits = limits
         self.store = InstanceStore(config)
         self._listener = _listen(config.bind_address, config.port)
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._associations: set[Association] = set()
+        self._associations: dict[Association, _Held] = {}
         self._admitted = 0
+        self._tally = admission.Tally()
+        self._refusing = 0
         self._threads: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stopping = False
+        #: Near a limit a connection gets a short time to send its request (PS3.8 9.1.5).
+        self._hurried_config = replace(
+            config, acse_timeout=min(config.acse_timeout, limits.hurried_request_timeout)
+        )
+        #: Until then new connections are hurried: descriptors ran out recently.
+        self._short_until = 0.0
+        self._log_descriptors = Throttle(LOG_INTERVAL)
+        self._log_not_allowed = Throttle(LOG_INTERVAL)
+        self._log_over_limit = Throttle(LOG_INTERVAL)
+        self._log_reclaim = Throttle(LOG_INTERVAL)
 
     # --- admission ----------------------------------------------------------------
 
@@ -68,10 +113,18 @@ class Server:
             association.run()
         finally:
             with self._lock:
-                if association.admitted:
-                    self._admitted -= 1
-                self._associations.discard(association)
-                self._threads.discard(threading.current_thread())
+                self._forget(association, threading.current_thread())
+
+    def _forget(self, association: Association, thread: threading.Thread) -> None:
+        """Count an ended connection out.  Holds the lock."""
+        if association.admitted:
+            self._admitted -= 1
+        held = self._associations.pop(association)
+        if held.refusing:
+            self._refusing -= 1
+        elif not held.reclaimed:
+            self._tally.remove(held.peer)
+        self._threads.discard(thread)
 
     # --- accept loop ----------------------------------------------------------------
 
@@ -82,42 +135,165 @@ class Server:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
+        resume_at: float | None = None  # the listener is paused until then
         try:
             while not self._stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self._listener:
-                        self._accept()
-                    else:
+                timeout = None
+                if resume_at is not None:
+                    timeout = resume_at - time.monotonic()
+                    if timeout <= 0:
+                        selector.register(self._listener, selectors.EVENT_READ)
+                        resume_at, timeout = None, None
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is not self._listener:
                         os.read(self._wake_r, 512)  # a signal or stop(); loop re-checks
+                    elif not self._accept():
+                        # Out of descriptors (or kernel memory): the listener stays
+                        # readable, so selecting on it again would spin.  Waiting
+                        # connections stay in the listen backlog meanwhile.
+                        selector.unregister(self._listener)
+                        resume_at = time.monotonic() + ACCEPT_PAUSE
         finally:
             selector.close()
             self._listener.close()
         self._drain()
 
-    def _accept(self) -> None:
+    def _accept(self) -> bool:
+        """Accept one connection and apply the admission policy; False: pause accepting."""
         try:
             sock, address = self._listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # e.g. EMFILE: keep serving the others
-            log.error("cannot accept connection: %s", exc)
-            return
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return True  # nothing there, or the peer gave up before we took it
+        except OSError as exc:
+            if exc.errno in _NETWORK_ERRORS:
+                return True
+            self._cannot_accept(exc)
+            return False
+        peer = address[0]
+        now = time.monotonic()
+        if not admission.address_allowed(peer, self.config.accept_from):
+            # Closed at once, no thread: silent connections from elsewhere must not
+            # take the slots of the senders that are allowed.
+            sock.close()
+            held_back = self._log_not_allowed.note(now)
+            if held_back is not None:
+                log.error(
+                    "Connecting host %s is not in --accept-from: connection closed%s",
+                    peer,
+                    _repeated(held_back),
+                )
+            return True
         with self._lock:
-            if len(self._associations) >= MAX_CONNECTIONS or self._stopping:
-                log.warning("too many open connections; closing the one from %s", address[0])
+            if self._stopping:
                 sock.close()
-                return
+                return True
+            held = self._place(admission.peer_key(peer), peer, now)
+            if held is None:
+                sock.close()
+                return True
             sock.setblocking(True)
-            association = Association(sock, address[:2], self.config, self.store, self._admit)
+            config = self.config
+            if held.refusing or self._hurried(now):
+                config = self._hurried_config
+            admit = _refuse if held.refusing else self._admit
+            association = Association(sock, address[:2], config, self.store, admit)
             thread = threading.Thread(
                 target=self._run_association,
                 args=(association,),
                 name=f"association-{address[0]}:{address[1]}",
                 daemon=True,
             )
-            self._associations.add(association)
+            self._associations[association] = held
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or tasks
+            with self._lock:
+                self._forget(association, thread)
+            sock.close()
+            self._cannot_accept(OSError(errno.EAGAIN, str(exc)))
+            return False
+        return True
+
+    def _hurried(self, now: float) -> bool:
+        return now < self._short_until or self._tally.total >= self.limits.pressure_at
+
+    def _place(self, peer: str, address: str, now: float) -> _Held | None:
+        """Count a new connection in, making room if need be; None: close it.  Holds the lock."""
+        limits = self.limits
+        verdict = admission.admit(
+            self._tally.count(peer), self._tally.total, limits, now < self._short_until
+        )
+        if verdict in (Verdict.MAKE_ROOM_IN_PEER, Verdict.MAKE_ROOM):
+            within = peer if verdict is Verdict.MAKE_ROOM_IN_PEER else None
+            if not self._reclaim(now, within, "Connection limit reached"):
+                full = (
+                    f"{address} holds {self._tally.count(peer)} connections, the limit per peer"
+                    if within is not None
+                    else f"{self._tally.total} connections are open, the limit"
+                )
+                if admission.excess(self._refusing, limits) is Excess.CLOSE:
+                    self._note_over_limit(now, f"{full}; closing the one from {address}")
+                    return None
+                self._note_over_limit(
+                    now, f"{full}; answering the next request with A-ASSOCIATE-RJ (2,3,2)"
+                )
+                self._refusing += 1
+                return _Held(peer, now, refusing=True)
+        self._tally.add(peer)
+        return _Held(peer, now, refusing=False)
+
+    def _reclaim(self, now: float, peer: str | None, why: str) -> bool:
+        """Close the quietest connection (of ``peer``, if given) to make room.  Holds the lock."""
+        candidates = [
+            Candidate(association, held.peer, association.admitted, _quiet(association, held, now))
+            for association, held in self._associations.items()
+            if not held.refusing and not held.reclaimed and (peer is None or held.peer == peer)
+        ]
+        chosen = admission.choose_reclaim(candidates, self.limits, peer)
+        if chosen is None:
+            return False
+        held = self._associations[chosen.key]
+        held.reclaimed = True
+        self._tally.remove(held.peer)
+        held_back = self._log_reclaim.note(now)
+        if held_back is not None:
+            log.warning(
+                "%s: closing the quietest connection, from %s (nothing received for %.0f s)%s",
+                why,
+                chosen.key.address[0],
+                chosen.quiet,
+                _repeated(held_back),
+            )
+        # In a thread of its own: an A-ABORT to a peer that does not read must not
+        # hold up the accept loop.
+        threading.Thread(target=chosen.key.force_stop, name="reclaim", daemon=True).start()
+        return True
+
+    def _note_over_limit(self, now: float, text: str) -> None:
+        held_back = self._log_over_limit.note(now)
+        if held_back is not None:
+            log.warning("Too many connections: %s%s", text, _repeated(held_back))
+
+    def _cannot_accept(self, exc: OSError) -> None:
+        now = time.monotonic()
+        short = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EAGAIN)
+        with self._lock:
+            held = self._tally.total
+            if short:
+                self._short_until = now + LOG_INTERVAL
+                # Descriptors are the limit now: quiet connections make room, as at
+                # the connection limit.
+                self._reclaim(now, None, "Out of descriptors")
+        held_back = self._log_descriptors.note(now)
+        if held_back is not None:
+            log.error(
+                "Cannot accept connections: %s (%d connections open); trying again in %g s%s",
+                exc.strerror or exc,
+                held,
+                ACCEPT_PAUSE,
+                _repeated(held_back),
+            )
 
     # --- stopping -------------------------------------------------------------------
 
@@ -154,6 +330,75 @@ class Server:
             return list(self._threads)
 
 
+#: accept(2), "Error handling": on Linux these are the new connection's pending
+#: network errors, to be treated like EAGAIN, not as a failure of the listener.
+_NETWORK_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENETDOWN",
+        "EPROTO",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
+
+
+def _refuse() -> bool:
+    """The admission callback of a connection over a limit: A-ASSOCIATE-RJ (2,3,2)."""
+    return False
+
+
+def _repeated(held_back: int) -> str:
+    return f" (and {held_back} more times in the last {LOG_INTERVAL:g} s)" if held_back else ""
+
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+#: struct tcp_info (linux/tcp.h): eight one-byte fields, then u32 rto, ato, snd_mss,
+#: rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent, last_ack_sent,
+#: last_data_recv (ms since the peer last sent data; since connect if it never did).
+_LAST_DATA_RECV = struct.Struct("=I")
+_LAST_DATA_RECV_OFFSET = 8 + 11 * 4
+
+
+def _quiet(association: Association, held: _Held, now: float) -> float:
+    """Seconds since the peer last sent anything, as the kernel knows it.
+
+    The kernel's figure needs no bookkeeping in the association's hot path; where
+    it is not available, the time since accept stands in.
+    """
+    sock = getattr(association, "sock", None)
+    if _TCP_INFO is not None and sock is not None:
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+            return float(_LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_OFFSET)[0]) / 1000
+        except (OSError, struct.error):
+            pass
+    return now - held.accepted_at
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit of open files to the hard limit; returns the limit in force.
+
+    systemd starts services with a soft limit of 1024, which about 340 associations
+    receiving at once use up; the hard limit is the administrator's choice.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit on some kernels
+            log.debug("cannot raise the open file limit from %d to %d: %s", soft, hard, exc)
+            return soft
+        log.debug("open file limit (RLIMIT_NOFILE) raised from %d to %d", soft, hard)
+        return hard
+    return soft
+
+
 def _listen(address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -172,6 +417,16 @@ def _listen(address: str, port: int) -> socket.socket:
 def serve(config: ReceiverConfig) -> int:
     """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code."""
     log.info("starting service class provider and listening ...")
+    descriptors = raise_descriptor_limit()
+    if (
+        descriptors != resource.RLIM_INFINITY
+        and descriptors < MAX_CONNECTIONS * DESCRIPTORS_PER_ASSOCIATION
+    ):
+        log.warning(
+            "open file limit is %d: about %d associations receiving at once use it up",
+            descriptors,
+            descriptors // DESCRIPTORS_PER_ASSOCIATION,
+        )
     try:
         server = Server(config)
     except OSError as exc:

@@ -6,6 +6,7 @@ configuration the command hands to it and what the user sees.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,7 +224,23 @@ def run_storescp(*args: str) -> Result:
     return CliRunner().invoke(storescp_main, list(args), prog_name="storescp")
 
 
-def test_storescp_takes_the_policies_but_the_template(server: Recorder, in_tmp: Path) -> None:
+@pytest.fixture
+def storescp_dialect_removed() -> Iterator[None]:
+    """storescp rewrites the engine's log lines in its own words (a filter on the
+    engine's loggers); in this process, the other tests want dcmrecv's."""
+    yield
+    from dcmrecv.commands.storescp import StorescpLogDialect
+
+    for name in ("dcmrecv.wire.association", "dcmrecv.wire.server"):
+        logger = logging.getLogger(name)
+        for existing in list(logger.filters):
+            if isinstance(existing, StorescpLogDialect):
+                logger.removeFilter(existing)
+
+
+def test_storescp_takes_the_policies_but_the_template(
+    server: Recorder, in_tmp: Path, storescp_dialect_removed: None
+) -> None:
     (in_tmp / "q").mkdir()
     (in_tmp / "out").mkdir()
     result = run_storescp(
@@ -246,3 +263,13 @@ def test_storescp_check_config(server: Recorder, in_tmp: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "CTImageStorage (1.2.840.10008.5.1.4.1.1.2)" in result.stdout.splitlines()
     assert server.configs == []
+
+
+def test_a_template_without_the_instance_uid_is_warned_about(
+    server: Recorder, in_tmp: Path
+) -> None:
+    result = run("--output-template", "{PatientID}/{StudyDate}.dcm", "104")
+    assert result.exit_code == 0, result.output
+    assert "W: --output-template '{PatientID}/{StudyDate}.dcm' names neither" in result.stderr
+    quiet = run("--output-template", "{PatientID}/{00080018}.dcm", "104")
+    assert "names neither" not in quiet.stderr

@@ -378,6 +378,9 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+    warning = policy_options.template_warning(config.output_template)
+    if warning is not None:
+        log.warning("%s", warning)
     problem = policy_options.quarantine_problem(
         config.quarantine_directory, config.output_directory
     )

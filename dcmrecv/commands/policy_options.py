@@ -86,6 +86,19 @@ POLICY_OPTIONS: tuple[rules.Rule, ...] = (
 )
 
 
+def template_warning(template: Template | None) -> str | None:
+    """A template that names no per-instance value puts several instances under one
+    name, where ``--on-duplicate`` then decides (by default: the last one stays)."""
+    if template is None or template.uses("SOPInstanceUID") or template.uses("UniqueName"):
+        return None
+    if 0x00080018 in template.tags:
+        return None
+    return (
+        f"--output-template {template.text!r} names neither {{SOPInstanceUID}} nor "
+        "{UniqueName}: instances with the same values share one file (--on-duplicate)"
+    )
+
+
 def _directory_problem(path: Path) -> str | None:
     if not path.is_dir():
         return "Directory does not exist"
@@ -120,6 +133,9 @@ def check_config(profile: Profile | None, template: Template | None, fallback: s
     for warning in checkconfig.profile_warnings(profile):
         log.warning("%s", warning)
     if template is not None:
+        shared = template_warning(template)
+        if shared is not None:
+            log.warning("%s", shared)
         import pydicom
         from pydicom.data import get_testdata_file
 

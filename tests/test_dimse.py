@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from io import BytesIO
 
 import pytest
@@ -12,6 +13,8 @@ from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
 from pynetdicom.dsutils import decode as _decode
 
 from dcmrecv.wire import dimse
+from tests import rawpeer
+from tests.conftest import running_receiver
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -122,3 +125,38 @@ def test_fuzz_commands_decode_or_raise_command_error(raw: bytes) -> None:
 )
 def test_status_texts_are_dcmtks(status: int, text: str) -> None:
     assert dimse.store_status_text(status) == text
+
+
+# --- C-CANCEL-RQ: no Message ID, a Message ID Being Responded To ------------------------------
+
+
+def _cancel_rq(responded_to: int) -> bytes:
+    # C-CANCEL-RQ (PS3.7 9.3.2.3, E.1): Command Field 0FFF, Message ID Being
+    # Responded To, Command Data Set Type 0101 (none); no Message ID element.
+    return rawpeer.command_set(
+        rawpeer.element(0x0100, rawpeer.us(0x0FFF)),
+        rawpeer.element(0x0120, rawpeer.us(responded_to)),
+        rawpeer.element(0x0800, rawpeer.us(0x0101)),
+    )
+
+
+def test_cancel_request_decodes_with_the_id_it_cancels() -> None:
+    command = dimse.decode_command(_cancel_rq(5))
+    assert command.command_field == dimse.C_CANCEL_RQ
+    assert command.message_id_being_responded_to == 5
+    assert not command.has_data_set
+
+
+def test_cancel_request_is_ignored_and_the_association_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="dcmrecv")
+    with running_receiver() as server, rawpeer.RawPeer(server.port) as peer:
+        peer.associate()
+        peer.send(rawpeer.message(1, True, _cancel_rq(1)))
+        peer.send(rawpeer.message(1, True, rawpeer.c_echo_rq(message_id=2)))
+        fields = peer.receive_command()
+        assert rawpeer.status_of(fields) == 0x0000
+        peer.release()
+    assert "Received C-CANCEL Request (MsgID 1): nothing to cancel" in caplog.text
+    assert "Malformed DIMSE command" not in caplog.text

@@ -75,6 +75,15 @@ def test_rejected_association_is_unhealthy(capsys: pytest.CaptureFixture[str]) -
         code, out = probe(capsys, "--aec", "ELSEWHERE", "127.0.0.1", srv.port)
     assert code == EXITCODE_UNHEALTHY
     assert "association rejected: result 1, source 1, reason 7" in out
+    # The reason in words comes from the A-ASSOCIATE-RJ table the receiver uses (PS3.8 9.3.4).
+    assert "(called AE title not recognized)" in out
+
+
+def test_abort_reason_is_named_from_the_pdu_table() -> None:
+    # A-ABORT: type 07, length 4; reserved, reserved, source 2 (provider), reason 2.
+    abort = bytes.fromhex("07 00 00000004 00 00 02 02")
+    with pytest.raises(Unhealthy, match=r"source 2, reason 2 \(unexpected PDU\)$"):
+        decode_associate_reply(abort[0], abort[6:])
 
 
 def test_receiver_refusing_verification_is_unhealthy(

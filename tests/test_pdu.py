@@ -18,7 +18,7 @@ from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_primitives as pp
 
 from dcmrecv.wire import pdu
-from dcmrecv.wire.pdu import AbortReason, ProtocolError
+from dcmrecv.wire.pdu import AbortReason, AbortSource, ProtocolError
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
@@ -305,9 +305,9 @@ def test_buffer_reassembles_pdus_from_any_split(payload: bytes, step: int) -> No
             buffer.advance(count)
             offset += count
             continue
-        types.append(whole[0])
-        if whole[0] == pdu.P_DATA_TF:
-            for _, _, fragment in pdu.iter_pdvs(whole[1]):
+        types.append(whole.pdu_type)
+        if isinstance(whole, pdu.PDataTF):
+            for _, _, fragment in pdu.iter_pdvs(whole.body):
                 received += fragment
     assert bytes(received) == payload
     assert types[-1] == pdu.A_RELEASE_RP
@@ -320,8 +320,64 @@ def test_buffer_refuses_oversized_pdu_from_its_header_alone() -> None:
     view[:6] = b"\x01\x00\xff\xff\xff\xff"  # A-ASSOCIATE-RQ claiming 4 GiB
     del view
     buffer.advance(6)
-    with pytest.raises(ProtocolError, match="exceeds the maximum"):
+    with pytest.raises(pdu.PDUTooLong) as caught:
         buffer.next_pdu()
+    error = caught.value
+    assert (error.pdu_type, error.length, error.limit) == (
+        pdu.A_ASSOCIATE_RQ,
+        0xFFFFFFFF,
+        pdu.MAX_ASSOCIATE_RQ_LENGTH,
+    )
+    assert error.reason == AbortReason.INVALID_PDU_PARAMETER_VALUE
+
+
+def _buffer_with(data: bytes) -> pdu.PDUBuffer:
+    buffer = pdu.PDUBuffer()
+    buffer.max_lengths = {pdu.A_ABORT: 4, pdu.A_ASSOCIATE_RJ: 4, pdu.A_RELEASE_RQ: 4}
+    view = buffer.writable()
+    view[: len(data)] = data
+    del view
+    buffer.advance(len(data))
+    return buffer
+
+
+def test_next_pdu_decodes_abort_source_and_reason() -> None:
+    # A-ABORT: type 07, length 4; reserved, reserved, source 2 (provider), reason 2.
+    buffer = _buffer_with(bytes.fromhex("07 00 00000004 00 00 02 02"))
+    assert buffer.next_pdu() == pdu.Abort(AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU)
+
+
+def test_next_pdu_decodes_reject_into_the_reason_table() -> None:
+    # A-ASSOCIATE-RJ: type 03, length 4; reserved, result 1, source 1, reason 7.
+    rj = _buffer_with(bytes.fromhex("03 00 00000004 00 01 01 07")).next_pdu()
+    assert isinstance(rj, pdu.AssociateRJ)
+    assert (rj.result, rj.source) == (pdu.RejectResult.REJECTED_PERMANENT, pdu.RejectSource(1))
+    assert rj.named_reason is pdu.UserRejectReason.CALLED_AE_TITLE_NOT_RECOGNIZED
+    assert pdu.reject_text(3, 2) == "local limit exceeded"
+    assert pdu.reject_text(2, 9) == "reason unknown"
+
+
+def test_next_pdu_returns_release_request_and_p_data_as_a_view() -> None:
+    buffer = _buffer_with(pdu.RELEASE_RQ + pdu.encode_p_data(1, True, b"abcd", 0))
+    buffer.max_lengths[pdu.P_DATA_TF] = 100
+    assert buffer.next_pdu() == pdu.ReleaseRQ()
+    data = buffer.next_pdu()
+    assert isinstance(data, pdu.PDataTF) and isinstance(data.body, memoryview)
+    assert [bytes(f) for _, _, f in pdu.iter_pdvs(data.body)] == [b"abcd"]
+
+
+def test_unknown_pdu_type_is_a_fact_not_a_text() -> None:
+    with pytest.raises(pdu.UnrecognizedPDU) as caught:
+        _buffer_with(bytes.fromhex("09 00 00000000")).next_pdu()
+    assert caught.value.pdu_type == 0x09
+    assert caught.value.reason == AbortReason.UNRECOGNIZED_PDU
+
+
+def test_pdv_longer_than_its_pdu_carries_both_lengths() -> None:
+    # One PDV declaring 100 bytes in a P-DATA-TF body of 8.
+    with pytest.raises(pdu.LengthMismatch) as caught:
+        list(pdu.iter_pdvs(memoryview(bytes.fromhex("00000064 01 03 0000"))))
+    assert (caught.value.declared, caught.value.available) == (100, 4)
 
 
 def test_buffer_memory_follows_data_not_declared_length() -> None:

@@ -33,6 +33,7 @@ from dcmrecv.commands.environment import PREFIX, env_port
 from dcmrecv.config import DEFAULT_AETITLE
 from dcmrecv.exitcodes import EXITCODE_HEALTHY, EXITCODE_UNHEALTHY
 from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.status import Status
 from dcmrecv.wire import dimse, pdu
 
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
@@ -41,7 +42,7 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 #: DIMSE command fields (PS3.7 E.1) and the status we hope for (PS3.7 C.1).
 C_ECHO_RQ = dimse.C_ECHO_RQ
 C_ECHO_RSP = dimse.C_ECHO_RSP
-STATUS_SUCCESS = dimse.SUCCESS
+STATUS_SUCCESS = Status.SUCCESS
 NO_DATA_SET = dimse.NO_DATA_SET
 
 DEFAULT_HOST = "127.0.0.1"
@@ -61,18 +62,6 @@ _U16BE = struct.Struct(">H")
 _U32BE = struct.Struct(">L")
 _U16LE = struct.Struct("<H")
 _U32LE = struct.Struct("<L")
-
-#: A-ASSOCIATE-RJ reason texts for the results a receiver gives (PS3.8 9.3.4).
-_REJECT_REASONS = {
-    (1, 1): "no reason given",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognized",
-    (1, 7): "called AE title not recognized",
-    (2, 1): "no reason given",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
 
 
 class Unhealthy(Exception):
@@ -123,7 +112,8 @@ def decode_associate_reply(pdu_type: int, body: bytes | memoryview) -> Accepted:
         if len(view) < 4:
             raise Unhealthy("malformed A-ASSOCIATE-RJ")
         result, source, reason = view[1], view[2], view[3]
-        text = _REJECT_REASONS.get((source, reason), "reason unknown")
+        # The A-ASSOCIATE-RJ reasons of PS3.8 9.3.4, the table the receiver uses too.
+        text = pdu.reject_text(source, reason)
         raise Unhealthy(
             f"association rejected: result {result}, source {source}, reason {reason} ({text})"
         )
@@ -163,9 +153,19 @@ def _items(view: memoryview) -> list[tuple[int, memoryview]]:
 
 
 def _abort_text(view: memoryview) -> str:
-    if len(view) >= 4:
-        return f"association aborted: source {view[2]}, reason {view[3]}"
-    return "association aborted"
+    if len(view) < 4:
+        return "association aborted"
+    abort = pdu.decode_pdu(pdu.A_ABORT, view)
+    assert isinstance(abort, pdu.Abort)
+    text = f"association aborted: source {abort.source}, reason {abort.reason}"
+    # The reason is significant only from the service provider (PS3.8 9.3.8).
+    if abort.by_provider:
+        try:
+            named = pdu.AbortReason(abort.reason)
+        except ValueError:
+            return text
+        text += f" ({named.name.lower().replace('_', ' ').replace('pdu', 'PDU')})"
+    return text
 
 
 def _element(element: int, value: bytes) -> bytes:
@@ -239,7 +239,7 @@ class _Peer:
     def receive(self) -> tuple[int, bytes]:
         while True:
             try:
-                whole = self.buffer.next_pdu()
+                whole = self.buffer.next_raw()
             except pdu.ProtocolError as exc:
                 raise Unhealthy(f"protocol error from the receiver: {exc}") from None
             if whole is not None:
@@ -272,7 +272,7 @@ def echo(
             status = echo_status(_read_command(peer))
             if status != STATUS_SUCCESS:
                 raise Unhealthy(f"C-ECHO status 0x{status:04X}")
-            peer.send(pdu.PDU_HEADER.pack(pdu.A_RELEASE_RQ, 4) + bytes(4))
+            peer.send(pdu.RELEASE_RQ)
             pdu_type, body = peer.receive()
             if pdu_type != pdu.A_RELEASE_RP:
                 if pdu_type == pdu.A_ABORT:

@@ -1,4 +1,9 @@
-"""One association, acceptor side: PS3.8 state machine, timers, C-ECHO and C-STORE.
+"""One association, acceptor side: the driver of the sans-I/O core.
+
+The protocol (PS3.8 states, which PDU is allowed when, the answers to violations)
+is ``connection.AcceptorConnection``; whether to accept is ``acceptance.decide``.
+This module owns what those leave out: the socket, TLS, the timers, the thread,
+DIMSE message assembly, the calls into storage and the statistics.
 
 A thread per association with a blocking socket: an idle association sleeps in
 ``recv`` and costs no CPU; there is no polling and no sleeping.  The ACSE timeout
@@ -8,72 +13,59 @@ each wait for the peer once the association is established.
 
 Data path: PDUs are received into one reusable buffer (``PDUBuffer``), PDVs are
 sliced out as views and data set fragments go straight to the open temporary file
-(``writer.IncomingInstance.write``): no per-fragment copies in Python.
+(``writer.IncomingInstance.write_many``, one call per receive): no per-fragment
+copies in Python.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv.config import AssociationInfo, IPNetwork, ReceiverConfig
-from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dcmrecv.negotiation.acceptor import (
-    NegotiationResult,
-    ProposedContext,
-    accept_unknown,
-    negotiate,
-)
-from dcmrecv.status import is_stored
-from dcmrecv.storage.naming import printable
+from dcmrecv.config import AssociationInfo, ReceiverConfig
+from dcmrecv.logs.printable import printable
+from dcmrecv.negotiation.acceptor import NegotiationResult
+from dcmrecv.status import Status, is_stored
+from dcmrecv.storage.naming import printable as printable_uid
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
+from dcmrecv.wire.acceptance import Reject, decide
+from dcmrecv.wire.acceptance import address_allowed as address_allowed
+from dcmrecv.wire.connection import AcceptorConnection
 from dcmrecv.wire.dump import dump_parameters
 from dcmrecv.wire.pdu import AbortReason, AbortSource, ProtocolError
 
 log = logging.getLogger(__name__)
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-#: Sizes of the PDUs that carry a fixed 4-byte body (PS3.8 9.3.6 - 9.3.8).
-_SMALL_PDU_LENGTH = 4
 #: Receive buffer of an established association (see _serve_established).
 _DATA_BUFFER = 256 * 1024
 #: Largest request fields we echo into log lines.
 _MAX_LOG_TEXT = 64
+#: Deadline of a send when no DIMSE timeout is set: a peer that takes none of a
+#: response for this long has stopped reading, and must not hold us forever.
+SEND_TIMEOUT = 60.0
+#: While stopping: an association with no message in progress that receives
+#: nothing for this long is idle and is aborted; one that goes on sending (the next
+#: C-STORE, or its A-RELEASE-RQ) is served until ``--shutdown-timeout``.
+DRAIN_IDLE_GRACE = 2.0
+_SEND_TIMEVAL = struct.pack("ll", int(SEND_TIMEOUT), 0)  # struct timeval for SO_SNDTIMEO
+#: How long a rejected requestor has to close the connection itself (Sta13).
+_STA13_WAIT = 1.0
+#: How long the stopping thread may spend sending an A-ABORT over TLS.
+_STOP_SEND_TIMEOUT = 1.0
 
 
 class AssociationEnded(Exception):
     """The association is over (released, aborted, timed out or closed)."""
 
-
-@dataclass(frozen=True)
-class Reject:
-    """An A-ASSOCIATE-RJ to send (PS3.8 9.3.4) and the DCMTK-style reason for the log."""
-
-    result: int
-    source: int
-    reason: int
-    why: str
-
-
-# DCMTK's choices of result/source/reason (scp.cc, DcmSCP::refuseAssociation).
-REJECT_TOO_MANY = Reject(2, 3, 2, "too many associations")
-REJECT_APPLICATION_CONTEXT = Reject(2, 1, 2, "bad application context")
-REJECT_HOST = Reject(1, 1, 1, "connecting host not allowed")
-REJECT_CALLED_AE = Reject(1, 1, 7, "called AE title not recognized")
-REJECT_CALLING_AE = Reject(1, 1, 3, "calling AE title not recognized")
-REJECT_NO_CONTEXTS = Reject(1, 1, 1, "no acceptable presentation contexts")
-#: PS3.8 9.3.4: source 2 (ACSE related), reason 2 protocol-version-not-supported.
-REJECT_PROTOCOL_VERSION = Reject(1, 2, 2, "protocol version not supported")
-REJECT_FORCED = Reject(1, 1, 1, "forced via command line")
-REJECT_NO_IMPLEMENTATION_UID = Reject(1, 1, 1, "no implementation class UID provided")
 
 _serials = itertools.count(1)
 
@@ -86,7 +78,7 @@ class _PendingStore:
     context_id: int
     instance: IncomingInstance | None
     #: Set when the request is refused before its data arrives (the data is drained).
-    status: int = dimse.SUCCESS
+    status: int = Status.SUCCESS
     comment: str | None = None
     received: int = 0
 
@@ -119,14 +111,19 @@ class Association:
         #: True once this association holds a slot under ``--max-associations``.
         self.admitted = False
         self._connected_at = time.monotonic()
-        self._buffer = pdu.PDUBuffer()
+        self.conn = AcceptorConnection(config.max_pdu)
+        self._buffer = self.conn.buffer
         self._timeout: float | None = -1.0  # what the socket is set to; -1: not yet
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._stopping = False
+        #: Receive calls so far; the drain timer compares it to see activity.
+        self._receives = 0
+        self._drain_timer: threading.Timer | None = None
+        #: True once the TLS handshake has completed.
+        self._tls_done = False
         self._closed = False
         self._established = False
-        self._peer_max_length = 0
         self._accepted: dict[int, tuple[str, str]] = {}  # context ID -> (abstract, transfer)
         self._command_buffer: bytearray | None = None
         self._command_context = 0
@@ -154,17 +151,35 @@ class Association:
             pass
         except ProtocolError as exc:
             log.error("Protocol error from %s: %s; aborting association", self._peer(), exc)
-            self._send_abort(AbortSource.SERVICE_PROVIDER, exc.reason)
+            self._send_quietly(
+                exc.answer
+                if exc.answer is not None
+                else self.conn.abort(AbortSource.SERVICE_PROVIDER, exc.reason)
+            )
         except dimse.CommandError as exc:
             log.error(
                 "Malformed DIMSE command from %s: %s; aborting association", self._peer(), exc
             )
-            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+            self._send_quietly(
+                self.conn.abort(
+                    AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE
+                )
+            )
         except TimeoutError:
             self._on_timeout()
         except OSError as exc:
             if self._stopping:
                 pass
+            elif self._tls_done and _refused_renegotiation(exc):
+                # Only a new handshake can fail now: the client asked to renegotiate,
+                # OpenSSL refused (client-initiated renegotiation is off, RFC 5746
+                # section 4.4 allows that) and the client gave up on the connection.
+                log.error(
+                    "TLS client %s tried to renegotiate the session, which is refused; "
+                    "connection closed (%s)",
+                    self._peer(),
+                    getattr(exc, "reason", None) or exc,
+                )
             elif self.info is None and self._buffer.buffered == 0:
                 # A port probe or health check: nothing was sent, nothing to report
                 # louder than info.  (DCMTK logs an empty "Association Received"
@@ -174,38 +189,71 @@ class Association:
                 log.warning("Connection to %s failed: %s", self._peer(), exc)
         except Exception:  # a bug of ours must not take the server down
             log.exception("Internal error in association with %s; aborting it", self._peer())
-            self._send_abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
+            self._send_quietly(
+                self.conn.abort(AbortSource.SERVICE_PROVIDER, AbortReason.NOT_SPECIFIED)
+            )
         finally:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
             self._discard_pending()
             self._close()
+            self.conn.connection_closed()
             if self._established:
                 self._log_summary()
                 self._notify("association_ended")
 
     def request_stop(self) -> None:
-        """Shut-down: abort now if idle, else after the message in progress."""
+        """Shut-down begins: drain, do not abort (README, "How it differs", stop).
+
+        An association goes on as long as its peer keeps it busy: the C-STORE in
+        progress, further C-STOREs, and the A-RELEASE-RQ are served as usual, so a
+        sender finishes its batch and sees a normal release.  One that is idle (no
+        message in progress and nothing received for ``DRAIN_IDLE_GRACE``) is
+        aborted; ``force_stop`` ends the rest at ``--shutdown-timeout``.  A
+        connection still negotiating is closed at once.  Never blocks.
+        """
         with self._state_lock:
             self._stopping = True
             idle = self._command_buffer is None and self._pending is None
-        if idle or not self._established:
-            if self._established:
-                log.info("Aborting Association (initiated by SCP): receiver shutting down")
-                self._send_abort(AbortSource.SERVICE_USER, 0)
+            seen = self._receives
+        if not self._established:
             self._shutdown_socket()
+            return
+        if idle:
+            # The association's thread may sleep in a receive without a timeout;
+            # the timer looks again after the grace period.
+            timer = threading.Timer(DRAIN_IDLE_GRACE, self._end_if_idle, (seen,))
+            timer.daemon = True
+            self._drain_timer = timer
+            timer.start()
 
     def force_stop(self) -> None:
-        """Shut-down timeout reached: abort whatever is in progress."""
+        """Shut-down timeout reached: abort whatever is in progress.  Never blocks."""
         with self._state_lock:
             self._stopping = True
         if self._established:
-            self._send_abort(AbortSource.SERVICE_USER, 0)
+            self._send_abort_from_outside()
+        self._shutdown_socket()
+
+    def _end_if_idle(self, seen: int) -> None:
+        with self._state_lock:
+            idle = self._command_buffer is None and self._pending is None
+            if not idle or self._receives != seen or self._closed:
+                return
+        log.info("Aborting Association (initiated by SCP): receiver shutting down")
+        self._send_abort_from_outside()
         self._shutdown_socket()
 
     # --- socket helpers -------------------------------------------------------------------
 
     def _configure_socket(self) -> None:
-        # Our responses are small and must leave at once (DESIGN.md, socket facts).
+        # Our responses are small and must leave at once: no Nagle delay on them.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Every send has a deadline: a peer whose receive window stays full would
+        # otherwise hold this thread, and the send lock, for ever.  On a blocking
+        # socket the kernel's send timeout gives it with no system call per send;
+        # with a Python timeout set (-td, the ACSE phase) that timeout bounds it.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEVAL)
 
     def _start_tls(self, context: ssl.SSLContext) -> None:
         """TLS handshake (PS3.15 B.1) within the ACSE timeout, in this thread.
@@ -229,6 +277,7 @@ class Association:
                 f" ({detail})" if detail else "",
             )
             raise AssociationEnded from None
+        self._tls_done = True
 
     def _receive(self, timeout: float | None) -> None:
         """Receive more bytes into the PDU buffer, or end the association."""
@@ -238,6 +287,7 @@ class Association:
             # no new settimeout (an ioctl each time).
             self.sock.settimeout(timeout)
             self._timeout = timeout
+        self._receives += 1
         count = self.sock.recv_into(view)
         del view
         if count == 0:
@@ -245,20 +295,63 @@ class Association:
         self._buffer.advance(count)
         if _TCP_QUICKACK is not None:
             # Linux turns delayed ACKs back on after each read; a sender with Nagle
-            # on (DCMTK's default) then stalls 40 ms per message (DESIGN.md).
+            # on (DCMTK's default) then stalls 40 ms per message (README, "How it differs").
             self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
     def _send(self, data: bytes) -> None:
         with self._send_lock:
             if self._closed:
                 raise AssociationEnded
-            self.sock.sendall(data)
+            if (self._timeout is None or self._timeout < 0) and isinstance(
+                self.sock, ssl.SSLSocket
+            ):
+                # OpenSSL retries a write the kernel timed out, for ever; a Python
+                # timeout ends it (the next receive restores the receive timeout).
+                self.sock.settimeout(SEND_TIMEOUT)
+                self._timeout = SEND_TIMEOUT
+            try:
+                self.sock.sendall(data)
+            except (TimeoutError, BlockingIOError):
+                # Its window is still full: an A-ABORT would not get through either.
+                log.error(
+                    "%s has not read our data for %g s; closing the connection",
+                    self._peer(),
+                    self._timeout if self._timeout and self._timeout > 0 else SEND_TIMEOUT,
+                )
+                raise AssociationEnded from None
 
-    def _send_abort(self, source: int, reason: int) -> None:
+    def _send_quietly(self, data: bytes) -> None:
+        """Send an A-ABORT (or nothing, when ``data`` is empty) on the way out."""
+        if not data:
+            return
         try:
-            self._send(pdu.encode_abort(source, reason))
+            self._send(data)
         except (OSError, AssociationEnded):
             pass
+
+    def _send_abort_from_outside(self) -> None:
+        """A-ABORT from the stopping thread, if it can go without waiting.
+
+        The core belongs to the association's thread, so the bytes are built here.
+        A send in progress holds the lock, possibly blocked by a peer that does not
+        read: then nothing is sent, and shutting the socket down ends that send.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if self._closed:
+                return
+            data = pdu.encode_abort(AbortSource.SERVICE_USER, 0)
+            if isinstance(self.sock, ssl.SSLSocket):
+                self.sock.settimeout(_STOP_SEND_TIMEOUT)
+                self._timeout = _STOP_SEND_TIMEOUT
+                self.sock.sendall(data)
+            else:
+                self.sock.send(data, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        finally:
+            self._send_lock.release()
 
     def _shutdown_socket(self) -> None:
         try:
@@ -294,69 +387,48 @@ class Association:
 
     def _receive_request(self) -> pdu.AssociateRQ | None:
         deadline = self._connected_at + self.config.acse_timeout
-        self._buffer.max_lengths = {pdu.A_ASSOCIATE_RQ: pdu.MAX_ASSOCIATE_RQ_LENGTH}
         while True:
-            header = self._buffer.peek_header()
-            if header is not None:
-                pdu_type = header[0]
-                if pdu_type == pdu.A_ABORT:
-                    # PS3.8 state table, Sta2 + A-ABORT PDU: AA-2, close; no answer.
-                    log.info(
-                        "Connection from %s aborted before an association request", self._peer()
-                    )
-                    return None
-                if pdu_type != pdu.A_ASSOCIATE_RQ:
-                    # Anything else before a request is not DICOM or not in order (AA-1).
-                    reason = (
-                        AbortReason.UNEXPECTED_PDU
-                        if pdu_type in pdu.PDU_TYPE_NAMES
-                        else AbortReason.UNRECOGNIZED_PDU
-                    )
-                    log.error(
-                        "Expected A-ASSOCIATE-RQ from %s, got PDU type 0x%02X: aborting",
-                        self._peer(),
-                        pdu_type,
-                    )
-                    self._send_abort(AbortSource.SERVICE_PROVIDER, reason)
-                    return None
-                whole = self._buffer.next_pdu()
-                if whole is not None:
-                    return pdu.decode_associate_rq(whole[1])
+            try:
+                event = self.conn.next_event()
+            except (pdu.UnexpectedPDU, pdu.UnrecognizedPDU) as exc:
+                # Anything else before a request is not DICOM or not in order (AA-1).
+                log.error(
+                    "Expected A-ASSOCIATE-RQ from %s, got PDU type 0x%02X: aborting",
+                    self._peer(),
+                    exc.pdu_type,
+                )
+                self._send_quietly(exc.answer or b"")
+                return None
+            if isinstance(event, pdu.AssociateRQ):
+                return event
+            if isinstance(event, pdu.Abort):
+                # PS3.8 state table, Sta2 + A-ABORT PDU: AA-2, close; no answer.
+                log.info("Connection from %s aborted before an association request", self._peer())
+                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             self._receive(remaining)
 
-    def _check_request(self, rq: pdu.AssociateRQ) -> Reject | None:
-        if self.config.refuse_associations:
-            return REJECT_FORCED
-        if not rq.protocol_version & 0x0001:
-            return REJECT_PROTOCOL_VERSION
-        if rq.application_context != pdu.DICOM_APPLICATION_CONTEXT:
-            return REJECT_APPLICATION_CONTEXT
-        config = self.config
-        if config.require_implementation_uid and not rq.implementation_class_uid:
-            return REJECT_NO_IMPLEMENTATION_UID
-        if config.accept_from is not None and not _address_allowed(
-            self.address[0], config.accept_from
-        ):
-            log.error("Connecting host %s is not in --accept-from", self.address[0])
-            return REJECT_HOST
-        if (
-            config.aetitle_explicit
-            and not config.use_called_aetitle
-            and rq.called_ae_title != config.aetitle.strip()
-        ):
-            log.error("Called AE Title does not match configured AE Title: %s", config.aetitle)
-            return REJECT_CALLED_AE
-        # AE titles compare without leading/trailing spaces (PS3.5 6.2, AE).
-        if config.accept_calling is not None and rq.calling_ae_title not in config.accept_calling:
-            log.error("Calling AE Title %r is not in --accept-calling", rq.calling_ae_title)
-            return REJECT_CALLING_AE
+    def _await_close(self) -> None:
+        """Sta13 after an A-ASSOCIATE-RJ: let the requestor close first (PS3.8 AE-8).
+
+        The requestor reads the RJ and closes; closing under it could end its read
+        before it has taken the RJ.  We send our FIN and wait for its close, up to
+        ``_STA13_WAIT`` (our ARTIM for this state), then close anyway.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(_STA13_WAIT)
+            self._timeout = _STA13_WAIT
+            while self.sock.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _admit_slot(self) -> bool:
         self.admitted = self._admit()
-        if not self.admitted:
-            return REJECT_TOO_MANY
-        return None
+        return self.admitted
 
     def _establish(self, rq: pdu.AssociateRQ) -> bool:
         self.calling_ae_title = rq.calling_ae_title[:_MAX_LOG_TEXT]
@@ -365,55 +437,24 @@ class Association:
         log.info(
             "Association Received %s: %s -> %s",
             self._host,
-            self.calling_ae_title,
-            self.called_ae_title,
+            printable(self.calling_ae_title),
+            printable(self.called_ae_title),
         )
         self._dump("Incoming Association Request:\n", "RQ", rq)
-        reject = self._check_request(rq)
-        result: NegotiationResult | None = None
-        if reject is None:
-            profile = self.config.profile
-            if profile is None:
-                from dcmrecv.negotiation.asconfig import verification_only_profile
-
-                profile = verification_only_profile()
-            proposed = [
-                ProposedContext(cx.context_id, cx.abstract_syntax, cx.transfer_syntaxes)
-                for cx in rq.contexts
-            ]
-            result = negotiate(proposed, profile, rq.roles or None, rq.extended_negotiation or None)
-            if self.config.promiscuous_transfer_syntaxes:
-                result = accept_unknown(result, proposed, self.config.promiscuous_transfer_syntaxes)
-            if not result.accepted and not self.config.acknowledge_without_contexts:
+        decision = decide(rq, self.config, self.address[0], self._admit_slot)
+        if isinstance(decision, Reject):
+            rejection = decision.rejection
+            if decision.detail is not None:
+                log.error("%s", decision.detail)
+            if decision.negotiation is not None:
                 log.info("No Acceptable Presentation Contexts")
-                self._dump("", "RJ", rq, result)
-                reject = REJECT_NO_CONTEXTS
-        if reject is not None or result is None:
-            assert reject is not None
-            log.info("Refusing Association (%s)", reject.why)
-            self._send(pdu.encode_associate_rj(reject.result, reject.source, reject.reason))
+                self._dump("", "RJ", rq, decision.negotiation)
+            log.info("Refusing Association (%s)", rejection.why)
+            self._send(self.conn.reject(rejection.result, rejection.source, rejection.reason))
+            self._await_close()
             return False
-        responding = rq.called_ae_title if self.config.use_called_aetitle else self.config.aetitle
-        contexts = tuple(
-            pdu.PresentationContextAC(cx.context_id, cx.result, cx.transfer_syntax)
-            for cx in result.contexts
-        )
-        self._send(
-            pdu.encode_associate_ac(
-                rq,
-                responding,
-                contexts,
-                self.config.max_pdu,
-                IMPLEMENTATION_CLASS_UID,
-                IMPLEMENTATION_VERSION_NAME,
-                tuple((r.sop_class_uid, r.scu, r.scp) for r in result.roles),
-                tuple((e.sop_class_uid, e.data) for e in result.extended_negotiation),
-            )
-        )
-        self._accepted = {
-            cx.context_id: (cx.abstract_syntax, cx.transfer_syntax) for cx in result.accepted
-        }
-        self._peer_max_length = rq.max_length
+        self._send(self.conn.accept(decision.associate_ac))
+        self._accepted = decision.accepted
         self.info = AssociationInfo(
             self.calling_ae_title,
             self.called_ae_title,
@@ -425,7 +466,7 @@ class Association:
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
         if not self._accepted:
             log.info("    (but no valid presentation contexts)")
-        self._dump("", "AC", rq, result, responding)
+        self._dump("", "AC", rq, decision.negotiation, decision.responding_ae_title)
         return True
 
     def _dump(
@@ -447,46 +488,34 @@ class Association:
 
     def _serve_established(self) -> None:
         config = self.config
-        self._buffer.max_lengths = {
-            pdu.P_DATA_TF: config.max_pdu,
-            pdu.A_RELEASE_RQ: _SMALL_PDU_LENGTH,
-            pdu.A_ABORT: _SMALL_PDU_LENGTH,
-        }
+        conn = self.conn
         # Room for several full PDUs: one receive then completes many, which saves
         # system calls per PDU (measured: 1 MiB vs 32 KiB cut receiver CPU on a CT
         # series by a third).  Allocated once per association, after negotiation.
         self._buffer.reserve(max(4 * (config.max_pdu + pdu.PDU_HEADER.size), _DATA_BUFFER))
         while True:
-            header = self._buffer.peek_header()
-            if header is not None and header[0] not in self._buffer.max_lengths:
-                name = pdu.PDU_TYPE_NAMES.get(header[0])
-                if name is None:
-                    raise ProtocolError(
-                        f"unrecognized PDU type 0x{header[0]:02X}", AbortReason.UNRECOGNIZED_PDU
-                    )
-                raise ProtocolError(
-                    f"unexpected {name} on an established association", AbortReason.UNEXPECTED_PDU
-                )
-            whole = self._buffer.next_pdu()
-            if whole is None:
+            event = conn.next_event()
+            if event is None:
                 self._flush_batch()  # the views point into the buffer about to be reused
-                self._receive(config.dimse_timeout)
+                timeout = config.dimse_timeout
+                if self._stopping and self._command_buffer is None and self._pending is None:
+                    timeout = min(timeout or DRAIN_IDLE_GRACE, DRAIN_IDLE_GRACE)
+                self._receive(timeout)
                 continue
-            pdu_type, body = whole
-            if pdu_type == pdu.P_DATA_TF:
-                self._on_p_data(body)
-            elif pdu_type == pdu.A_RELEASE_RQ:
+            if type(event) is pdu.PDataTF:
+                self._on_p_data(event.body)
+            elif type(event) is pdu.ReleaseRQ:
                 self._on_release()
             else:
                 self._on_abort()
-            del body
+            del event
 
     def _on_release(self) -> None:
         log.info("Received Association Release Request")
         if self._pending is not None or self._command_buffer is not None:
             log.warning("Association released in the middle of a message; discarding it")
             self._discard_pending()
-        self._send(pdu.RELEASE_RP)
+        self._send(self.conn.release_response())
         raise AssociationEnded
 
     def _on_abort(self) -> None:
@@ -494,12 +523,18 @@ class Association:
         if self._pending is not None:
             log.warning(
                 "Peer aborted during C-STORE of %s; nothing stored",
-                self._pending.command.affected_sop_instance_uid,
+                printable(self._pending.command.affected_sop_instance_uid),
             )
         raise AssociationEnded
 
     def _on_timeout(self) -> None:
+        idle = self._command_buffer is None and self._pending is None
+        if self._stopping and self._established and idle:
+            log.info("Aborting Association (initiated by SCP): receiver shutting down")
+            self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
+            return
         if not self._established:
+            self.conn.artim_expired()
             log.error(
                 "No A-ASSOCIATE-RQ from %s within the ACSE timeout (%g s); closing connection",
                 self._peer(),
@@ -511,7 +546,7 @@ class Association:
             self._peer(),
             self.config.dimse_timeout or 0,
         )
-        self._send_abort(AbortSource.SERVICE_USER, 0)
+        self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
 
     def _on_p_data(self, body: memoryview) -> None:
         for context_id, control, fragment in pdu.iter_pdvs(body):
@@ -552,20 +587,26 @@ class Association:
                 raise dimse.CommandError("C-ECHO-RQ announces a data set")
             log.info("Received C-ECHO Request (MsgID %d)", command.message_id)
             log.info("Sending C-ECHO Response (Success)")
-            self._respond(context_id, dimse.C_ECHO_RSP, command, dimse.SUCCESS)
+            self._respond(context_id, dimse.C_ECHO_RSP, command, Status.SUCCESS)
         elif field & 0x8000:
             raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
-        elif field == 0x0FFF:
-            log.info("Received C-CANCEL Request (MsgID %d): nothing to cancel", command.message_id)
+        elif field == dimse.C_CANCEL_RQ:
+            # We answer each request before reading the next, so by the time a
+            # cancel is read its request is done: nothing to cancel, nothing to send
+            # (PS3.7 9.3.2.3 has no response to a C-CANCEL-RQ).
+            log.info(
+                "Received C-CANCEL Request (MsgID %d): nothing to cancel",
+                command.message_id_being_responded_to,
+            )
         else:
             log.error(
                 "cannot handle this kind of DIMSE command (0x%04x), we are a Storage SCP only",
                 field,
             )
             if command.has_data_set:
-                self._start_pending(command, context_id, None, dimse.UNRECOGNIZED_OPERATION)
+                self._start_pending(command, context_id, None, Status.UNRECOGNIZED_OPERATION)
             else:
-                self._respond(context_id, field | 0x8000, command, dimse.UNRECOGNIZED_OPERATION)
+                self._respond(context_id, field | 0x8000, command, Status.UNRECOGNIZED_OPERATION)
 
     def _on_store_request(self, command: dimse.Command, context_id: int) -> None:
         log.info("Received C-STORE Request (MsgID %d)", command.message_id)
@@ -579,7 +620,7 @@ class Association:
                 command,
                 context_id,
                 None,
-                dimse.CANNOT_UNDERSTAND,
+                Status.CANNOT_UNDERSTAND,
                 "command lacks Affected SOP Class/Instance UID",
             )
             return
@@ -588,7 +629,7 @@ class Association:
                 command,
                 context_id,
                 None,
-                dimse.REFUSED_SOP_CLASS_NOT_SUPPORTED,
+                Status.REFUSED_SOP_CLASS_NOT_SUPPORTED,
                 "SOP class differs from the presentation context",
             )
             return
@@ -605,7 +646,7 @@ class Association:
         command: dimse.Command,
         context_id: int,
         instance: IncomingInstance | None,
-        status: int = dimse.SUCCESS,
+        status: int = Status.SUCCESS,
         comment: str | None = None,
     ) -> None:
         with self._state_lock:
@@ -644,22 +685,22 @@ class Association:
     def _abort_by_option(self) -> None:
         log.info("ABORT initiated (due to command line options)")
         self._discard_pending()
-        self._send_abort(AbortSource.SERVICE_USER, 0)
+        self._send_quietly(self.conn.abort(AbortSource.SERVICE_USER, 0))
         raise AssociationEnded
 
     def _finish_message(self, pending: _PendingStore) -> None:
         command = pending.command
         status, comment = pending.status, pending.comment
-        reason = comment or (None if status == dimse.SUCCESS else dimse.store_status_text(status))
+        reason = comment or (None if status == Status.SUCCESS else dimse.store_status_text(status))
         if pending.instance is not None:
             result = pending.instance.commit()
             status, comment, reason = result.status, result.error_comment, result.reason
             # DCMTK prints the path as it joined it ("./CT.1.2..." for -od .).
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
-                log.warning("file already exists, overwriting: %s", shown)
-            if status == dimse.SUCCESS and shown is not None:
-                log.info("Stored received object to file: %s", shown)
+                log.warning("file already exists, overwriting: %s", printable(str(shown)))
+            if status == Status.SUCCESS and shown is not None:
+                log.info("Stored received object to file: %s", printable(str(shown)))
             # storescp runs -xcr after failed stores too (storescp.cc, storeSCP()).
             self._notify("instance_stored", result)
             if self.config.sleep_after_store:
@@ -670,7 +711,7 @@ class Association:
             log.log(
                 logging.WARNING if is_stored(status) else logging.ERROR,
                 "C-STORE of SOP instance %s: %s (status 0x%04X)",
-                printable(command.affected_sop_instance_uid),
+                printable_uid(command.affected_sop_instance_uid),
                 reason,
                 status,
             )
@@ -704,11 +745,7 @@ class Association:
             request.affected_sop_instance_uid,
             comment,
         )
-        self._send(pdu.encode_p_data(context_id, True, payload, self._peer_max_length))
-        if self._stopping:
-            log.info("Aborting Association (initiated by SCP): receiver shutting down")
-            self._send_abort(AbortSource.SERVICE_USER, 0)
-            raise AssociationEnded
+        self._send(self.conn.send_data(context_id, True, payload))
 
     def _discard_pending(self) -> None:
         self._batch.clear()
@@ -732,8 +769,8 @@ class Association:
         log.info(
             "Association summary: peer %s, %s -> %s, %d stored, %d failed, %d bytes, %.3f s",
             self._peer(),
-            self.calling_ae_title,
-            self.called_ae_title,
+            printable(self.calling_ae_title),
+            printable(self.called_ae_title),
             self.stats.instances,
             self.stats.failures,
             self.stats.bytes,
@@ -741,12 +778,14 @@ class Association:
         )
 
 
-def _address_allowed(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+def _refused_renegotiation(exc: OSError) -> bool:
+    """Whether a TLS error after the handshake is a failed renegotiation (a new handshake)."""
+    reason = getattr(exc, "reason", None)
+    return (
+        isinstance(exc, ssl.SSLError)
+        and reason is not None
+        and ("RENEGOTIATION" in reason or "HANDSHAKE_FAILURE" in reason)
+    )
 
 
 def max_send_pdv(peer_max_length: int) -> int:

@@ -20,16 +20,12 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+#: C-CANCEL-RQ (PS3.7 9.3.2.3, E.1): it has no Message ID of its own, only the
+#: Message ID Being Responded To of the request it cancels.
+C_CANCEL_RQ = 0x0FFF
 #: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
 NO_DATA_SET = 0x0101
 
-# Status codes we answer with: dcmrecv.status.Status, named here for the codec's users.
-SUCCESS = Status.SUCCESS
-REFUSED_SOP_CLASS_NOT_SUPPORTED = Status.REFUSED_SOP_CLASS_NOT_SUPPORTED
-UNRECOGNIZED_OPERATION = Status.UNRECOGNIZED_OPERATION
-OUT_OF_RESOURCES = Status.OUT_OF_RESOURCES
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
-CANNOT_UNDERSTAND = Status.CANNOT_UNDERSTAND
 
 #: The longest command set we accept.  Real ones are under 300 bytes; the bound keeps
 #: a peer from making us buffer an endless "command".
@@ -67,6 +63,8 @@ class Command:
     affected_sop_instance_uid: str = ""
     priority: int = 0
     move_originator_aet: str = ""
+    #: (0000,0120): the request a C-CANCEL-RQ cancels; 0 for other commands.
+    message_id_being_responded_to: int = 0
 
 
 def _text(value: memoryview) -> str:
@@ -99,7 +97,13 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         return int(_U16.unpack_from(value)[0])
 
     command_field = u16(_TAG_COMMAND_FIELD)
-    message_id = u16(_TAG_MESSAGE_ID)
+    responded_to = 0
+    if command_field == C_CANCEL_RQ:
+        # PS3.7 9.3.2.3: a C-CANCEL-RQ names the request it cancels instead.
+        message_id = 0
+        responded_to = u16(_TAG_MESSAGE_ID_RESPONDED)
+    else:
+        message_id = u16(_TAG_MESSAGE_ID)
     data_set_type = u16(_TAG_DATA_SET_TYPE)
     priority = u16(_TAG_PRIORITY) if _TAG_PRIORITY in fields else 0
     return Command(
@@ -110,6 +114,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         affected_sop_instance_uid=_text(fields.get(_TAG_AFFECTED_SOP_INSTANCE, memoryview(b""))),
         priority=priority,
         move_originator_aet=_text(fields.get(_TAG_MOVE_ORIGINATOR_AET, memoryview(b""))),
+        message_id_being_responded_to=responded_to,
     )
 
 
@@ -148,7 +153,7 @@ def encode_response(
         _element(_TAG_STATUS, _U16.pack(status)),
     ]
     # Error Comment is allowed with failure and warning statuses (PS3.7 C.4).
-    if error_comment and status != SUCCESS:
+    if error_comment and status != Status.SUCCESS:
         body.append(_element(_TAG_ERROR_COMMENT, _lo(error_comment)))
     if sop_instance_uid:
         body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))

@@ -2,12 +2,15 @@
 
 Users compare these blocks with what DCMTK's ``dcmrecv +v`` printed for the same
 sender, so the field names, spacing and result words follow DCMTK's
-ASC_dumpParameters output.  Pure: values in, text out.
+ASC_dumpParameters output.  Pure: values in, text out.  Every value the peer
+chose (titles, UIDs, the implementation version name) goes through
+``printable``, so a request cannot write lines of its own into the log.
 """
 
 from __future__ import annotations
 
 from dcmrecv.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dcmrecv.logs.printable import printable
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.negotiation.uids import uid_name
 from dcmrecv.wire.pdu import AssociateRQ
@@ -24,7 +27,7 @@ _RESULT_WORDS = {
 def _named(uid: str) -> str:
     # DCMTK marks a UID it has a name for with "=" (dcmFindNameOfUID).
     name = uid_name(uid)
-    return f"={name}" if name != uid else uid
+    return f"={name}" if name != uid else printable(uid)
 
 
 def _role(role: tuple[bool, bool] | None) -> str:
@@ -50,12 +53,12 @@ def dump_parameters(
         f"====================== BEGIN A-ASSOCIATE-{direction} =====================",
         f"Our Implementation Class UID:      {IMPLEMENTATION_CLASS_UID}",
         f"Our Implementation Version Name:   {IMPLEMENTATION_VERSION_NAME}",
-        f"Their Implementation Class UID:    {rq.implementation_class_uid}",
-        f"Their Implementation Version Name: {rq.implementation_version_name}",
-        f"Application Context Name:    {rq.application_context}",
-        f"Calling Application Name:    {rq.calling_ae_title}",
-        f"Called Application Name:     {rq.called_ae_title}",
-        f"Responding Application Name: {responding_ae_title}",
+        f"Their Implementation Class UID:    {printable(rq.implementation_class_uid)}",
+        f"Their Implementation Version Name: {printable(rq.implementation_version_name)}",
+        f"Application Context Name:    {printable(rq.application_context)}",
+        f"Calling Application Name:    {printable(rq.calling_ae_title)}",
+        f"Called Application Name:     {printable(rq.called_ae_title)}",
+        f"Responding Application Name: {printable(responding_ae_title)}",
         f"Our Max PDU Receive Size:    {our_max_pdu}",
         f"Their Max PDU Receive Size:  {rq.max_length}",
         "Presentation Contexts:",

@@ -16,6 +16,7 @@ import enum
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 # PDU types, PS3.8 9.3.1 table 9-1.
 A_ASSOCIATE_RQ = 0x01
@@ -72,11 +73,124 @@ class AbortReason(enum.IntEnum):
 
 
 class ProtocolError(Exception):
-    """The peer broke PS3.8; answer with A-ABORT (source 2, ``reason``) and close."""
+    """The peer broke PS3.8; answer with A-ABORT (source 2, ``reason``) and close.
+
+    The subclasses carry the facts of the violation as fields, so callers and tests
+    act on values, not on the message text.  ``answer`` is the A-ABORT PDU to send
+    once the state machine (dcmrecv.wire.acceptor) has handled the error; None
+    while nobody has decided the answer yet.
+    """
 
     def __init__(self, message: str, reason: AbortReason = AbortReason.INVALID_PDU_PARAMETER_VALUE):
         super().__init__(message)
         self.reason = reason
+        self.answer: bytes | None = None
+
+
+class UnrecognizedPDU(ProtocolError):
+    """A PDU type PS3.8 9.3.1 does not define (PS3.8 9.2, Evt19)."""
+
+    def __init__(self, pdu_type: int) -> None:
+        super().__init__(f"unrecognized PDU type 0x{pdu_type:02X}", AbortReason.UNRECOGNIZED_PDU)
+        self.pdu_type = pdu_type
+
+
+class PDUTooLong(ProtocolError):
+    """A PDU header declares more than we accept for its type (checked before the body)."""
+
+    def __init__(self, pdu_type: int, length: int, limit: int) -> None:
+        super().__init__(
+            f"{PDU_TYPE_NAMES[pdu_type]} of {length} bytes exceeds the maximum of {limit}"
+        )
+        self.pdu_type = pdu_type
+        self.length = length
+        self.limit = limit
+
+
+class UnexpectedPDU(ProtocolError):
+    """A known PDU the state machine does not allow in its current state (PS3.8 9.2)."""
+
+    def __init__(self, pdu_type: int, state: str, message: str) -> None:
+        super().__init__(message, AbortReason.UNEXPECTED_PDU)
+        self.pdu_type = pdu_type
+        #: The PS3.8 state name (``"Sta6"``) in which the PDU arrived.
+        self.state = state
+
+
+class LengthMismatch(ProtocolError):
+    """An item or PDV declares more bytes than its enclosing PDU holds."""
+
+    def __init__(self, message: str, declared: int, available: int) -> None:
+        super().__init__(message)
+        self.declared = declared
+        self.available = available
+
+
+# --- A-ASSOCIATE-RJ reasons (PS3.8 9.3.4), one table for the receiver and the probe ---
+
+
+class RejectResult(enum.IntEnum):
+    """A-ASSOCIATE-RJ Result field."""
+
+    REJECTED_PERMANENT = 1
+    REJECTED_TRANSIENT = 2
+
+
+class RejectSource(enum.IntEnum):
+    """A-ASSOCIATE-RJ Source field."""
+
+    SERVICE_USER = 1
+    SERVICE_PROVIDER_ACSE = 2
+    SERVICE_PROVIDER_PRESENTATION = 3
+
+
+class UserRejectReason(enum.IntEnum):
+    """Reason/Diag. when the source is the service user (1)."""
+
+    NO_REASON_GIVEN = 1
+    APPLICATION_CONTEXT_NAME_NOT_SUPPORTED = 2
+    CALLING_AE_TITLE_NOT_RECOGNIZED = 3
+    CALLED_AE_TITLE_NOT_RECOGNIZED = 7
+
+
+class ACSERejectReason(enum.IntEnum):
+    """Reason/Diag. when the source is the service provider, ACSE related (2)."""
+
+    NO_REASON_GIVEN = 1
+    PROTOCOL_VERSION_NOT_SUPPORTED = 2
+
+
+class PresentationRejectReason(enum.IntEnum):
+    """Reason/Diag. when the source is the service provider, presentation related (3)."""
+
+    TEMPORARY_CONGESTION = 1
+    LOCAL_LIMIT_EXCEEDED = 2
+
+
+RejectReason = UserRejectReason | ACSERejectReason | PresentationRejectReason
+
+#: Which reason enumeration a source uses (PS3.8 9.3.4: the reasons depend on the source).
+REJECT_REASONS: dict[RejectSource, type[RejectReason]] = {
+    RejectSource.SERVICE_USER: UserRejectReason,
+    RejectSource.SERVICE_PROVIDER_ACSE: ACSERejectReason,
+    RejectSource.SERVICE_PROVIDER_PRESENTATION: PresentationRejectReason,
+}
+
+
+def reject_reason(source: int, reason: int) -> RejectReason | None:
+    """The named reason of an A-ASSOCIATE-RJ, or None when PS3.8 defines no such pair."""
+    try:
+        return REJECT_REASONS[RejectSource(source)](reason)
+    except (ValueError, KeyError):
+        return None
+
+
+def reject_text(source: int, reason: int) -> str:
+    """Plain words for a reason, as the health probe prints them."""
+    named = reject_reason(source, reason)
+    if named is None:
+        return "reason unknown"
+    return named.name.lower().replace("_", " ").replace(" ae ", " AE ")
 
 
 # --- A-ASSOCIATE-RQ -------------------------------------------------------------
@@ -111,6 +225,8 @@ class AssociateRQ:
     #: Asynchronous Operations Window (PS3.7 D.3.3.3): (invoked, performed), if proposed.
     async_ops: tuple[int, int] | None = None
 
+    pdu_type: ClassVar[int] = A_ASSOCIATE_RQ
+
 
 def _ae_title(raw: bytes) -> str:
     # AE titles are 16 bytes padded with spaces (PS3.8 9.3.2); leading and trailing
@@ -137,8 +253,10 @@ def _items(body: memoryview, what: str) -> Iterator[tuple[int, memoryview]]:
         item_type, length = _ITEM_HEADER.unpack_from(body, offset)
         offset += _ITEM_HEADER.size
         if length > end - offset:
-            raise ProtocolError(
-                f"item 0x{item_type:02X} in {what} declares {length} bytes, {end - offset} remain"
+            raise LengthMismatch(
+                f"item 0x{item_type:02X} in {what} declares {length} bytes, {end - offset} remain",
+                length,
+                end - offset,
             )
         yield item_type, body[offset : offset + length]
         offset += length
@@ -355,6 +473,7 @@ def encode_abort(source: int = AbortSource.SERVICE_PROVIDER, reason: int = 0) ->
     return PDU_HEADER.pack(A_ABORT, 4) + bytes((0, 0, source, reason))
 
 
+RELEASE_RQ = PDU_HEADER.pack(A_RELEASE_RQ, 4) + bytes(4)
 RELEASE_RP = PDU_HEADER.pack(A_RELEASE_RP, 4) + bytes(4)
 
 
@@ -377,7 +496,9 @@ def iter_pdvs(body: memoryview) -> Iterator[tuple[int, int, memoryview]]:
         length, context_id, control = _PDV_HEADER.unpack_from(body, offset)
         # The PDV length counts the context ID and the control byte (PS3.8 9.3.5.1).
         if length < 2 or length > end - offset - 4:
-            raise ProtocolError(f"PDV length {length} does not fit the P-DATA-TF")
+            raise LengthMismatch(
+                f"PDV length {length} does not fit the P-DATA-TF", length, end - offset - 4
+            )
         # Bits 2-7 of the message control header are reserved and "never checked by
         # the receiver" (PS3.8 E.2); only bits 0 and 1 mean anything.
         yield context_id, control, body[offset + 6 : offset + 4 + length]
@@ -405,6 +526,106 @@ def encode_p_data(context_id: int, is_command: bool, payload: bytes, max_length:
         pieces.append(PDU_HEADER.pack(P_DATA_TF, len(pdv)) + pdv)
         if offset >= total:
             return b"".join(pieces)
+
+
+# --- Typed PDUs as they are read (PS3.8 9.3.1) ------------------------------------------
+
+
+class PDataTF:
+    """A P-DATA-TF (PS3.8 9.3.5): its body as a view into the receive buffer, no copy.
+
+    The view is valid until the buffer is next written to; ``iter_pdvs`` slices it.
+    A plain class with slots: one is made per PDU on the hot path.
+    """
+
+    __slots__ = ("body",)
+    pdu_type: ClassVar[int] = P_DATA_TF
+
+    def __init__(self, body: memoryview) -> None:
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"PDataTF({len(self.body)} bytes)"
+
+
+@dataclass(frozen=True)
+class AssociateAC:
+    """An A-ASSOCIATE-AC (PS3.8 9.3.3), kept as its body; only requestors read it."""
+
+    body: bytes
+    pdu_type: ClassVar[int] = A_ASSOCIATE_AC
+
+
+@dataclass(frozen=True)
+class AssociateRJ:
+    """An A-ASSOCIATE-RJ (PS3.8 9.3.4), its fields decoded."""
+
+    result: int
+    source: int
+    reason: int
+    pdu_type: ClassVar[int] = A_ASSOCIATE_RJ
+
+    @property
+    def named_reason(self) -> RejectReason | None:
+        return reject_reason(self.source, self.reason)
+
+
+@dataclass(frozen=True)
+class ReleaseRQ:
+    """An A-RELEASE-RQ (PS3.8 9.3.6)."""
+
+    pdu_type: ClassVar[int] = A_RELEASE_RQ
+
+
+@dataclass(frozen=True)
+class ReleaseRP:
+    """An A-RELEASE-RP (PS3.8 9.3.7)."""
+
+    pdu_type: ClassVar[int] = A_RELEASE_RP
+
+
+@dataclass(frozen=True)
+class Abort:
+    """An A-ABORT (PS3.8 9.3.8): source 0 service user, 2 service provider; reason if 2."""
+
+    source: int
+    reason: int
+    pdu_type: ClassVar[int] = A_ABORT
+
+    @property
+    def by_provider(self) -> bool:
+        return self.source == AbortSource.SERVICE_PROVIDER
+
+
+PDU = AssociateRQ | AssociateAC | AssociateRJ | PDataTF | ReleaseRQ | ReleaseRP | Abort
+
+
+def _fixed_fields(body: memoryview) -> tuple[int, int]:
+    # Bytes 3 and 4 of the 4-byte bodies of A-ASSOCIATE-RJ and A-ABORT; a shorter
+    # body (not well-formed) reads as zeros rather than failing the whole read.
+    if len(body) >= 4:
+        return body[2], body[3]
+    return 0, 0
+
+
+def decode_pdu(pdu_type: int, body: memoryview) -> PDU:
+    """A typed PDU from its type and body (the body of P-DATA-TF stays a view)."""
+    if pdu_type == P_DATA_TF:
+        return PDataTF(body)
+    if pdu_type == A_ASSOCIATE_RQ:
+        return decode_associate_rq(body)
+    if pdu_type == A_ABORT:
+        return Abort(*_fixed_fields(body))
+    if pdu_type == A_RELEASE_RQ:
+        return ReleaseRQ()
+    if pdu_type == A_RELEASE_RP:
+        return ReleaseRP()
+    if pdu_type == A_ASSOCIATE_RJ:
+        result = body[1] if len(body) >= 2 else 0
+        return AssociateRJ(result, *_fixed_fields(body))
+    if pdu_type == A_ASSOCIATE_AC:
+        return AssociateAC(bytes(body))
+    raise UnrecognizedPDU(pdu_type)
 
 
 # --- Reading whole PDUs from a stream -------------------------------------------------
@@ -474,25 +695,50 @@ class PDUBuffer:
         pdu_type, length = PDU_HEADER.unpack_from(self._buffer, self._start)
         return int(pdu_type), int(length)
 
-    def next_pdu(self) -> tuple[int, memoryview] | None:
-        """The next whole PDU, or None if more bytes are needed.
+    def next_pdu(self) -> PDU | None:
+        """The next whole PDU, typed (see ``decode_pdu``), or None if more bytes are needed.
 
-        Raises ProtocolError when the header announces an unknown PDU type or a
-        length above ``max_lengths[type]`` (checked before any body is buffered).
+        Raises UnrecognizedPDU or PDUTooLong when the header announces an unknown PDU
+        type or a length above ``max_lengths[type]`` (checked before any body is
+        buffered), and ProtocolError for a malformed A-ASSOCIATE-RQ.
         """
+        whole = self.next_raw()
+        if whole is None:
+            return None
+        pdu_type, body = whole
+        if pdu_type == P_DATA_TF:
+            return PDataTF(body)
+        return decode_pdu(pdu_type, body)
+
+    def take_body(self, length: int) -> memoryview | None:
+        """The body of the PDU whose header ``peek_header`` gave, once all ``length`` bytes are in.
+
+        The caller has checked the header (type and length); this only slices and
+        consumes, for the hot path of an established association.
+        """
+        start = self._start
+        total = PDU_HEADER.size + length
+        if self._end - start < total:
+            return None
+        body = memoryview(self._buffer)[start + PDU_HEADER.size : start + total]
+        start += total
+        if start == self._end:
+            self._start = self._end = 0
+        else:
+            self._start = start
+        return body
+
+    def next_raw(self) -> tuple[int, memoryview] | None:
+        """The next whole PDU as (type, body view), with the checks of ``next_pdu``."""
         header = self.peek_header()
         if header is None:
             return None
         pdu_type, length = header
         limit = self.max_lengths.get(pdu_type)
         if pdu_type not in PDU_TYPE_NAMES:
-            raise ProtocolError(
-                f"unrecognized PDU type 0x{pdu_type:02X}", AbortReason.UNRECOGNIZED_PDU
-            )
+            raise UnrecognizedPDU(pdu_type)
         if limit is not None and length > limit:
-            raise ProtocolError(
-                f"{PDU_TYPE_NAMES[pdu_type]} of {length} bytes exceeds the maximum of {limit}"
-            )
+            raise PDUTooLong(pdu_type, length, limit)
         total = PDU_HEADER.size + length
         if self._end - self._start < total:
             return None

@@ -127,6 +127,20 @@ def test_hostile_values_stay_inside_the_output_directory(
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_association_values_in_the_template(tmp_path: Path, default_profile) -> None:
+    ds = ct()
+    with running_receiver(
+        output_directory=tmp_path,
+        profile=default_profile,
+        output_template=parse_template(
+            "{CalledAETitle}/{CallingAETitle}_{PeerAddress}/{Prefix}_{SOPInstanceUID}"
+        ),
+    ) as server:
+        statuses = pynetdicom_send(server.port, [ds], ae_title="SENDER", called="../ARCHIVE")
+    assert statuses == [0]
+    assert files_under(tmp_path) == [f"_._ARCHIVE/SENDER_127.0.0.1/CT_{ds.SOPInstanceUID}"]
+
+
 def test_numbers_binary_values_and_long_values(tmp_path: Path, default_profile) -> None:
     long_id = "X" * 64
     ds = ct(PatientID=long_id, SeriesNumber="7")

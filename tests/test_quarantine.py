@@ -92,6 +92,9 @@ def test_refused_data_sets_are_kept_with_a_sidecar(
     association = record["association"]
     assert isinstance(association, dict)
     assert association["calling_ae_title"] == "HOSTILE"
+    assert association["called_ae_title"] == "ANY-SCP"
+    assert association["peer"] == "127.0.0.1"
+    assert isinstance(association["serial"], int)
     # The file is what would have been stored: file meta, then the bytes received.
     assert path.read_bytes().endswith(broken)
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID == (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -189,3 +192,25 @@ def test_dcmtks_own_dictionaries_load() -> None:
     tags = sequence_tags(entries)
     assert len(entries) > 7000
     assert tags.private  # private.dic names private sequences
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    edits=st.integers(0, 6),
+    creator=st.sampled_from([b"ACME 1.0", b"OTHER CO"]),
+)
+def test_both_scanners_agree_on_private_sequences(seed: int, edits: int, creator: bytes) -> None:
+    """The creator tracking lives in both walkers; mutated data sets get one answer."""
+    nested = element(0x0009, 0x0010, b"ACME 1.0") + element(0x0009, 0x1010, item(BROKEN_ITEM))
+    data = bytearray(data_set(creator, nested + element(0x0010, 0x0010, b"AB")))
+    rng = random.Random(seed)
+    for _ in range(edits):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    tags = sequence_tags(parse_dictionary(SITE_DICTIONARY, "site.dic"))
+    register_sequences(tags.public, tags.private)
+    try:
+        streamed, buffered = scans(bytes(data))
+    finally:
+        register_sequences(frozenset(), frozenset())
+    assert streamed == buffered

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -84,11 +85,39 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
         assert not thread.is_alive(), "receiver did not stop"
 
 
+#: Ports handed out by free_port() in this process, never handed out twice.
+_GIVEN_PORTS: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago, for external programs that need a number."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port that was free a moment ago, for external programs that need a number.
+
+    Taken below the kernel's ephemeral range (ip_local_port_range): a port the OS
+    picked for "port 0" comes from that range, so any client socket (another test's,
+    or wait_for_port's own probe, which can even connect to itself there) may take it
+    before the receiver binds it, and the receiver then exits "Address already in use".
+    """
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 20000), low)
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def wait_for_port(

@@ -179,7 +179,7 @@ def test_connection_flood_is_bounded_and_the_receiver_recovers(
     # From 20 addresses, each below the per-peer limit, so that the total limit is
     # what stops them (one address is tests/test_overload.py's case).
     sources = [f"127.0.1.{number}" for number in range(1, 21)]
-    per_source = limits.max_per_peer - 2
+    per_source = min(limits.max_per_peer - 2, limits.max_connections // len(sources) + 10)
     flood = len(sources) * per_source
     beyond = flood - limits.max_connections - limits.max_refusing
     assert beyond > 0

@@ -81,31 +81,52 @@ class IdleOutcome:
         return 100.0 * self.cpu_seconds / self.window if self.window > 0 else 0.0
 
 
+#: Connections per loopback source address: our receiver limits connections per peer
+#: (README, "Limits under load"); all of 127/8 is loopback on Linux.
+PER_SOURCE = 16
+
+
+def source_address(number: int) -> tuple[str, int]:
+    """The local address for the ``number``-th connection: 16 per 127.0.0.x."""
+    return (f"127.0.0.{1 + number // PER_SOURCE}", 0)
+
+
 def open_associations(
     port: int, count: int, *, called: str = "DCMRECV", settle: float = 1.0
 ) -> tuple[list[socket.socket], int]:
     """Connect ``count`` sockets and request an association on each.
 
-    Returns the sockets and how many got an A-ASSOCIATE-AC.  A receiver that serves
-    one association at a time (DCMTK) answers only the first; we stop waiting once no
-    answer has come for ``settle`` seconds.
+    Returns the sockets still open and how many got an A-ASSOCIATE-AC.  A receiver
+    that serves one association at a time (DCMTK) answers only the first; we stop
+    waiting once no answer has come for ``settle`` seconds.  A connection the receiver closes or
+    resets (a limit on open connections) counts as not accepted.
     """
     request = associate_rq(called, "IDLEBENCH")
     sockets: list[socket.socket] = []
     selector = selectors.DefaultSelector()
     try:
+        pending = 0
         for number in range(count):
-            # 16 per source address (all of 127/8 is loopback on Linux): our receiver
-            # takes at most 32 connections from one peer (README, "Limits under load").
-            source = (f"127.0.0.{1 + number // 16}", 0)
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=source)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(request)
-            sock.setblocking(False)
+            try:
+                sock = socket.create_connection(
+                    ("127.0.0.1", port), timeout=10, source_address=source_address(number)
+                )
+            except ConnectionResetError:
+                continue  # reset at once (a receiver's connection limit): not accepted
+            except TimeoutError:
+                # The listen backlog is full (a receiver that serves one association
+                # at a time): every further attempt would wait as long.
+                break
             sockets.append(sock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.sendall(request)
+            except OSError:
+                continue  # closed at once: not accepted
+            sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
+            pending += 1
         accepted = 0
-        pending = count
         last_answer = time.monotonic()
         while pending and time.monotonic() - last_answer < settle:
             for key, _ in selector.select(timeout=settle):
@@ -113,7 +134,10 @@ def open_associations(
                 selector.unregister(sock)
                 pending -= 1
                 last_answer = time.monotonic()
-                header = sock.recv(1)
+                try:
+                    header = sock.recv(1)
+                except OSError:
+                    header = b""  # reset: the receiver refused the connection
                 if header and header[0] == A_ASSOCIATE_AC:
                     accepted += 1
         return sockets, accepted

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +31,10 @@ STOP_TIMEOUT = 15.0
 
 class BenchmarkError(RuntimeError):
     """A receiver or sender did not do what the benchmark needs; no timing is valid."""
+
+
+class ExitedEarly(BenchmarkError):
+    """The receiver exited before it answered a C-ECHO (e.g. its port was taken)."""
 
 
 def free_port() -> int:
@@ -69,6 +73,41 @@ def parse_vmhwm_kib(status_text: str) -> int | None:
             fields = line.split()
             return int(fields[1])
     return None
+
+
+def parse_status_kib(status_text: str, field: str) -> int | None:
+    """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/PID/status`` in KiB, or None."""
+    for line in status_text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
+
+
+def parse_threads(status_text: str) -> int | None:
+    """The ``Threads:`` count of ``/proc/PID/status``, or None."""
+    for line in status_text.splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return None
+
+
+def parse_ppid(stat_text: str) -> int:
+    """The parent PID, field 4 of ``/proc/PID/stat`` (counted after the last ``)``)."""
+    return int(stat_text[stat_text.rindex(")") + 2 :].split()[1])
+
+
+def descendants(parents: Mapping[int, int], root: int) -> set[int]:
+    """``root`` and every process below it, given a pid -> parent pid map."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    tree, stack = {root}, [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                stack.append(child)
+    return tree
 
 
 def parse_cpu_ticks(stat_text: str) -> int:
@@ -118,7 +157,8 @@ class Receiver:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Receiver:
-        self.start()
+        if self.process is None:
+            self.start()
         return self
 
     def __exit__(
@@ -157,7 +197,7 @@ class Receiver:
         probe = [self.echoscu, "-aec", "DCMRECV", "-to", "5", "127.0.0.1", str(self.port)]
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BenchmarkError(
+                raise ExitedEarly(
                     f"receiver exited with {self.process.returncode} before it was ready:"
                     f" {self.log_tail()}"
                 )
@@ -181,6 +221,10 @@ class Receiver:
         except OSError:
             return None
 
+    def status(self) -> str:
+        """The text of ``/proc/PID/status`` now (VmRSS, Threads, ...)."""
+        return Path(f"/proc/{self.pid}/status").read_text()
+
     def cpu_seconds(self) -> float:
         """User plus system CPU time the receiver used so far, all threads together."""
         ticks = parse_cpu_ticks(Path(f"/proc/{self.pid}/stat").read_text())
@@ -199,6 +243,125 @@ class Receiver:
                 process.kill()
                 process.wait()
         return process.returncode
+
+
+#: How often a receiver is restarted on a new port when its port was taken meanwhile.
+PORT_ATTEMPTS = 3
+
+
+def start_receiver(
+    build: Callable[[int], Command], echoscu: str, log_path: Path, attempts: int = PORT_ATTEMPTS
+) -> Receiver:
+    """A started, ready receiver on a free port; ``build(port)`` gives its command.
+
+    free_port() releases the port before the receiver binds it, and on a machine
+    where other test suites also bind port 0 it is sometimes taken in between
+    ("Address already in use"); a receiver that exits before it is ready is tried
+    again on a new port.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        receiver = Receiver(build(port), port, echoscu, log_path)
+        try:
+            receiver.start()
+        except ExitedEarly:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return receiver
+    raise BenchmarkError("no free port")  # not reached: the last attempt raises
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """Summed over a process tree at one moment."""
+
+    rss_kib: int
+    threads: int
+    processes: int
+
+
+def tree_memory_kib(statuses: Sequence[str]) -> int:
+    """Resident memory of a process tree, counting shared file pages once.
+
+    Summing VmRSS over forked children counts the executable and libraries they
+    share with their parent once per child (64 storescp children: ~540 MB that is
+    mostly the same pages).  So: the sum of the private-ish parts (RssAnon and
+    RssShmem, proc(5)) plus the largest RssFile, as if every process mapped the same
+    files.  For one process this is its VmRSS.  (PSS from smaps_rollup would be
+    exact, but costs ~1 ms per process per sample.)
+    """
+    private = sum(
+        (parse_status_kib(text, "RssAnon") or 0) + (parse_status_kib(text, "RssShmem") or 0)
+        for text in statuses
+    )
+    files = max((parse_status_kib(text, "RssFile") or 0 for text in statuses), default=0)
+    return private + files
+
+
+class TreeSampler:
+    """Samples a process tree's memory and thread count in a background thread.
+
+    A forking server (DCMTK's ``storescp --fork``) holds its associations in short-
+    lived children whose VmHWM is gone when they exit, so memory is summed over the
+    live tree at each sample (:func:`tree_memory_kib`) and the peak is kept.  A pid's
+    parent does not change while both live, so each new pid's ``stat`` is read once;
+    a sample costs one directory listing of /proc plus the tree's ``status`` files.
+    """
+
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak: TreeSample | None = None
+        self._parents: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._record(self.sample())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._record(self.sample())
+
+    def _record(self, sample: TreeSample | None) -> None:
+        if sample is None:
+            return
+        peak = self.peak
+        if peak is None:
+            self.peak = sample
+            return
+        self.peak = TreeSample(
+            max(peak.rss_kib, sample.rss_kib),
+            max(peak.threads, sample.threads),
+            max(peak.processes, sample.processes),
+        )
+
+    def sample(self) -> TreeSample | None:
+        live = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+        for pid in live - self._parents.keys():
+            try:
+                self._parents[pid] = parse_ppid(Path(f"/proc/{pid}/stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+        for gone in self._parents.keys() - live:
+            del self._parents[gone]
+        statuses = []
+        for pid in descendants(self._parents, self.root):
+            try:
+                statuses.append(Path(f"/proc/{pid}/status").read_text())
+            except OSError:
+                continue  # exited between the listing and now
+        if not statuses:
+            return None
+        threads = sum(parse_threads(status) or 0 for status in statuses)
+        return TreeSample(tree_memory_kib(statuses), threads, len(statuses))
 
 
 @dataclass(frozen=True)

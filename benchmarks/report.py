@@ -9,7 +9,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.stats import DetailRow, Row, detail_table, main_table
+from benchmarks.stats import (
+    DetailRow,
+    FlushRow,
+    HeldResult,
+    PeerRow,
+    Row,
+    ScalePoint,
+    detail_table,
+    flush_table,
+    held_table,
+    main_table,
+    peer_table,
+    scale_table,
+)
 
 
 def dcmtk_version(dcmrecv: str) -> str:
@@ -21,6 +34,18 @@ def dcmtk_version(dcmrecv: str) -> str:
         if "dcmtk" in line.lower():
             return line.strip().strip("$").strip()
     return "unknown"
+
+
+def orthanc_version(orthanc: str) -> str:
+    """First line of ``Orthanc --version``, e.g. ``Orthanc 1.10.1``."""
+    try:
+        result = subprocess.run(
+            [orthanc, "--version"], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return orthanc
+    lines = (result.stdout + result.stderr).splitlines()
+    return lines[0].strip() if lines else orthanc
 
 
 def cpu_model() -> str:
@@ -61,24 +86,66 @@ def document(
     *,
     rows: Sequence[Row],
     details: Sequence[DetailRow],
+    peers: Sequence[PeerRow] = (),
+    flushes: Sequence[FlushRow] = (),
+    scale: Sequence[ScalePoint] = (),
+    held: Sequence[tuple[str, HeldResult]] = (),
     machine: Sequence[tuple[str, str]],
     settings: Sequence[tuple[str, str]],
     notes: Sequence[str],
 ) -> str:
     """The whole markdown report."""
     parts = [
-        "# Benchmark: our dcmrecv against DCMTK's dcmrecv",
+        "# Benchmark: our dcmrecv against DCMTK, pynetdicom and Orthanc",
         "",
         "Medians over rounds; the receivers alternate round by round. Times are the"
         ' sender\'s wall time (DCMTK storescu, one association per sender). "ours" runs'
-        " with `--no-fsync`, like DCMTK, which never fsyncs; our durable default is in"
-        " the second table.",
+        " with `--no-fsync`, like DCMTK, which never fsyncs; rows marked durable are our"
+        " default, which fsyncs before answering Success.",
         "",
         main_table(rows),
+    ]
+    if peers:
+        parts += [
+            "",
+            "## Every receiver, per instance",
+            "",
+            "Median milliseconds per instance; in brackets ours `--no-fsync` / that"
+            " receiver (below 1: we are faster). `n=` marks a receiver sent fewer instances"
+            " per run than ours (slow peers, see benchmarks/README.md); `-` not measured.",
+            "",
+            peer_table(peers),
+        ]
+    parts += [
         "",
         "## Durability, sender floor and memory",
         "",
         detail_table(details) if details else "(no transfer scenario run)",
+    ]
+    if flushes:
+        parts += [
+            "",
+            "## Device flushes (strace, untimed runs of our default)",
+            "",
+            flush_table(flushes),
+        ]
+    if scale:
+        parts += [
+            "",
+            "## Scale: concurrent senders",
+            "",
+            "One series dealt out to N associations opened at once by one sender process"
+            " (benchmarks/sender.py); time from its first A-ASSOCIATE-RQ to its last"
+            " A-RELEASE-RP. Ours `--no-fsync` against DCMTK's `storescp --fork`. Memory"
+            " and threads: peaks over the receiver's process tree, sampled every 20 ms;"
+            " memory is the sum of RssAnon + RssShmem plus the largest RssFile, so the"
+            " pages forked children share are counted once.",
+            "",
+            scale_table(scale),
+        ]
+    if held:
+        parts += ["", "## Held associations", "", held_table(held)]
+    parts += [
         "",
         "## Machine and settings",
         "",

@@ -1,17 +1,21 @@
-"""Benchmark our receiver against DCMTK's dcmrecv: ``python3 -m benchmarks.run``.
+"""Benchmark our receiver against DCMTK and the other peers: ``python3 -m benchmarks.run``.
 
 Each round starts every receiver variant fresh on a free port, sends the scenario's
 data with DCMTK's storescu, reads the receiver's peak RSS, stops it with SIGTERM,
 checks that every instance arrived, and deletes the output.  The order of the
-variants rotates round by round; the report shows medians.  See benchmarks/README.md.
+variants rotates round by round; the report shows medians.  The flush counts (under
+strace), the scale curve and the held associations are measured after the transfer
+scenarios, each on its own.  See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,25 +23,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import data, idle, plot, report
+from benchmarks import commands, concurrency, flushes, idle, peers, plot, report
+from benchmarks.commands import (
+    DEFAULT_CONFIG,
+    OURS_DEFAULT,
+    REPO,
+    Tools,
+    available,
+    ours_environment,
+    receiver_command,
+    sender_command,
+    stores_nothing,
+)
+from benchmarks.datasets import Dataset, count_files, prepare, shares, subset
 from benchmarks.procs import (
     BenchmarkError,
     Command,
-    Receiver,
+    TreeSampler,
     find_dcmtk_tool,
-    free_port,
     run_senders,
 )
 from benchmarks.scenarios import (
-    CONCURRENT,
-    CT,
+    FLUSHES,
     FULL,
     GIB,
+    HELD,
+    HTTP,
     IDLE,
     LARGE,
     QUICK,
-    TINY,
-    TINY_DEFAULTS,
+    SCALE,
+    SLOW_PEERS,
     Scenario,
     Sizes,
     instances_sent,
@@ -46,142 +62,64 @@ from benchmarks.scenarios import (
     select,
 )
 from benchmarks.stats import (
+    COUNT,
     DCMTK,
-    DCMTK_IGNORE,
+    INFO,
+    LABELS,
     OURS,
+    OURS_AT_LEAST,
     OURS_AT_MOST,
     OURS_DURABLE,
-    OURS_IGNORE,
+    OURS_HTTP,
+    STORESCP_FORK,
     DetailRow,
+    FlushRow,
     Goal,
+    HeldResult,
+    PeerRow,
     Row,
     Samples,
+    ScalePoint,
     round_order,
+    throughput_kept,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = [
+    "OURS_DEFAULT",
+    "REPO",
+    "Dataset",
+    "Tools",
+    "prepare",
+    "receiver_command",
+    "sender_command",
+]
+
 RESULTS = REPO / "benchmarks" / "results"
-#: Runs our CLI from this checkout without installing it (an installed ``dcmrecv``
-#: console script could shadow DCMTK's on PATH, or be another version).
-OURS_DEFAULT = (
-    sys.executable,
-    "-c",
-    "import sys; from dcmrecv.commands.dcmrecv import main; "
-    "sys.argv[0] = 'dcmrecv'; sys.exit(main())",
-)
-DEFAULT_CONFIG = Path("/etc/dcmtk/storescp.cfg")
-#: Our options that DCMTK's dcmrecv does not have.
-OURS_ONLY_OPTIONS = ("--no-fsync",)
-
-
-@dataclass(frozen=True)
-class Tools:
-    dcmrecv: str
-    storescu: str
-    echoscu: str
-    ours: tuple[str, ...]
-    #: True: "ours" is DCMTK's dcmrecv too (developing the harness before ours works).
-    stand_in: bool
-    config: Path
-
-
-@dataclass
-class Dataset:
-    """Input of one scenario: one directory per sender, and the instance count."""
-
-    directories: list[Path]
-    instances: int
+#: A sampler in the timed run only where VmHWM cannot say it: a forking server's
+#: children are gone (with their high-water marks) when the run ends.
+SAMPLED_VARIANTS = (STORESCP_FORK,)
+#: Not available: the report's text for a scenario that could not run at all.
+OPTION_MISSING = "n/a (option not available)"
 
 
 @dataclass
 class Results:
     seconds: dict[str, Samples] = field(default_factory=dict)
+    ms_per_instance: dict[str, Samples] = field(default_factory=dict)
+    #: Instances each variant was sent per run, per scenario.
+    instances: dict[str, dict[str, int]] = field(default_factory=dict)
     rss_mb: dict[str, Samples] = field(default_factory=dict)
     cpu_percent: dict[str, Samples] = field(default_factory=dict)
+    flushes: list[FlushRow] = field(default_factory=list)
+    scale: list[ScalePoint] = field(default_factory=list)
+    held: list[tuple[str, HeldResult]] = field(default_factory=list)
+    #: Scenario keys that could not run, and why (shown in place of our value).
+    missing: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-
-def receiver_command(
-    tools: Tools, variant: str, scenario: Scenario, out: Path, port: int
-) -> Command:
-    """argv for one receiver variant: DCMTK's options, plus ours where they apply."""
-    ours = variant in (OURS, OURS_DURABLE, OURS_IGNORE)
-    argv: list[str] = list(tools.ours) if ours else [tools.dcmrecv]
-    argv += ["-xf", str(tools.config), "Default", "-od", str(out)]
-    if scenario.max_pdu is not None:
-        argv += ["-pdu", str(scenario.max_pdu)]
-    if variant in (OURS_IGNORE, DCMTK_IGNORE):
-        argv.append("--ignore")
-    if variant in (OURS, OURS_IGNORE) and not tools.stand_in:
-        # Like with like: DCMTK never fsyncs.
-        argv.append("--no-fsync")
-    argv.append(str(port))
-    env: dict[str, str | None] = {"TCP_NODELAY": "1" if scenario.nodelay else None}
-    if ours and not tools.stand_in and tools.ours == OURS_DEFAULT:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
-        )
-    return Command(tuple(argv), env)
-
-
-def sender_command(tools: Tools, scenario: Scenario, directory: Path, port: int) -> Command:
-    # storescu +sd sends a whole directory in one association; it was a little faster
-    # than dcmsend on this machine for both tiny and CT instances.
-    argv = [tools.storescu, "-aet", "BENCHSCU", "-aec", "DCMRECV"]
-    if scenario.max_pdu is not None:
-        argv += ["-pdu", str(scenario.max_pdu)]
-    argv += ["+sd", "127.0.0.1", str(port), str(directory)]
-    return Command(tuple(argv), {"TCP_NODELAY": "1" if scenario.nodelay else None})
-
-
-def count_files(root: Path) -> int:
-    return sum(len(files) for _, _, files in os.walk(root))
-
-
-def prepare(scenario: Scenario, sizes: Sizes, work: Path, cache: dict[str, Dataset]) -> Dataset:
-    """Generate (once) the data set a scenario sends."""
-    if scenario.dataset in cache:
-        return cache[scenario.dataset]
-    started = time.perf_counter()
-    name = scenario.dataset
-    if name == TINY_DEFAULTS:
-        spec = data.SeriesSpec(sizes.tiny_defaults, sizes.tiny_side, sizes.tiny_side)
-        dataset = Dataset([work / name], len(data.write_series(work / name, spec, seed=1)))
-    elif name == TINY:
-        spec = data.SeriesSpec(sizes.tiny, sizes.tiny_side, sizes.tiny_side)
-        dataset = Dataset([work / name], len(data.write_series(work / name, spec, seed=2)))
-    elif name in (CT, CONCURRENT):
-        ct = _ct_paths(sizes, work, cache)
-        if name == CT:
-            dataset = Dataset([work / CT], sizes.ct)
-        else:
-            total = sizes.concurrent_senders * sizes.concurrent_each
-            parts = data.split_into(ct[:total], sizes.concurrent_senders, work / CONCURRENT)
-            dataset = Dataset(parts, total)
-    elif name == LARGE:
-        path = data.write_large_multiframe(work / LARGE / "large.dcm", sizes.large_bytes)
-        dataset = Dataset([path.parent], 1)
-    else:
-        dataset = Dataset([], 0)
-    cache[name] = dataset
-    # Write the new files back now, so their write-back does not slow the first round.
-    os.sync()
-    print(f"  data {name}: {time.perf_counter() - started:.1f} s to generate", flush=True)
-    return dataset
-
-
-def _ct_paths(sizes: Sizes, work: Path, cache: dict[str, Dataset]) -> list[Path]:
-    count = max(sizes.ct, sizes.concurrent_senders * sizes.concurrent_each)
-    directory = work / CT
-    if not directory.exists():
-        spec = data.SeriesSpec(count, sizes.ct_side, sizes.ct_side)
-        paths = data.write_series(directory, spec, seed=3)
-        # The CT scenario sends exactly sizes.ct; extra instances only feed "concurrent".
-        for extra in paths[sizes.ct :]:
-            target = work / "ct-extra" / extra.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            extra.rename(target)
-    return sorted(directory.glob("*.dcm")) + sorted((work / "ct-extra").glob("*.dcm"))
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
 
 def measure_transfer(
@@ -193,19 +131,22 @@ def measure_transfer(
     results: Results,
 ) -> None:
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
-    log = out.parent / f"{out.name}.log"
-    with Receiver(command, port, tools.echoscu, log) as receiver:
+    with commands.start(tools, variant, scenario, out) as receiver:
+        port = receiver.port
         senders = [sender_command(tools, scenario, d, port) for d in dataset.directories]
-        sent = run_senders(senders)
-        peak = receiver.peak_rss_kib()
+        if variant in SAMPLED_VARIANTS:
+            with TreeSampler(receiver.pid) as sampler:
+                sent = run_senders(senders)
+            peak = sampler.peak.rss_kib if sampler.peak else None
+        else:
+            sent = run_senders(senders)
+            peak = receiver.peak_rss_kib()
     if any(sent.returncodes):
         raise BenchmarkError(
             f"{scenario.key}/{variant}: sender exit codes {sent.returncodes}:"
             f" {sent.output[-2000:]}\nreceiver log: {receiver.log_tail()}"
         )
-    expected = 0 if variant in (OURS_IGNORE, DCMTK_IGNORE) else dataset.instances
+    expected = 0 if stores_nothing(variant) else dataset.instances
     received = count_files(out)
     if received != expected:
         raise BenchmarkError(
@@ -213,10 +154,14 @@ def measure_transfer(
             f" {sent.output[-2000:]}\nreceiver log: {receiver.log_tail()}"
         )
     results.seconds.setdefault(scenario.key, Samples()).add(variant, sent.elapsed)
+    per_instance = 1000.0 * sent.elapsed / dataset.instances
+    results.ms_per_instance.setdefault(scenario.key, Samples()).add(variant, per_instance)
+    results.instances.setdefault(scenario.key, {})[variant] = dataset.instances
     if peak is not None:
         results.rss_mb.setdefault(scenario.key, Samples()).add(variant, peak / 1024)
     print(
-        f"    {variant:13s} {sent.elapsed:8.3f} s  peak RSS {(peak or 0) / 1024:7.1f} MB",
+        f"    {variant:13s} {sent.elapsed:8.3f} s  {per_instance:7.3f} ms/instance"
+        f"  peak RSS {(peak or 0) / 1024:7.1f} MB",
         flush=True,
     )
 
@@ -225,26 +170,39 @@ def measure_idle(
     tools: Tools, scenario: Scenario, sizes: Sizes, variant: str, out: Path, results: Results
 ) -> None:
     out.mkdir(parents=True)
-    port = free_port()
-    command = receiver_command(tools, variant, scenario, out, port)
-    with Receiver(command, port, tools.echoscu, out.parent / f"{out.name}.log") as receiver:
-        sockets, accepted = idle.open_associations(port, sizes.idle_associations)
+    with commands.start(tools, variant, scenario, out) as receiver:
+        sockets, accepted = idle.open_associations(receiver.port, sizes.idle_associations)
         try:
             cpu_before, started = receiver.cpu_seconds(), time.monotonic()
             time.sleep(sizes.idle_seconds)  # the idle window itself
             cpu_after, ended = receiver.cpu_seconds(), time.monotonic()
         finally:
             idle.close_associations(sockets)
-    outcome = idle.IdleOutcome(len(sockets), accepted, cpu_after - cpu_before, ended - started)
+    outcome = idle.IdleOutcome(
+        sizes.idle_associations, accepted, cpu_after - cpu_before, ended - started
+    )
     results.cpu_percent.setdefault(scenario.key, Samples()).add(variant, outcome.cpu_percent)
-    note = f"idle/{variant}: {outcome.accepted} of {outcome.opened} associations accepted"
-    if note not in results.notes:
-        results.notes.append(note)
+    results.note(f"idle/{variant}: {outcome.accepted} of {outcome.opened} associations accepted")
     print(
         f"    {variant:13s} CPU {outcome.cpu_percent:6.2f} % of a core,"
-        f" {accepted}/{len(sockets)} accepted",
+        f" {accepted}/{sizes.idle_associations} accepted",
         flush=True,
     )
+
+
+def round_variants(
+    tools: Tools, scenario: Scenario, sizes: Sizes, round_index: int, floors: bool, with_peers: bool
+) -> list[str]:
+    """The variants of one round: the scenario's own, then the peers that take part."""
+    variants = [v for v in scenario.variants if floors or not stores_nothing(v)]
+    if with_peers:
+        variants += [
+            peer
+            for peer in scenario.peers
+            if available(tools, peer)
+            and (peer not in SLOW_PEERS or round_index < sizes.peer_rounds)
+        ]
+    return round_order(variants, round_index)
 
 
 def run_scenario(
@@ -256,57 +214,259 @@ def run_scenario(
     cache: dict[str, Dataset],
     results: Results,
     floors: bool,
+    with_peers: bool = True,
 ) -> None:
     print(f"{scenario.title}", flush=True)
+    if scenario.dataset == FLUSHES:
+        run_flushes(tools, scenario, sizes, work, cache, results)
+        return
+    if scenario.dataset == SCALE:
+        run_scale(tools, scenario, sizes, rounds, work, cache, results)
+        return
+    if scenario.dataset == HELD:
+        run_held(tools, scenario, sizes, work, results)
+        return
+    if scenario.key == HTTP and not available(tools, OURS_HTTP):
+        results.missing[scenario.key] = OPTION_MISSING
+        results.note(f"{scenario.key}: our dcmrecv --help has no --http-port yet; not measured")
+        print(f"  skipped: {OPTION_MISSING}", flush=True)
+        return
     dataset = prepare(scenario, sizes, work, cache)
-    variants = [v for v in scenario.variants if floors or v not in (OURS_IGNORE, DCMTK_IGNORE)]
+    for peer, reason in tools_missing(tools).items():
+        if with_peers and peer in scenario.peers:
+            results.note(f"{LABELS[peer]} skipped: {reason}")
+    if scenario.max_rounds is not None:
+        rounds = min(rounds, scenario.max_rounds)
     for round_index in range(rounds):
         print(f"  round {round_index + 1}/{rounds}", flush=True)
-        for variant in round_order(variants, round_index):
+        for variant in round_variants(tools, scenario, sizes, round_index, floors, with_peers):
+            divisor = scenario.peers.get(variant, 1)
+            sent = subset(dataset, divisor, work / f"{scenario.dataset}-1of{divisor}")
             out = work / "out" / f"{scenario.key}-{variant}-{round_index}"
             try:
                 if scenario.dataset == IDLE:
                     measure_idle(tools, scenario, sizes, variant, out, results)
                 else:
-                    measure_transfer(tools, scenario, dataset, variant, out, results)
+                    measure_transfer(tools, scenario, sent, variant, out, results)
             finally:
-                shutil.rmtree(out, ignore_errors=True)
-                # Write back what the no-fsync receivers left dirty, outside the timing,
-                # so it does not land on the next measurement.
-                os.sync()
+                _clean(out)
+
+
+def _clean(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    config, index = peers.orthanc_files(out)
+    config.unlink(missing_ok=True)
+    shutil.rmtree(index, ignore_errors=True)
+    # Write back what the no-fsync receivers left dirty, outside the timing, so it
+    # does not land on the next measurement.
+    os.sync()
+
+
+def tools_missing(tools: Tools) -> dict[str, str]:
+    return dict(peers.PeerTools(tools.storescp, tools.pynetdicom, tools.orthanc).missing())
+
+
+def run_flushes(
+    tools: Tools,
+    scenario: Scenario,
+    sizes: Sizes,
+    work: Path,
+    cache: dict[str, Dataset],
+    results: Results,
+) -> None:
+    if tools.strace is None:
+        results.missing[scenario.key] = "n/a (strace not installed)"
+        results.note("flushes: not counted, strace not installed (Debian package strace)")
+        print("  skipped: strace not installed", flush=True)
+        return
+    if tools.stand_in:
+        results.note("flushes: stand-in run, DCMTK's dcmrecv makes no flush calls")
+    single = prepare(scenario, sizes, work, cache)
+    series = prepare(_scale_scenario(sizes), sizes, work, cache)
+    group = shares(series, sizes.flush_senders, work / f"scale-{sizes.flush_senders}")
+    cases = [
+        (f"1 sender, {single.instances} CT", single, flushes.SINGLE_SENDER_LIMIT),
+        (
+            f"{sizes.flush_senders} senders, {group.instances} x"
+            f" {sizes.scale_side * sizes.scale_side * 2 // 1024} KB",
+            group,
+            flushes.GROUP_COMMIT_LIMIT,
+        ),
+    ]
+    for index, (case, dataset, limit) in enumerate(cases):
+        out = work / "out" / f"flushes-{index}"
+        try:
+            row = flushes.count_flushes(tools, tools.strace, scenario, case, dataset, out, limit)
+        finally:
+            _clean(out)
+        results.flushes.append(row)
+        print(f"    {case}: {row.calls} -> {row.per_instance or 0:.2f} per instance", flush=True)
+
+
+def _scale_scenario(sizes: Sizes) -> Scenario:
+    (scale,) = select(scenarios(sizes), [SCALE])
+    return scale
+
+
+def run_scale(
+    tools: Tools,
+    scenario: Scenario,
+    sizes: Sizes,
+    rounds: int,
+    work: Path,
+    cache: dict[str, Dataset],
+    results: Results,
+) -> None:
+    series = prepare(scenario, sizes, work, cache)
+    variants = [v for v in scenario.variants if available(tools, v)]
+    for missing in set(scenario.variants) - set(variants):
+        results.note(f"scale: {LABELS[missing]} skipped, not installed")
+    # Two rounds at most: the curve has many points, and a collapse is not subtle.
+    scale_rounds = min(rounds, 2)
+    results.scale = concurrency.scale_points(
+        tools, scenario, series, sizes.scale_senders, variants, scale_rounds, work
+    )
+
+
+def run_held(tools: Tools, scenario: Scenario, sizes: Sizes, work: Path, results: Results) -> None:
+    # Every association is a socket on both sides: make room for them.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * sizes.held_associations + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    out = work / "out" / "held"
+    try:
+        held = concurrency.measure_held(
+            tools, scenario, OURS, sizes.held_associations, sizes.held_seconds, out
+        )
+    finally:
+        _clean(out)
+    results.held.append((OURS, held))
+    print(
+        f"    {OURS}: {held.accepted}/{held.opened} accepted, RSS {held.rss_mb or 0:.1f} MB,"
+        f" {held.threads} threads, CPU {held.cpu_percent:.2f} %",
+        flush=True,
+    )
 
 
 def build_rows(selected: Sequence[Scenario], results: Results) -> list[Row]:
     rows: list[Row] = []
     for scenario in selected:
+        missing = results.missing.get(scenario.key)
         if scenario.dataset == IDLE:
             samples = results.cpu_percent.get(scenario.key, Samples())
             rows.append(
                 Row(scenario.title, "%", samples.median(OURS), samples.median(DCMTK), scenario.goal)
             )
-            continue
-        seconds = results.seconds.get(scenario.key, Samples())
-        rows.append(
-            Row(scenario.title, "s", seconds.median(OURS), seconds.median(DCMTK), scenario.goal)
-        )
-        if scenario.rss_goal_mb is not None:
-            rss = results.rss_mb.get(scenario.key, Samples())
+        elif scenario.dataset == FLUSHES:
+            rows += _flush_rows(scenario, results.flushes, missing)
+        elif scenario.dataset == SCALE:
             rows.append(
                 Row(
-                    f"{scenario.title.split(':')[0]}, peak RSS",
-                    "MB",
-                    rss.median(OURS),
-                    rss.median(DCMTK),
-                    Goal(OURS_AT_MOST, scenario.rss_goal_mb),
+                    f"scale: inst/s at {max(p.senders for p in results.scale or [_NO_POINT])}"
+                    " senders / best point",
+                    "",
+                    throughput_kept(results.scale, OURS),
+                    throughput_kept(results.scale, STORESCP_FORK),
+                    scenario.goal,
+                    against=LABELS[STORESCP_FORK],
+                    missing=missing,
                 )
             )
+        elif scenario.dataset == HELD:
+            rows += _held_rows(scenario, results.held)
+        else:
+            rows += _transfer_rows(scenario, results, missing)
+    return rows
+
+
+_NO_POINT = ScalePoint("none", 0, 0, 0.0, None, None, None, None)
+
+
+def _transfer_rows(scenario: Scenario, results: Results, missing: str | None) -> list[Row]:
+    seconds = results.seconds.get(scenario.key, Samples())
+    rows = [
+        Row(
+            scenario.title,
+            "s",
+            seconds.median(OURS_HTTP if scenario.key == HTTP else OURS),
+            seconds.median(scenario.reference),
+            scenario.goal,
+            against=LABELS[scenario.reference],
+            missing=missing,
+        )
+    ]
+    if scenario.durable_goal is not None:
+        rows.append(
+            Row(
+                f"{scenario.title.split(':')[0]}, durable default (fsync)",
+                "s",
+                seconds.median(OURS_DURABLE),
+                seconds.median(DCMTK),
+                scenario.durable_goal,
+            )
+        )
+    if scenario.rss_goal_mb is not None:
+        rss = results.rss_mb.get(scenario.key, Samples())
+        rows.append(
+            Row(
+                f"{scenario.title.split(':')[0]}, peak RSS",
+                "MB",
+                rss.median(OURS),
+                rss.median(DCMTK),
+                Goal(OURS_AT_MOST, scenario.rss_goal_mb),
+            )
+        )
+    return rows
+
+
+def _flush_rows(scenario: Scenario, rows: Sequence[FlushRow], missing: str | None) -> list[Row]:
+    if missing:
+        return [Row(scenario.title, "", None, None, scenario.goal, against="-", missing=missing)]
+    return [
+        Row(
+            f"flushes per instance, ours default: {row.case}",
+            "",
+            row.per_instance,
+            None,
+            Goal(OURS_AT_MOST, row.limit),
+            against="DCMTK (never flushes)",
+        )
+        for row in rows
+    ]
+
+
+def _held_rows(scenario: Scenario, held: Sequence[tuple[str, HeldResult]]) -> list[Row]:
+    rows = []
+    for _, result in held:
+        name = f"held: {result.opened} associations opened"
+        rows += [
+            Row(
+                f"{name}, accepted and held",
+                COUNT,
+                float(result.accepted),
+                None,
+                Goal(OURS_AT_LEAST, float(result.opened)),
+                "-",
+            ),
+            Row(f"{name}, CPU % of one core", "%", result.cpu_percent, None, scenario.goal, "-"),
+            Row(f"{name}, RSS while held", "MB", result.rss_mb, None, INFO, "-"),
+            Row(
+                f"{name}, threads",
+                COUNT,
+                None if result.threads is None else float(result.threads),
+                None,
+                INFO,
+                "-",
+            ),
+        ]
     return rows
 
 
 def build_details(selected: Sequence[Scenario], sizes: Sizes, results: Results) -> list[DetailRow]:
     details = []
     for scenario in selected:
-        if scenario.dataset == IDLE or scenario.key not in results.seconds:
+        if scenario.key not in results.seconds or scenario.key == HTTP:
             continue
         seconds = results.seconds[scenario.key]
         rss = results.rss_mb.get(scenario.key, Samples())
@@ -322,10 +482,41 @@ def build_details(selected: Sequence[Scenario], sizes: Sizes, results: Results) 
     return details
 
 
+def build_peer_rows(selected: Sequence[Scenario], results: Results) -> list[PeerRow]:
+    rows = []
+    for scenario in selected:
+        if not scenario.peers or scenario.key not in results.ms_per_instance:
+            continue
+        samples = results.ms_per_instance[scenario.key]
+        variants = [v for v in samples.values if v in (OURS, OURS_DURABLE, DCMTK)] + [
+            v for v in scenario.peers if v in samples.values
+        ]
+        rows.append(
+            PeerRow(
+                scenario.key,
+                {v: samples.median(v) for v in variants},
+                dict(results.instances.get(scenario.key, {})),
+            )
+        )
+    return rows
+
+
+def has_http_option(ours: Sequence[str], env: dict[str, str]) -> bool:
+    """Whether our receiver's ``--help`` lists ``--http-port`` (issue 15)."""
+    try:
+        result = subprocess.run(
+            [*ours, "--help"], capture_output=True, text=True, timeout=30, env=env, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--http-port" in result.stdout + result.stderr
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python3 -m benchmarks.run",
-        description="Benchmark our dcmrecv against DCMTK's dcmrecv (see benchmarks/README.md).",
+        description="Benchmark our dcmrecv against DCMTK and other receivers"
+        " (see benchmarks/README.md).",
     )
     parser.add_argument("--quick", action="store_true", help="1 round, small sizes: a check")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5; --quick 1)")
@@ -341,6 +532,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--large-mib", type=int, help="size of the large instance in MiB (default 1024; --quick 64)"
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the --ignore sender floors")
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip the peers (DCMTK storescp, pynetdicom, Orthanc) in the transfer scenarios",
+    )
     parser.add_argument(
         "--workdir", type=Path, help="where to put data and output (default: TMPDIR)"
     )
@@ -360,6 +556,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def find_tools(args: argparse.Namespace) -> Tools:
+    dcmrecv = find_dcmtk_tool("dcmrecv")
+    ours = (
+        (dcmrecv,)
+        if args.stand_in_dcmtk
+        else tuple(shlex.split(args.ours))
+        if args.ours
+        else OURS_DEFAULT
+    )
+    try:
+        storescp: str | None = find_dcmtk_tool("storescp")
+    except BenchmarkError:
+        storescp = None
+    probe = Tools(dcmrecv, "", "", ours, args.stand_in_dcmtk, args.config)
+    env = Command((), ours_environment(probe)).environment()
+    return Tools(
+        dcmrecv=dcmrecv,
+        storescu=find_dcmtk_tool("storescu"),
+        echoscu=find_dcmtk_tool("echoscu"),
+        ours=ours,
+        stand_in=args.stand_in_dcmtk,
+        config=args.config,
+        storescp=storescp,
+        pynetdicom=peers.pynetdicom_storescp(),
+        orthanc=peers.find_orthanc(),
+        strace=shutil.which("strace"),
+        http_option=not args.stand_in_dcmtk and has_http_option(ours, env),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -369,19 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = [key for item in args.only for key in item.split(",") if key]
     selected = select(scenarios(sizes), only)
 
-    dcmrecv = find_dcmtk_tool("dcmrecv")
-    tools = Tools(
-        dcmrecv=dcmrecv,
-        storescu=find_dcmtk_tool("storescu"),
-        echoscu=find_dcmtk_tool("echoscu"),
-        ours=(dcmrecv,)
-        if args.stand_in_dcmtk
-        else tuple(shlex.split(args.ours))
-        if args.ours
-        else OURS_DEFAULT,
-        stand_in=args.stand_in_dcmtk,
-        config=args.config,
-    )
+    tools = find_tools(args)
     notes: list[str] = []
     if tools.stand_in:
         notes.append("STAND-IN RUN: 'ours' is DCMTK's dcmrecv; this only checks the harness.")
@@ -403,15 +617,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cache: dict[str, Dataset] = {}
         for scenario in selected:
-            run_scenario(tools, scenario, sizes, rounds, work, cache, results, not args.no_floor)
+            run_scenario(
+                tools,
+                scenario,
+                sizes,
+                rounds,
+                work,
+                cache,
+                results,
+                not args.no_floor,
+                not args.no_peers,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
     rows = build_rows(selected, results)
-    details = build_details(selected, sizes, results)
-    settings = [
+    text = report.document(
+        rows=rows,
+        details=build_details(selected, sizes, results),
+        peers=build_peer_rows(selected, results),
+        flushes=results.flushes,
+        scale=results.scale,
+        held=results.held,
+        machine=report.machine_info(tools.dcmrecv, REPO),
+        settings=settings(args, tools, rounds, sizes, elapsed, load_before),
+        notes=results.notes,
+    )
+    print()
+    print(text)
+    if not args.no_write:
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "latest.md").write_text(text)
+        chart = args.results / "latest.png"
+        if plot.plot_all(rows, build_peer_rows(selected, results), results.scale, chart):
+            print(f"wrote {args.results / 'latest.md'} and latest.png")
+        else:
+            print(f"wrote {args.results / 'latest.md'} (no plot: pip install matplotlib)")
+    return 0
+
+
+def settings(
+    args: argparse.Namespace,
+    tools: Tools,
+    rounds: int,
+    sizes: Sizes,
+    elapsed: float,
+    load_before: float,
+) -> list[tuple[str, str]]:
+    return [
         ("rounds", f"{rounds} (median){' --quick' if args.quick else ''}"),
+        (
+            "rounds of the slow peers (pynetdicom, Orthanc)",
+            f"{min(rounds, sizes.peer_rounds)}; scale curve: {min(rounds, 2)};"
+            " tiny-defaults: at most 3",
+        ),
         ("sender", f"{tools.storescu} +sd (one association per sender)"),
         (
             "ours",
@@ -420,27 +680,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "python -c 'dcmrecv.commands.dcmrecv.main()' from this checkout",
         ),
         ("config", f"-xf {tools.config} Default"),
+        ("DCMTK storescp", tools.storescp or "not found"),
+        ("pynetdicom storescp", shlex.join(tools.pynetdicom) if tools.pynetdicom else "not found"),
+        ("Orthanc", report.orthanc_version(tools.orthanc) if tools.orthanc else "not installed"),
+        ("strace", tools.strace or "not installed"),
         ("benchmark wall time", f"{elapsed:.0f} s"),
         # Other work on a shared machine shows here; compare runs with similar load.
         ("load average (1 min) before / after", f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"),
     ]
-    text = report.document(
-        rows=rows,
-        details=details,
-        machine=report.machine_info(tools.dcmrecv, REPO),
-        settings=settings,
-        notes=results.notes,
-    )
-    print()
-    print(text)
-    if not args.no_write:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / "latest.md").write_text(text)
-        if plot.plot_rows(rows, args.results / "latest.png"):
-            print(f"wrote {args.results / 'latest.md'} and latest.png")
-        else:
-            print(f"wrote {args.results / 'latest.md'} (no plot: pip install matplotlib)")
-    return 0
 
 
 if __name__ == "__main__":

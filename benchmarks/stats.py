@@ -17,10 +17,31 @@ DCMTK = "dcmtk"  # DCMTK's dcmrecv
 OURS_DURABLE = "ours-durable"  # our receiver's default: fsync before Success
 OURS_IGNORE = "ours-ignore"  # our receiver, --ignore: the sender floor through us
 DCMTK_IGNORE = "dcmtk-ignore"  # DCMTK's dcmrecv --ignore: the sender floor
+STORESCP = "storescp"  # DCMTK's storescp, one association at a time
+STORESCP_FORK = "storescp-fork"  # DCMTK's storescp --fork: a child process per association
+PYNETDICOM = "pynetdicom"  # pynetdicom's storescp app (python -m pynetdicom storescp)
+ORTHANC = "orthanc"  # Orthanc, started with a configuration file of its own
+OURS_HTTP = "ours-http"  # our receiver --no-fsync with the HTTP endpoint on (--http-port 0)
+
+#: What each variant is called in tables and charts.
+LABELS = {
+    OURS: "ours --no-fsync",
+    OURS_DURABLE: "ours default (fsync)",
+    DCMTK: "DCMTK dcmrecv",
+    OURS_IGNORE: "ours --ignore",
+    DCMTK_IGNORE: "DCMTK dcmrecv --ignore",
+    STORESCP: "DCMTK storescp",
+    STORESCP_FORK: "DCMTK storescp --fork",
+    PYNETDICOM: "pynetdicom storescp",
+    ORTHANC: "Orthanc",
+    OURS_HTTP: "ours --no-fsync --http-port 0",
+}
 
 #: Kinds of goal.
 RATIO_AT_MOST = "ratio<="  # ours / DCMTK must not exceed the limit
 OURS_AT_MOST = "ours<="  # our absolute value must not exceed the limit
+OURS_AT_LEAST = "ours>="  # our absolute value must reach the limit
+NO_GOAL = "info"  # measured and shown, no goal set
 
 
 @dataclass(frozen=True)
@@ -31,14 +52,29 @@ class Goal:
     def met(self, ours: float | None, ratio_value: float | None) -> bool | None:
         """True or False, or None when the value it needs was not measured."""
         value = ratio_value if self.kind == RATIO_AT_MOST else ours
-        if value is None or math.isnan(value):
+        if self.kind == NO_GOAL or value is None or math.isnan(value):
             return None
+        if self.kind == OURS_AT_LEAST:
+            return value >= self.limit
         return value <= self.limit
 
     def describe(self, unit: str) -> str:
+        if self.kind == NO_GOAL:
+            return "(no goal)"
         if self.kind == RATIO_AT_MOST:
             return f"<= {self.limit:g}"
-        return f"ours <= {self.limit:g} {unit}"
+        if self.kind == OURS_AT_LEAST:
+            return f"ours >= {self.limit:g}{_unit_suffix(unit)}"
+        return f"ours <= {self.limit:g}{_unit_suffix(unit)}"
+
+
+INFO = Goal(NO_GOAL, 0.0)
+#: Unit of a row that counts things (associations, threads): shown as an integer.
+COUNT = "count"
+
+
+def _unit_suffix(unit: str) -> str:
+    return f" {unit}" if unit and unit != COUNT else ""
 
 
 @dataclass
@@ -87,13 +123,21 @@ def round_order(variants: Sequence[str], round_index: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the main table."""
+    """One line of the main table: our value against a reference value.
+
+    ``against`` names the reference (DCMTK's dcmrecv for most rows, DCMTK's
+    ``storescp --fork`` for the concurrent one, ours without the HTTP endpoint
+    for the endpoint's cost); ``missing`` replaces our value when the scenario
+    could not run at all.
+    """
 
     scenario: str
     unit: str
     ours: float | None
     dcmtk: float | None
     goal: Goal
+    against: str = LABELS[DCMTK]
+    missing: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -115,6 +159,10 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.2f} %"
     if unit == "ms":
         return f"{value:.2f} ms"
+    if unit == "":
+        return f"{value:.2f}"
+    if unit == COUNT:
+        return f"{value:.0f}"
     return f"{value:g} {unit}"
 
 
@@ -135,13 +183,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def main_table(rows: Sequence[Row]) -> str:
-    """scenario | ours | DCMTK | ratio | goal | met?"""
+    """scenario | ours | against | theirs | ratio | goal | met?"""
     return markdown_table(
-        ["scenario", "ours", "DCMTK", "ratio (ours/DCMTK)", "goal", "met?"],
+        ["scenario", "ours", "against", "theirs", "ratio (ours/theirs)", "goal", "met?"],
         (
             [
                 row.scenario,
-                format_value(row.ours, row.unit),
+                row.missing or format_value(row.ours, row.unit),
+                row.against,
                 format_value(row.dcmtk, row.unit),
                 format_ratio(row.ratio),
                 row.goal.describe(row.unit),
@@ -172,7 +221,8 @@ def detail_table(rows: Sequence[DetailRow]) -> str:
         "ours --no-fsync",
         "ours default (fsync)",
         "fsync cost / instance",
-        "DCMTK",
+        "DCMTK dcmrecv",
+        "ratio --no-fsync / default, to dcmrecv",
         "floor: ours --ignore",
         "floor: DCMTK --ignore",
         "peak RSS ours / DCMTK",
@@ -190,9 +240,200 @@ def detail_table(rows: Sequence[DetailRow]) -> str:
                 format_value(seconds.get(OURS_DURABLE), "s"),
                 format_value(cost, "ms"),
                 format_value(seconds.get(DCMTK), "s"),
+                f"{format_ratio(ratio(seconds.get(OURS), seconds.get(DCMTK)))} /"
+                f" {format_ratio(ratio(seconds.get(OURS_DURABLE), seconds.get(DCMTK)))}",
                 format_value(seconds.get(OURS_IGNORE), "s"),
                 format_value(seconds.get(DCMTK_IGNORE), "s"),
                 f"{format_value(rss_ours, 'MB')} / {format_value(rss_dcmtk, 'MB')}",
             ]
         )
+    return markdown_table(header, body)
+
+
+# --- Peers: every receiver on the same data, per instance -------------------------
+
+#: Column order of the peer table.
+PEER_COLUMNS = (OURS, OURS_DURABLE, DCMTK, STORESCP, STORESCP_FORK, PYNETDICOM, ORTHANC)
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One scenario across receivers: median milliseconds per instance, and how many
+    instances each receiver was sent per run (slow peers get fewer, see scenarios.py)."""
+
+    scenario: str
+    ms_per_instance: Mapping[str, float | None]
+    instances: Mapping[str, int]
+
+
+def peer_table(rows: Sequence[PeerRow]) -> str:
+    """ms per instance per receiver; in brackets ours --no-fsync / that receiver."""
+    columns = [v for v in PEER_COLUMNS if any(v in row.ms_per_instance for row in rows)]
+    body = []
+    for row in rows:
+        ours = row.ms_per_instance.get(OURS)
+        full = row.instances.get(OURS)
+        cells = [row.scenario]
+        for variant in columns:
+            value = row.ms_per_instance.get(variant)
+            if value is None:
+                cells.append("n/a" if variant in row.ms_per_instance else "-")
+                continue
+            cell = f"{value:.3f} ms [{format_ratio(ratio(ours, value))}]"
+            count = row.instances.get(variant)
+            if count is not None and count != full:
+                cell += f" n={count}"
+            cells.append(cell)
+        body.append(cells)
+    return markdown_table(["scenario", *(LABELS[v] for v in columns)], body)
+
+
+# --- Device flushes counted with strace -------------------------------------------
+
+#: System calls that make the kernel write data to the device and wait for it.
+FLUSH_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
+
+
+@dataclass(frozen=True)
+class FlushRow:
+    """Flush system calls our receiver made while receiving ``instances`` instances."""
+
+    case: str
+    instances: int
+    calls: Mapping[str, int]
+    limit: float
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.get(name, 0) for name in FLUSH_CALLS)
+
+    @property
+    def per_instance(self) -> float | None:
+        return self.total / self.instances if self.instances > 0 else None
+
+    @property
+    def met(self) -> bool | None:
+        per_instance = self.per_instance
+        return None if per_instance is None else per_instance <= self.limit
+
+
+def flush_table(rows: Sequence[FlushRow]) -> str:
+    shown = ("fsync", "fdatasync", "sync_file_range", "syncfs")
+    header = ["case", "instances", *shown, "flushes / instance", "goal", "met?"]
+    body = [
+        [
+            row.case,
+            str(row.instances),
+            *(str(row.calls.get(name, 0)) for name in shown),
+            format_value(row.per_instance, ""),
+            f"<= {row.limit:g}",
+            format_met(row.met),
+        ]
+        for row in rows
+    ]
+    return markdown_table(header, body)
+
+
+# --- Scale: 1 to 64 concurrent senders -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScalePoint:
+    """One receiver with ``senders`` storescu processes at once (median of rounds)."""
+
+    variant: str
+    senders: int
+    instances: int
+    megabytes: float
+    seconds: float | None
+    #: Peak of the summed resident sets of the receiver's process tree, sampled.
+    peak_rss_mb: float | None
+    #: Peak of the summed thread counts over that tree.
+    peak_threads: int | None
+    #: Peak number of processes in the tree (1 for a threaded receiver).
+    peak_processes: int | None
+
+    @property
+    def instances_per_second(self) -> float | None:
+        return self.instances / self.seconds if self.seconds else None
+
+    @property
+    def megabytes_per_second(self) -> float | None:
+        return self.megabytes / self.seconds if self.seconds else None
+
+
+def throughput_kept(points: Sequence[ScalePoint], variant: str) -> float | None:
+    """Throughput at the most senders as a fraction of the best point: 1.0 = no loss.
+
+    "No collapse as senders grow" (issue 14): this stays near 1 when a receiver keeps
+    its throughput up to the largest sender count.
+    """
+    mine = [p for p in points if p.variant == variant and p.instances_per_second is not None]
+    if not mine:
+        return None
+    best = max(p.instances_per_second or 0.0 for p in mine)
+    last = max(mine, key=lambda p: p.senders).instances_per_second
+    return last / best if best and last is not None else None
+
+
+def scale_table(points: Sequence[ScalePoint]) -> str:
+    """senders | per receiver: instances/s, MB/s, peak RSS, peak threads (processes)."""
+    variants = list(dict.fromkeys(p.variant for p in points))
+    senders = sorted({p.senders for p in points})
+    by_key = {(p.variant, p.senders): p for p in points}
+    header = ["senders"]
+    for variant in variants:
+        name = LABELS.get(variant, variant)
+        header += [f"{name}: inst/s", "MB/s", "peak RSS", "peak threads (processes)"]
+    body = []
+    for count in senders:
+        cells = [str(count)]
+        for variant in variants:
+            point = by_key.get((variant, count))
+            if point is None:
+                cells += ["-", "-", "-", "-"]
+                continue
+            rate, mbps = point.instances_per_second, point.megabytes_per_second
+            cells += [
+                "n/a" if rate is None else f"{rate:.0f}",
+                "n/a" if mbps is None else f"{mbps:.0f}",
+                format_value(point.peak_rss_mb, "MB"),
+                f"{_count(point.peak_threads)} ({_count(point.peak_processes)})",
+            ]
+        body.append(cells)
+    return markdown_table(header, body)
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
+# --- Held associations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldResult:
+    """Many Verification associations held open at once, and what they cost."""
+
+    opened: int
+    accepted: int
+    rss_mb: float | None
+    threads: int | None
+    cpu_percent: float
+    seconds: float
+
+
+def held_table(results: Sequence[tuple[str, HeldResult]]) -> str:
+    header = ["receiver", "opened", "accepted", "RSS while held", "threads", "CPU % of a core"]
+    body = [
+        [
+            LABELS.get(variant, variant),
+            str(held.opened),
+            str(held.accepted),
+            format_value(held.rss_mb, "MB"),
+            _count(held.threads),
+            f"{held.cpu_percent:.2f} % over {held.seconds:.1f} s",
+        ]
+        for variant, held in results
+    ]
     return markdown_table(header, body)

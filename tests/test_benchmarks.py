@@ -6,14 +6,40 @@ tests only make sure what it sends is valid DICOM and what it reports adds up.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
 import subprocess
+import sys
+import threading
+import time
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
+import pydicom.filereader
 import pytest
-from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
 
-from benchmarks import data, idle, procs, profile, stats
+from benchmarks import (
+    commands,
+    data,
+    datasets,
+    flushes,
+    idle,
+    peers,
+    plot,
+    procs,
+    profile,
+    report,
+    run,
+    sender,
+    stats,
+)
 from benchmarks.run import OURS_DEFAULT, Tools, receiver_command, sender_command
 from benchmarks.scenarios import FULL, QUICK, scenarios, select
 from tests.conftest import require_tool
@@ -161,9 +187,35 @@ def test_main_table_row_shows_values_ratio_and_verdict() -> None:
     table = stats.main_table([row])
 
     header, rule, line = table.splitlines()
-    assert header.count("|") == line.count("|") == rule.count("|") == 7
+    assert header.count("|") == line.count("|") == rule.count("|") == 8
     cells = [cell.strip() for cell in line.strip("|").split("|")]
-    assert cells == ["CT", "0.500 s", "0.250 s", "2.00", "<= 1", "**no**"]
+    assert cells == ["CT", "0.500 s", "DCMTK dcmrecv", "0.250 s", "2.00", "<= 1", "**no**"]
+
+
+def test_main_table_names_the_reference_and_says_when_a_scenario_could_not_run() -> None:
+    concurrent = stats.Row(
+        "concurrent",
+        "s",
+        0.7,
+        1.0,
+        stats.Goal(stats.RATIO_AT_MOST, 0.8),
+        against=stats.LABELS[stats.STORESCP_FORK],
+    )
+    http = stats.Row("HTTP", "s", None, None, stats.INFO, missing="n/a (option not available)")
+
+    lines = stats.main_table([concurrent, http]).splitlines()[2:]
+
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    assert cells[0][2:] == ["DCMTK storescp --fork", "1.000 s", "0.70", "<= 0.8", "yes"]
+    assert cells[1][1] == "n/a (option not available)"
+    assert cells[1][-2:] == ["(no goal)", "n/a"]
+
+
+def test_at_least_goal_is_met_from_the_limit_up() -> None:
+    kept = stats.Goal(stats.OURS_AT_LEAST, 0.8)
+    assert kept.met(ours=0.8, ratio_value=None) is True
+    assert kept.met(ours=0.5, ratio_value=None) is False
+    assert kept.describe("") == "ours >= 0.8"
 
 
 def test_detail_table_reports_fsync_cost_and_floors() -> None:
@@ -181,6 +233,7 @@ def test_detail_table_reports_fsync_cost_and_floors() -> None:
         "1.500 s",
         "5.00 ms",
         "1.100 s",
+        "0.91 / 1.36",
         "n/a",
         "0.400 s",
         "40 MB / 20 MB",
@@ -259,3 +312,447 @@ def test_folded_stacks_summarise_self_and_inclusive_samples() -> None:
     assert result.self_samples["write (dcmrecv/storage/naming.py)"] == 3
     # Two lines of the same function count as one function, once per stack.
     assert result.inclusive_samples["run (dcmrecv/wire/server.py)"] == 10
+
+
+# --- peers -------------------------------------------------------------------------
+
+
+def _all_tools() -> Tools:
+    return Tools(
+        dcmrecv="/usr/bin/dcmrecv",
+        storescu="/usr/bin/storescu",
+        echoscu="/usr/bin/echoscu",
+        ours=OURS_DEFAULT,
+        stand_in=False,
+        config=Path("/etc/dcmtk/storescp.cfg"),
+        storescp="/usr/bin/storescp",
+        pynetdicom=("python3", "-m", "pynetdicom", "storescp"),
+        orthanc="/usr/sbin/Orthanc",
+        strace="/usr/bin/strace",
+        http_option=True,
+    )
+
+
+def test_peer_commands_store_into_the_run_directory_on_the_given_port() -> None:
+    (concurrent,) = select(scenarios(FULL), ["concurrent"])
+    (max_pdu,) = select(scenarios(FULL), ["max-pdu"])
+    out = Path("/tmp/run/out")
+    tools = _all_tools()
+
+    fork = receiver_command(tools, stats.STORESCP_FORK, concurrent, out, 1234)
+    plain = receiver_command(tools, stats.STORESCP, max_pdu, out, 1234)
+    pynetdicom = receiver_command(tools, stats.PYNETDICOM, max_pdu, out, 1234)
+    orthanc = receiver_command(tools, stats.ORTHANC, concurrent, out, 1234)
+
+    assert fork.argv[0] == "/usr/bin/storescp" and "--fork" in fork.argv
+    assert fork.argv[fork.argv.index("-od") + 1] == "/tmp/run/out" and fork.argv[-1] == "1234"
+    assert "--fork" not in plain.argv and plain.argv[plain.argv.index("-pdu") + 1] == "131072"
+    assert pynetdicom.argv[:4] == ("python3", "-m", "pynetdicom", "storescp")
+    assert pynetdicom.argv[pynetdicom.argv.index("-od") + 1] == "/tmp/run/out"
+    assert pynetdicom.argv[-1] == "1234"
+    assert orthanc.argv == ("/usr/sbin/Orthanc", str(peers.orthanc_files(out)[0]))
+    assert fork.env["TCP_NODELAY"] == "1"
+
+
+def test_http_variant_adds_the_endpoint_to_the_like_for_like_receiver() -> None:
+    (http,) = select(scenarios(FULL), ["http"])
+    command = receiver_command(_all_tools(), stats.OURS_HTTP, http, Path("/o"), 1234)
+    assert command.argv[-4:] == ("--no-fsync", "--http-port", "0", "1234")
+
+
+def test_missing_peers_are_not_available_and_say_why() -> None:
+    tools = _tools()
+    assert not commands.available(tools, stats.ORTHANC)
+    assert not commands.available(tools, stats.OURS_HTTP)
+    assert commands.available(_all_tools(), stats.STORESCP_FORK)
+    reasons = peers.PeerTools(None, None, None).missing()
+    assert set(reasons) == {stats.STORESCP, stats.STORESCP_FORK, stats.PYNETDICOM, stats.ORTHANC}
+    assert "orthanc" in reasons[stats.ORTHANC]
+
+
+def test_orthanc_configuration_keeps_it_in_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "tiny-orthanc-0"
+    out.mkdir()
+
+    config_path = peers.write_orthanc_configuration(out, dicom_port=4001, http_port=4002)
+
+    config = json.loads(config_path.read_text())
+    assert config_path.parent == tmp_path
+    assert config["StorageDirectory"] == str(out)
+    assert Path(config["IndexDirectory"]).is_dir()
+    assert Path(config["IndexDirectory"]) != out  # the index is not counted as instances
+    assert (config["DicomPort"], config["HttpPort"]) == (4001, 4002)
+    assert config["Plugins"] == []
+    assert config["DicomAlwaysAllowStore"] is True
+    assert config["DicomCheckCalledAet"] is False
+
+
+def test_slow_peers_join_only_the_first_peer_rounds() -> None:
+    (tiny,) = select(scenarios(FULL), ["tiny"])
+    tools = _all_tools()
+
+    first = run.round_variants(tools, tiny, FULL, 0, floors=True, with_peers=True)
+    later = run.round_variants(tools, tiny, FULL, FULL.peer_rounds, floors=True, with_peers=True)
+    without = run.round_variants(tools, tiny, FULL, 0, floors=False, with_peers=False)
+
+    assert {stats.PYNETDICOM, stats.ORTHANC, stats.STORESCP} <= set(first)
+    assert stats.STORESCP in later and stats.ORTHANC not in later
+    assert stats.PYNETDICOM not in later
+    assert sorted(without) == sorted([stats.OURS, stats.DCMTK, stats.OURS_DURABLE])
+
+
+def test_subset_and_shares_link_the_same_files(tmp_path: Path) -> None:
+    source = tmp_path / "series"
+    paths = data.write_series(source, data.SeriesSpec(10, 4, 4))
+    dataset = datasets.Dataset([source], len(paths))
+
+    fifth = datasets.subset(dataset, 5, tmp_path / "fifth")
+    dealt = datasets.shares(dataset, 4, tmp_path / "four")
+
+    assert fifth.instances == 2 and datasets.count_files(tmp_path / "fifth") == 2
+    assert datasets.subset(dataset, 1, tmp_path / "all") is dataset
+    assert dealt.instances == 10 and len(dealt.directories) == 4
+    assert sorted(len(list(d.iterdir())) for d in dealt.directories) == [2, 2, 3, 3]
+    linked = next(dealt.directories[0].iterdir())
+    assert linked.stat().st_ino == (source / linked.name).stat().st_ino
+    assert dataset.megabytes == pytest.approx(sum(p.stat().st_size for p in paths) / 1e6)
+
+
+def test_peer_table_compares_per_instance_and_marks_smaller_runs() -> None:
+    row = stats.PeerRow(
+        "tiny",
+        {stats.OURS: 0.3, stats.DCMTK: 0.25, stats.ORTHANC: 30.0, stats.PYNETDICOM: None},
+        {stats.OURS: 1000, stats.DCMTK: 1000, stats.ORTHANC: 200},
+    )
+
+    header, _, line = stats.peer_table([row]).splitlines()
+
+    assert "Orthanc" in header and "DCMTK storescp --fork" not in header
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[0] == "tiny"
+    assert cells[1] == "0.300 ms [1.00]"
+    assert cells[2] == "0.250 ms [1.20]"
+    assert cells[3] == "n/a"  # pynetdicom: run, no value
+    assert cells[4] == "30.000 ms [0.010] n=200"
+
+
+# --- flushes -------------------------------------------------------------------------
+
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 88.10    0.017898         127       140           fsync
+ 11.90    0.002417          40        60         2 fdatasync
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.020315         101       200         2 total
+"""
+
+
+def test_strace_summary_gives_calls_per_system_call() -> None:
+    assert flushes.parse_strace_summary(STRACE_SUMMARY) == {"fsync": 140, "fdatasync": 60}
+    assert flushes.parse_strace_summary("") == {}
+
+
+def test_strace_attaches_to_every_thread_and_counts_only_flushes() -> None:
+    argv = flushes.strace_argv("/usr/bin/strace", 42, Path("/tmp/s.txt"))
+    assert argv[:3] == ["/usr/bin/strace", "-f", "-c"]
+    assert argv[-2:] == ["-p", "42"]
+    traced = argv[argv.index("-e") + 1].removeprefix("trace=").split(",")
+    assert {"fsync", "fdatasync", "sync_file_range", "syncfs"} <= set(traced)
+
+
+def test_flush_rows_count_every_flush_call_per_instance() -> None:
+    single = stats.FlushRow("1 sender", 200, {"fsync": 200, "fdatasync": 100}, 1.0)
+    group = stats.FlushRow("8 senders", 400, {"fdatasync": 80, "mmap": 999}, 0.25)
+
+    assert single.per_instance == 1.5 and single.met is False
+    assert group.per_instance == 0.2 and group.met is True
+    line = stats.flush_table([single]).splitlines()[2]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells == ["1 sender", "200", "200", "100", "0", "0", "1.50", "<= 1", "**no**"]
+
+
+def test_strace_counts_the_fsyncs_of_a_process(tmp_path: Path) -> None:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace not installed (Debian package strace)")
+    # The child fsyncs three files when told to, then says so and waits to be ended.
+    script = (
+        "import os, sys\n"
+        "sys.stdin.readline()\n"
+        "for i in range(3):\n"
+        f"    fd = os.open(os.path.join({str(tmp_path)!r}, str(i)), os.O_CREAT | os.O_WRONLY)\n"
+        "    os.fsync(fd)\n"
+        "    os.close(fd)\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        with flushes.Strace(strace, child.pid, tmp_path) as traced:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    assert traced.calls.get("fsync") == 3
+
+
+# --- scale and held -----------------------------------------------------------------
+
+
+def test_status_fields_and_parent_pid_from_proc_text() -> None:
+    status = "Name:\tpython\nVmHWM:\t  900 kB\nVmRSS:\t  800 kB\nThreads:\t7\n"
+    assert procs.parse_status_kib(status, "VmRSS") == 800
+    assert procs.parse_threads(status) == 7
+    assert procs.parse_threads("Name:\tx\n") is None
+    assert procs.parse_ppid("4242 (a (b) c) S 17 4242 4242 0") == 17
+
+
+def test_tree_memory_counts_shared_file_pages_once() -> None:
+    parent = "VmRSS:\t 9000 kB\nRssAnon:\t 1000 kB\nRssFile:\t 8000 kB\nRssShmem:\t 0 kB\n"
+    child = "VmRSS:\t 8500 kB\nRssAnon:\t  500 kB\nRssFile:\t 7900 kB\nRssShmem:\t 100 kB\n"
+    assert procs.tree_memory_kib([parent]) == 9000
+    assert procs.tree_memory_kib([parent, child, child]) == 1000 + 2 * 600 + 8000
+    assert procs.tree_memory_kib([]) == 0
+
+
+def test_descendants_follow_the_tree_from_the_root_only() -> None:
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
+    assert procs.descendants(parents, 10) == {10, 11, 12, 13}
+    assert procs.descendants(parents, 99) == {99}
+
+
+def test_tree_sampler_sums_a_process_and_its_children() -> None:
+    script = "import subprocess; subprocess.run(['sleep', '30'])"
+    # A session of its own: the whole tree is ended by one killpg.
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        sampler = procs.TreeSampler(parent.pid)
+        deadline = time.monotonic() + 10
+        sample = sampler.sample()
+        while (sample is None or sample.processes < 2) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling for the child to appear; no event to await
+            sample = sampler.sample()
+    finally:
+        os.killpg(parent.pid, signal.SIGTERM)
+        parent.wait(timeout=10)
+    assert sample is not None
+    assert sample.processes == 2
+    assert sample.threads >= 2
+    assert sample.rss_kib > 1000  # a Python interpreter and sleep, in KiB
+
+
+def _point(variant: str, senders: int, seconds: float) -> stats.ScalePoint:
+    return stats.ScalePoint(variant, senders, 1000, 128.0, seconds, 40.0, senders + 1, 1)
+
+
+def test_throughput_kept_shows_a_collapse_at_many_senders() -> None:
+    steady = [_point("a", n, s) for n, s in ((1, 1.0), (4, 0.5), (16, 0.5), (64, 0.55))]
+    collapse = [_point("b", n, s) for n, s in ((1, 1.0), (4, 0.5), (16, 2.0), (64, 5.0))]
+
+    assert stats.throughput_kept(steady + collapse, "a") == pytest.approx(0.5 / 0.55)
+    assert stats.throughput_kept(steady + collapse, "b") == pytest.approx(0.1)
+    assert stats.throughput_kept(steady, "nobody") is None
+
+
+def test_scale_table_has_a_line_per_sender_count() -> None:
+    points = [_point(stats.OURS, 1, 2.0), _point(stats.OURS, 64, 1.0)]
+    points.append(stats.ScalePoint(stats.STORESCP_FORK, 64, 1000, 128.0, 4.0, 500.0, 65, 65))
+
+    lines = stats.scale_table(points).splitlines()
+
+    assert len(lines) == 4
+    first = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    last = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert first == ["1", "500", "64", "40 MB", "2 (1)", "-", "-", "-", "-"]
+    assert last == ["64", "1000", "128", "40 MB", "65 (1)", "250", "32", "500 MB", "65 (65)"]
+
+
+def test_refused_connections_count_as_not_accepted() -> None:
+    # A listener that closes every connection at once, as a receiver at its limit does.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def refuse() -> None:
+            for _ in range(3):
+                connection, _ = listener.accept()
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.close()  # linger 0: a reset, not a FIN
+
+        refuser = threading.Thread(target=refuse, daemon=True)
+        refuser.start()
+        sockets, accepted = idle.open_associations(port, 3, settle=0.5)
+        refuser.join(timeout=10)
+        idle.close_associations(sockets)
+
+    assert accepted == 0
+
+
+def test_held_rows_fail_when_not_every_association_is_accepted() -> None:
+    (held,) = select(scenarios(FULL), ["held"])
+    rows = run._held_rows(held, [(stats.OURS, stats.HeldResult(1000, 512, 164.0, 513, 0.0, 4))])
+
+    accepted = rows[0]
+    assert accepted.met is False
+    cells = stats.main_table([accepted]).splitlines()[2].strip("|").split("|")
+    assert [cell.strip() for cell in cells][1] == "512"
+    assert [cell.strip() for cell in cells][-2] == "ours >= 1000"
+
+
+def test_held_table_shows_memory_threads_and_cpu() -> None:
+    held = stats.HeldResult(1000, 1000, 95.5, 1001, 0.25, 4.0)
+    line = stats.held_table([(stats.OURS, held)]).splitlines()[2]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells == ["ours --no-fsync", "1000", "1000", "96 MB", "1001", "0.25 % over 4.0 s"]
+
+
+# --- the multi-association sender -----------------------------------------------------
+
+
+def test_c_store_rq_decodes_as_a_store_request(tmp_path: Path) -> None:
+    (path,) = data.write_series(tmp_path, data.SeriesSpec(1, 4, 4))
+    instance = sender.read_instance(path)
+
+    command = pydicom.filereader.read_dataset(
+        BytesIO(sender.c_store_rq(7, instance)), is_implicit_VR=True, is_little_endian=True
+    )
+
+    written = pydicom.dcmread(path)
+    assert command.CommandField == 0x0001 and command.MessageID == 7
+    assert command.AffectedSOPClassUID == written.SOPClassUID
+    assert command.AffectedSOPInstanceUID == written.SOPInstanceUID
+    assert command.CommandDataSetType == 0x0000
+    assert command.CommandGroupLength == len(sender.c_store_rq(7, instance)) - 12
+    # The data set is what follows the file meta, in the file's transfer syntax.
+    data_set = pydicom.filereader.read_dataset(
+        BytesIO(instance.data_set), is_implicit_VR=False, is_little_endian=True
+    )
+    assert data_set.SOPInstanceUID == written.SOPInstanceUID
+
+
+def test_data_set_is_cut_into_p_data_tf_within_the_max_pdu() -> None:
+    payload = bytes(range(256)) * 100
+
+    fragments = list(sender.pdus(3, 0, payload, max_pdu=4096))
+
+    assert all(len(pdu) - 6 <= 4096 for pdu in fragments)
+    decoded = []
+    for raw in fragments:
+        pdu = P_DATA_TF()
+        pdu.decode(raw)
+        (item,) = pdu.presentation_data_value_items
+        assert item.context_id == 3
+        decoded.append(item.data)
+    # Message control header (PS3.8 E.2): data, and "last" only on the final fragment.
+    assert [value[0] for value in decoded] == [0] * (len(fragments) - 1) + [2]
+    assert b"".join(value[1:] for value in decoded) == payload
+
+
+def test_associate_rq_proposes_each_sop_class_with_explicit_little_endian() -> None:
+    pdu = A_ASSOCIATE_RQ()
+    pdu.decode(sender.associate_rq("DCMRECV", "BENCHSCU", ["1.2.3", "1.2.4"]))
+
+    contexts = [(c.context_id, c.abstract_syntax) for c in pdu.presentation_context]
+    assert contexts == [(1, "1.2.3"), (3, "1.2.4")]
+    assert pdu.presentation_context[0].transfer_syntax == ["1.2.840.10008.1.2.1"]
+
+
+def test_sender_outcome_is_read_from_its_last_json_line() -> None:
+    text = 'warning: x\n{"seconds": 1.5, "stored": 9, "sent": 10}\n'
+    assert sender.parse_outcome(text) == sender.Outcome(1.5, 9, 10)
+    assert sender.parse_outcome("no json here") is None
+
+
+@pytest.mark.dcmtk
+def test_sender_stores_every_instance_over_concurrent_associations(tmp_path: Path) -> None:
+    storescp = require_tool("storescp")
+    echoscu = require_tool("echoscu")
+    paths = data.write_series(tmp_path / "series", data.SeriesSpec(6, 64, 64))
+    parts = data.split_into(paths, 3, tmp_path / "parts")
+    out = tmp_path / "out"
+    out.mkdir()
+    port = procs.free_port()
+    command = procs.Command((storescp, "--fork", "-od", str(out), str(port)), {})
+
+    with procs.Receiver(command, port, echoscu, tmp_path / "storescp.log"):
+        stored = asyncio.run(
+            sender.send_all(
+                port,
+                "DCMRECV",
+                [[sender.read_instance(p) for p in sorted(part.iterdir())] for part in parts],
+            )
+        )
+
+    assert stored == 6
+    received = {pydicom.dcmread(p).SOPInstanceUID for p in out.iterdir()}
+    assert received == {pydicom.dcmread(p).SOPInstanceUID for p in paths}
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def test_report_has_a_section_for_each_part_measured() -> None:
+    text = report.document(
+        rows=[],
+        details=[],
+        peers=[stats.PeerRow("tiny", {stats.OURS: 1.0}, {stats.OURS: 10})],
+        flushes=[stats.FlushRow("1 sender", 10, {"fsync": 10}, 1.0)],
+        scale=[_point(stats.OURS, 1, 1.0)],
+        held=[(stats.OURS, stats.HeldResult(10, 10, 30.0, 11, 0.0, 1.0))],
+        machine=[("CPUs", "2")],
+        settings=[("load average (1 min) before / after", "0.50 / 0.60")],
+        notes=["Orthanc skipped: not installed"],
+    )
+    for heading in (
+        "## Every receiver, per instance",
+        "## Device flushes",
+        "## Scale: concurrent senders",
+        "## Held associations",
+        "## Notes",
+    ):
+        assert heading in text
+    assert "load average (1 min) before / after: 0.50 / 0.60" in text
+
+
+def test_chart_is_written_with_peers_and_scale(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [stats.Row("CT: x", "s", 0.9, 1.0, stats.Goal(stats.RATIO_AT_MOST, 0.9))]
+    rows.append(stats.Row("flushes: 1", "", 2.0, None, stats.Goal(stats.OURS_AT_MOST, 1.0)))
+    peer_rows = [stats.PeerRow("ct", {stats.OURS: 0.5, stats.ORTHANC: 20.0}, {})]
+    points = [_point(stats.OURS, n, 1.0) for n in (1, 4, 16, 64)]
+
+    assert plot.plot_all(rows, peer_rows, points, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.dcmtk
+def test_a_receiver_that_exits_before_ready_is_started_again_on_a_new_port(
+    tmp_path: Path,
+) -> None:
+    storescp = require_tool("storescp")
+    echoscu = require_tool("echoscu")
+    ports: list[int] = []
+
+    def build(port: int) -> procs.Command:
+        ports.append(port)
+        if len(ports) == 1:  # as if the port had been taken: exits at once
+            return procs.Command(("false",), {})
+        return procs.Command((storescp, "-od", str(tmp_path), str(port)), {})
+
+    with procs.start_receiver(build, echoscu, tmp_path / "log") as receiver:
+        assert receiver.port == ports[-1]
+        assert receiver.process is not None and receiver.process.poll() is None
+
+    assert len(ports) == 2
+
+
+def test_connections_are_spread_over_loopback_source_addresses() -> None:
+    sources = [idle.source_address(number)[0] for number in range(64)]
+    assert sources[:16] == ["127.0.0.1"] * 16
+    assert sources[16] == "127.0.0.2" and sources[-1] == "127.0.0.4"
+    assert max(sources.count(address) for address in set(sources)) == idle.PER_SOURCE

@@ -41,15 +41,15 @@ class Limits:
     """The receiver's connection limits (README, "Limits under load")."""
 
     #: Connections held at once, pending or established: bounds threads and descriptors.
-    max_connections: int = 512
+    max_connections: int = 1024
     #: Connections one peer may hold.  Generous: a router or a migration tool behind
     #: one address may run many associations at once (DCMTK has no such limit), and
     #: a quarter of max_connections still leaves room for everyone else.
-    max_per_peer: int = 128
+    max_per_peer: int = 256
     #: Connections over a limit held at once only to answer A-ASSOCIATE-RJ (2,3,2).
     max_refusing: int = 64
     #: From this many held connections on, the receiver is "near the limit".
-    pressure_at: int = 384
+    pressure_at: int = 768
     #: Near the limit: seconds a new connection may take to send its request
     #: (a real SCU sends it at once); older silent connections may be reclaimed.
     hurried_request_timeout: float = 5.0

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from dcmrecv.negotiation.asconfig import Profile
+from dcmrecv.storage.freespace import Watermark
+from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
 from dcmrecv.storage.model import OutputPolicy, StoreResult
 from dcmrecv.storage.model import StorageMode as StorageMode
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
+from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_AETITLE = "DCMRECV"
 DEFAULT_ACSE_TIMEOUT = 30.0
 DEFAULT_MAX_PDU = 16384
+#: ``--quarantine-limit``'s default: the quarantine's size before the oldest go.
+DEFAULT_QUARANTINE_LIMIT = 1 << 30
 #: The range dcmrecv accepts for ``-pdu`` (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE as DCMTK
 #: allows on the command line).
 MIN_MAX_PDU = 4096
@@ -182,6 +187,22 @@ class ReceiverConfig:
     #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
     output_policy: OutputPolicy | None = None
 
+    # Storage policies (not in DCMTK; all off by default, so DCMTK's behaviour stays).
+    #: ``--output-template``: the path of each file (checked); None keeps -s/+fd naming.
+    output_template: Template | None = None
+    #: ``--template-fallback``: the word for a missing or empty template value.
+    template_fallback: str = DEFAULT_FALLBACK
+    #: ``--on-duplicate``: what a second, different copy of a stored instance does.
+    on_duplicate: DuplicatePolicy = DuplicatePolicy.OVERWRITE
+    #: ``--min-free-space``: below it, associations and C-STOREs are refused.
+    min_free_space: Watermark | None = None
+    #: Seconds between two looks at the free space (statvfs); a C-STORE in between
+    #: costs a clock read.
+    free_space_interval: float = 1.0
+    #: ``--quarantine-dir``: refused data sets are kept there with a JSON sidecar.
+    quarantine_directory: Path | None = None
+    #: ``--quarantine-limit``: bytes the quarantine may hold; the oldest go first.
+    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
     # Operations (README, "Operations"); all off by default, DCMTK's behaviour.
     #: ``--http-port``: serve /metrics, /healthz and /readyz; None: no HTTP endpoint.
     http_port: int | None = None

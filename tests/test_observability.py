@@ -265,6 +265,20 @@ def test_readyz_says_why_when_the_output_directory_is_gone(workdir: Path) -> Non
     assert body == "not ready: output directory out is not writable\n"
 
 
+def test_readyz_is_503_below_min_free_space(workdir: Path) -> None:
+    # No test file system has 99.99 % of its blocks free.
+    http_port = free_port()
+    arguments = receiver_arguments("--http-port", str(http_port), "--min-free-space", "99.99%")
+    with receiver_process(our_command(), arguments, workdir):
+        status, body = http_get(http_port, "/readyz")
+        values = metric_values(http_get(http_port, "/metrics")[1])
+    assert status == 503
+    assert body.startswith("not ready: free space ")
+    assert " is below --min-free-space 99.99% (" in body
+    statvfs = os.statvfs(workdir / "out")
+    assert 0 < values["dcmrecv_output_free_bytes"] < 0.9999 * statvfs.f_blocks * statvfs.f_frsize
+
+
 # --- a full event-log disk --------------------------------------------------------------------
 
 

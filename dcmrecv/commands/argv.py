@@ -419,6 +419,59 @@ def _specs() -> tuple[OptionSpec, ...]:
     add("--normal", "-B", "allow implicit format conversions (default)")
     add("--bit-preserving", "+B", "write dataset exactly as received")
     add("--ignore", None, "ignore dataset, receive but do not store it")
+    # Our own options: long names only, so they never meet a DCMTK spelling.
+    add = section(output, "storage policies (not in DCMTK):")
+    add(
+        "--output-template",
+        None,
+        "name files by template t, e.g. {PatientID}/\n"
+        "{StudyDate}_{AccessionNumber}/{SOPInstanceUID}.dcm\n"
+        "(replaces subdirectory and filename generation)",
+        nargs=1,
+        values="[t]emplate: string",
+    )
+    add(
+        "--template-fallback",
+        None,
+        "use word w for missing template values",
+        nargs=1,
+        values="[w]ord: string (default: UNKNOWN)",
+    )
+    add(
+        "--on-duplicate",
+        None,
+        "a second, different copy of a stored instance:\n"
+        "overwrite (default), keep, rename or reject",
+        nargs=1,
+        values="[p]olicy: string",
+    )
+    add(
+        "--min-free-space",
+        None,
+        "refuse associations and C-STOREs while free space\non the output file system is below s",
+        nargs=1,
+        values="[s]ize: e.g. 5G, 500M or 10%",
+    )
+    add(
+        "--quarantine-dir",
+        None,
+        "keep data sets refused after receipt in d,\neach with a JSON sidecar saying why",
+        nargs=1,
+        values="[d]irectory: string",
+    )
+    add(
+        "--quarantine-limit",
+        None,
+        "quarantine holds at most s, oldest removed first",
+        nargs=1,
+        values="[s]ize: e.g. 1G (default: 1G)",
+    )
+    add(
+        "--check-config",
+        None,
+        "check the -xf profile (and --output-template),\nprint the negotiation table and exit",
+        exclusive=True,
+    )
     return tuple(table.specs)
 
 

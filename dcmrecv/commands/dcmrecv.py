@@ -30,7 +30,7 @@ import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.boundedread import FileTooLarge
 from dcmrecv.commands import common as dcmtkcli
-from dcmrecv.commands import rules
+from dcmrecv.commands import policy_options, rules
 from dcmrecv.commands.argv import (
     ArgvError,
     CommandLine,
@@ -42,6 +42,7 @@ from dcmrecv.commands.argv import (
     param_unsigned,
     parse,
 )
+from dcmrecv.commands.dictionaries import load_dictionaries
 from dcmrecv.commands.environment import EnvConfigError, apply_environment
 from dcmrecv.commands.ops_options import OPERATIONS_OPTIONS
 from dcmrecv.commands.tls_options import tls_settings
@@ -55,6 +56,7 @@ from dcmrecv.config import (
     SubdirectoryMode,
 )
 from dcmrecv.logs.layout import BASE_LOGGER
+from dcmrecv.storage.dictionary import DictionaryError
 from dcmrecv.storage.naming import PlanError, check_extension
 from dcmrecv.wire import tls
 
@@ -261,6 +263,7 @@ OPTIONS_AFTER_PORT: tuple[rules.Rule, ...] = (
     rules.value("--shutdown-timeout", "shutdown_timeout", lambda o: option_number(o, 0.0)),
     _accept_calling,
     _accept_from,
+    *policy_options.POLICY_OPTIONS,
     # operations (README, "Operations")
     *OPERATIONS_OPTIONS,
 )
@@ -279,7 +282,8 @@ def dcmrecv_settings(cmdline: CommandLine, verbose: bool) -> DcmrecvSettings:
 
     # The port is not known yet: 0 stands in, the real one replaces it below.
     config = rules.apply(ReceiverConfig(port=0), OPTIONS_BEFORE_PORT, cmdline)
-    config = replace(config, port=param_unsigned(cmdline, 1, 1, 65535))
+    if not cmdline.has("--check-config") or len(cmdline.params) >= 1:
+        config = replace(config, port=param_unsigned(cmdline, 1, 1, 65535))
     # Recognised so the command line parses, refused until implemented (-i6, -i0;
     # -i4 is what we do anyway).
     unsupported = cmdline.unsupported()
@@ -322,6 +326,12 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     quiet = logging_state.quiet
 
     try:
+        # Before the options: --output-template may use the dictionaries' names.
+        load_dictionaries(os.environ)
+    except DictionaryError as exc:
+        raise CommandLineError(f"cannot load data dictionary: {exc}", quiet=quiet) from None
+
+    try:
         settings = dcmrecv_settings(cmdline, verbose=logging_state.verbose)
     except ArgvError as exc:
         raise CommandLineError(str(exc), quiet=quiet) from None
@@ -344,6 +354,11 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         log.warning(
             "no configuration file specified, SCP will only support the Verification SOP Class"
         )
+    if cmdline.has("--check-config"):
+        policy_options.check_config(
+            config.profile, config.output_template, config.template_fallback
+        )
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     titles = set(config.accept_calling or ())
     for filename in settings.accept_calling_files:
@@ -366,6 +381,16 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if problem is not None:
         log.critical("cannot specify output directory: %s", problem)
         dcmtkcli.finish(ctx, exitcodes.EXITCODE_INVALID_OUTPUT_DIRECTORY)
+    warning = policy_options.template_warning(config.output_template)
+    if warning is not None:
+        log.warning("%s", warning)
+    problem = policy_options.quarantine_problem(
+        config.quarantine_directory, config.output_directory
+    )
+    if problem is not None:
+        raise CommandLineError(
+            f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet
+        )
 
     if settings.tls_options is not None:
         # DCMTK creates the transport layer last, after the output directory check.

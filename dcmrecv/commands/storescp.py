@@ -28,7 +28,9 @@ import click
 import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.commands import common as dcmtkcli
+from dcmrecv.commands import policy_options
 from dcmrecv.commands.argv import ArgvError, CommandLine, expand_command_files, format_help
+from dcmrecv.commands.dictionaries import load_dictionaries
 from dcmrecv.commands.storescp_options import (
     APPNAME,
     OPTIONS,
@@ -46,6 +48,7 @@ from dcmrecv.logs.layout import BASE_LOGGER
 from dcmrecv.negotiation.uids import modality_prefix
 from dcmrecv.ops.storescp_session import StorescpSession
 from dcmrecv.storage.convert import configure_pydicom
+from dcmrecv.storage.dictionary import DictionaryError
 from dcmrecv.wire import tls
 
 DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
@@ -205,6 +208,10 @@ def build_config(settings: Settings, session: StorescpSession) -> ReceiverConfig
         output_policy=session,
         # DCMTK's storescp acknowledges even when it accepts no context.
         acknowledge_without_contexts=True,
+        on_duplicate=settings.on_duplicate,
+        min_free_space=settings.min_free_space,
+        quarantine_directory=settings.quarantine_directory,
+        quarantine_limit=settings.quarantine_limit,
         http_port=settings.http_port,
         http_address=settings.http_address,
         event_log=settings.event_log,
@@ -240,6 +247,10 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         raise CommandLineError(str(exc)) from None
     logging_state = dcmtkcli.prologue(ctx, COMMAND, cmdline)
     quiet = logging_state.quiet
+    try:
+        load_dictionaries(os.environ)  # DCMDICTPATH (storescp.man, "ENVIRONMENT")
+    except DictionaryError as exc:
+        raise CommandLineError(f"cannot load data dictionary: {exc}", quiet=quiet) from None
 
     try:
         settings = evaluate(cmdline, verbose=logging_state.verbose)
@@ -264,6 +275,11 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         except asconfig.ConfigError as exc:
             log.critical("cannot read config file: %s", exc)
             dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
+    if cmdline.has("--check-config"):
+        policy_options.check_config(
+            profile or storescp_profile(settings.transfer_syntaxes), None, ""
+        )
+        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
 
     directory = settings.output_directory
     if directory != "." and not os.path.isdir(directory):
@@ -272,6 +288,14 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     if settings.storage is not StorageChoice.IGNORE and not os.access(directory, os.W_OK):
         log.critical("specified output directory is not writeable")
         dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
+
+    problem = policy_options.quarantine_problem(
+        settings.quarantine_directory, Path(settings.output_directory)
+    )
+    if problem is not None:
+        raise CommandLineError(
+            f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet
+        )
 
     configure_pydicom(settings.convert_un)
     session = make_session(settings)

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from dcmrecv.commands import argv, rules
+from dcmrecv.commands import argv, policy_options, rules
 from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
 from dcmrecv.commands.ops_options import HTTP_AND_EVENT_LOG_OPTIONS
+from dcmrecv.config import DEFAULT_QUARANTINE_LIMIT, DuplicatePolicy
 from dcmrecv.negotiation import asconfig, uids
 from dcmrecv.ops.storescp_session import (
     EventSettings,
@@ -49,6 +50,7 @@ from dcmrecv.ops.storescp_session import (
     compile_template,
 )
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
+from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.sorting import SortMode, check_prefix
 
 APPNAME: Final = "storescp"
@@ -151,6 +153,15 @@ def _own_specs() -> list[OptionSpec]:
 
     output = "output options:"
     table.reuse(output, "general:", "--output-directory", "--no-fsync")
+    table.reuse(
+        output,
+        "storage policies (not in DCMTK):",
+        "--on-duplicate",
+        "--min-free-space",
+        "--quarantine-dir",
+        "--quarantine-limit",
+        "--check-config",
+    )
     add = section(output, "bit preserving mode:")
     add("--normal", "-B", "allow implicit format conversions (default)")
     add("--bit-preserving", "+B", "write data exactly as read")
@@ -505,6 +516,11 @@ class Settings:
     naming: NamingSettings = field(default_factory=NamingSettings)
     events: EventSettings = field(default_factory=EventSettings)
     verbose_pc: bool = False
+    # Storage policies (dcmrecv.commands.policy_options): all off by default.
+    on_duplicate: DuplicatePolicy = DuplicatePolicy.OVERWRITE
+    min_free_space: Watermark | None = None
+    quarantine_directory: Path | None = None
+    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
     # Operations (not in DCMTK): see ReceiverConfig.
     http_port: int | None = None
     http_address: str = "127.0.0.1"
@@ -556,6 +572,8 @@ def _refuse_unsupported(cmdline: CommandLine) -> None:
 
 
 def _port(cmdline: CommandLine) -> rules.Fields:
+    if not cmdline.params and cmdline.has("--check-config"):
+        return {}  # nothing listens
     if not cmdline.params:
         raise ArgvError("Missing parameter port")
     return {"port": argv.param_unsigned(cmdline, 1, 1, 65535)}
@@ -627,6 +645,7 @@ RULES: tuple[rules.Rule, ...] = (
     # output options: general
     rules.value("--output-directory", "output_directory", _output_directory),
     rules.flag("--no-fsync", "fsync", False),
+    *policy_options.STORESCP_OPTIONS,
     # operations (not in DCMTK)
     *HTTP_AND_EVENT_LOG_OPTIONS,
 )

@@ -151,7 +151,8 @@ def _instance_fields(
 
 
 class _Readiness:
-    """/readyz: listening, not stopping, output directory writable."""
+    """/readyz: listening, not stopping, output directory writable, free space above
+    ``--min-free-space`` (the store's own FreeSpace, so both see the same figure)."""
 
     def __init__(self, output_directory: Path) -> None:
         self.output_directory = output_directory
@@ -165,7 +166,15 @@ class _Readiness:
             return "stopping"
         if not os.access(self.output_directory, os.W_OK):
             return f"output directory {self.output_directory} is not writable"
-        return None
+        free_space = server.store.free_space
+        return free_space.shortage() if free_space is not None else None
+
+    def free_bytes(self) -> float:
+        """dcmrecv_output_free_bytes: the store's cached figure under --min-free-space."""
+        server = self.server
+        if server is not None and server.store.free_space is not None:
+            return server.store.free_space.free_bytes()
+        return free_bytes(self.output_directory)
 
 
 def serve(config: ReceiverConfig) -> int:
@@ -185,8 +194,7 @@ def serve(config: ReceiverConfig) -> int:
         from dcmrecv.ops.http import OpsEndpoint
         from dcmrecv.ops.metrics import ReceiverMetrics
 
-        output = config.output_directory
-        metrics = ReceiverMetrics(free_bytes=lambda: free_bytes(output))
+        metrics = ReceiverMetrics(free_bytes=ready.free_bytes)
         try:
             endpoint = OpsEndpoint(config.http_address, config.http_port, metrics, ready)
         except OSError as exc:

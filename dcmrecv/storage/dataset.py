@@ -119,6 +119,17 @@ class DatasetSummary:
     #: encapsulated but received with VR OW: the writer stores it as OB (PS3.5 A.4
     #: "shall have the Value Representation OB"), as DCMTK does.  None otherwise.
     encapsulated_ow_offset: int | None = None
+    #: Every top-level attribute of the scan's ``wanted`` set that was found (at most
+    #: 1024 bytes long): tag -> (VR as received, b"" in implicit VR; raw value).  For
+    #: ``--output-template``, whose values are read in the same walk.
+    values: dict[int, tuple[bytes, bytes]] = field(default_factory=dict, compare=False)
+
+
+def wanted_tags(extra: frozenset[int] | None) -> frozenset[int]:
+    """The attributes a scan collects: the storage layer's own plus ``extra`` (the
+    template's).  Computed once per configuration, so a scan without a template tests
+    membership in the same small set as before."""
+    return _WANTED | extra if extra else _WANTED
 
 
 class _Source:
@@ -245,10 +256,37 @@ class _Syntax:
 _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
 
 
+#: Sequences that DCMDICTPATH's dictionaries add (see :func:`register_sequences`):
+#: public tags, and private ones as (group, private creator, element byte).
+_EXTRA_SQ: frozenset[int] = frozenset()
+_PRIVATE_SQ: frozenset[tuple[int, str, int]] = frozenset()
+#: A private creator value is LO: at most 64 characters (PS3.5 Table 6.2-1, 7.8.1).
+_MAX_CREATOR: Final = 64
+
+
+def register_sequences(public: frozenset[int], private: frozenset[tuple[int, str, int]]) -> None:
+    """Make the data set check know more sequences (from DCMDICTPATH, at start-up).
+
+    In implicit VR only the dictionary tells a sequence from bytes.  A private
+    sequence is known by its block's private creator (PS3.5 7.8.1): the walker then
+    reads the creator elements (gggg,0010-00FF) of each data set and item, as it goes.
+    """
+    global _EXTRA_SQ, _PRIVATE_SQ
+    _EXTRA_SQ = frozenset(public - SQ_TAGS)
+    _PRIVATE_SQ = frozenset(private)
+
+
+def _private_sequence(tag: int, creators: dict[int, str]) -> bool:
+    """Whether private ``tag`` is a sequence by the creator of its block."""
+    group, element = tag >> 16, tag & 0xFFFF
+    creator = creators.get((group << 8) | (element >> 8))
+    return creator is not None and (group, creator, element & 0xFF) in _PRIVATE_SQ
+
+
 def _is_dictionary_sequence(tag: int) -> bool:
     """Implicit VR carries no VR: a defined-length value is a sequence if the data
-    dictionary (PS3.6) says SQ; private and unknown tags are opaque bytes."""
-    if tag in SQ_TAGS:
+    dictionary (PS3.6, plus DCMDICTPATH's) says SQ; unknown tags are opaque bytes."""
+    if tag in SQ_TAGS or tag in _EXTRA_SQ:
         return True
     for mask, value in SQ_REPEATERS:  # noqa: SIM110 - per element: no generator here
         if tag & mask == value:
@@ -300,8 +338,16 @@ def _check_even(size: int) -> None:
 
 
 class _Walker:
-    def __init__(self, source: _Source, stop_after: int | None, pixel_rule: int) -> None:
+    def __init__(
+        self,
+        source: _Source,
+        stop_after: int | None,
+        pixel_rule: int,
+        wanted: frozenset[int] = _WANTED,
+    ) -> None:
         self.source = source
+        self.wanted = wanted
+        self.raw: dict[int, bytes] = {}
         self.stop_after = stop_after
         self.pixel_rule = pixel_rule
         self.found: dict[int, str] = {}
@@ -329,6 +375,9 @@ class _Walker:
         """Elements up to ``end`` (or an item delimiter when end is None, or EOF at top)."""
         src = self.source
         top = depth == 0
+        # Private creators of this data set or item, (group << 8 | block) -> creator;
+        # only read when the dictionaries name private sequences (implicit VR).
+        creators: dict[int, str] | None = {} if _PRIVATE_SQ and not syntax.explicit else None
         while True:
             if end is not None:
                 if src.pos >= end:
@@ -349,14 +398,34 @@ class _Walker:
                 return
             if top and tag == _PIXEL_DATA_TAG:
                 self.ow_offset = _check_pixel_data(self.pixel_rule, vr, length, start)
-            self.value(syntax, tag, vr, length, depth, top)
+            private = False
+            if creators is not None and tag & 0x10000:
+                element = tag & 0xFFFF
+                if 0x10 <= element <= 0xFF and length <= _MAX_CREATOR:
+                    raw = src.read(length)
+                    creators[((tag >> 16) << 8) | element] = raw.decode("latin-1").strip(" \0")
+                    if top and tag in self.wanted:
+                        self.raw[tag] = raw
+                        self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
+                        self.found_vr[tag] = vr
+                    continue
+                private = element >= 0x1000 and _private_sequence(tag, creators)
+            self.value(syntax, tag, vr, length, depth, top, private)
 
     def value(
-        self, syntax: _Syntax, tag: int, vr: bytes, length: int, depth: int, top: bool
+        self,
+        syntax: _Syntax,
+        tag: int,
+        vr: bytes,
+        length: int,
+        depth: int,
+        top: bool,
+        private: bool = False,
     ) -> None:
         src = self.source
         is_sequence = vr == b"SQ" or (
-            not syntax.explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
+            not syntax.explicit
+            and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
         )
         if is_sequence or (vr == b"UN" and length == _UNDEFINED):
             # PS3.5 6.2.2: UN of undefined length holds a sequence in implicit VR LE.
@@ -367,8 +436,10 @@ class _Walker:
                 self.fragments(syntax)
             else:
                 raise DatasetError(f"undefined length on {_tag_text(tag)}")
-        elif top and tag in _WANTED and length <= _MAX_WANTED_VALUE:
-            self.found[tag] = src.read(length).decode("latin-1").rstrip("\0 ")
+        elif top and tag in self.wanted and length <= _MAX_WANTED_VALUE:
+            raw = src.read(length)
+            self.raw[tag] = raw
+            self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
             self.found_vr[tag] = vr
         else:
             src.skip(length)
@@ -406,8 +477,12 @@ class _Walker:
 
 
 def _walk_buffer(
-    buf: bytes, top_syntax: _Syntax, stop_after: int | None, pixel_rule: int
-) -> tuple[dict[int, str], dict[int, bytes], int | None]:
+    buf: bytes,
+    top_syntax: _Syntax,
+    stop_after: int | None,
+    pixel_rule: int,
+    wanted: frozenset[int] = _WANTED,
+) -> tuple[dict[int, str], dict[int, bytes], int | None, dict[int, bytes]]:
     """The same walk as _Walker over a stream, for a data set held in memory.
 
     Small instances (the common case: hundreds per second) are checked before they
@@ -419,6 +494,7 @@ def _walk_buffer(
     size = len(buf)
     found: dict[int, str] = {}
     found_vr: dict[int, bytes] = {}
+    raw_values: dict[int, bytes] = {}
     ow_offset: list[int | None] = [None]
     long_vrs = _LONG_VRS
 
@@ -446,6 +522,7 @@ def _walk_buffer(
         implicit_header = syntax.implicit_header.unpack_from
         explicit_header = syntax.explicit_header.unpack_from
         u32 = syntax.u32.unpack_from
+        creators: dict[int, str] | None = {} if _PRIVATE_SQ and not explicit else None
         while True:
             if end is not None:
                 if pos >= end:
@@ -482,8 +559,22 @@ def _walk_buffer(
                 return pos
             if tag == _PIXEL_DATA_TAG and top:
                 ow_offset[0] = _check_pixel_data(pixel_rule, vr, length, start)
+            private = False
+            if creators is not None and group & 1:
+                if 0x10 <= element <= 0xFF and length <= _MAX_CREATOR:
+                    if pos + length > size:
+                        raise DatasetError(f"data set ends inside an element at offset {pos}")
+                    raw = buf[pos : pos + length]
+                    creators[(group << 8) | element] = raw.decode("latin-1").strip(" \0")
+                    if top and tag in wanted:
+                        raw_values[tag] = raw
+                        found[tag] = raw.decode("latin-1").rstrip("\0 ")
+                        found_vr[tag] = vr
+                    pos += length
+                    continue
+                private = element >= 0x1000 and _private_sequence(tag, creators)
             is_sequence = vr == b"SQ" or (
-                not explicit and (length == _UNDEFINED or _is_dictionary_sequence(tag))
+                not explicit and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
             )
             if is_sequence or (vr == b"UN" and length == _UNDEFINED):
                 inner = syntax if is_sequence else _IMPLICIT_LE
@@ -496,8 +587,10 @@ def _walk_buffer(
             else:
                 if pos + length > size:
                     raise DatasetError(f"value at offset {pos} runs past the end of the data set")
-                if top and tag in _WANTED and length <= _MAX_WANTED_VALUE:
-                    found[tag] = buf[pos : pos + length].decode("latin-1").rstrip("\0 ")
+                if top and tag in wanted and length <= _MAX_WANTED_VALUE:
+                    raw = buf[pos : pos + length]
+                    raw_values[tag] = raw
+                    found[tag] = raw.decode("latin-1").rstrip("\0 ")
                     found_vr[tag] = vr
                 pos += length
 
@@ -532,7 +625,7 @@ def _walk_buffer(
             pos += length
 
     elements(0, top_syntax, None, 0)
-    return found, found_vr, ow_offset[0]
+    return found, found_vr, ow_offset[0], raw_values
 
 
 def scan_dataset(
@@ -541,6 +634,7 @@ def scan_dataset(
     transfer_syntax_uid: str,
     *,
     stop_after: int | None = None,
+    wanted: frozenset[int] = _WANTED,
 ) -> DatasetSummary:
     """Walk ``size`` bytes of a data set from ``stream`` in ``transfer_syntax_uid``.
 
@@ -551,7 +645,8 @@ def scan_dataset(
     that contradicts the transfer syntax (native in an encapsulated syntax or the
     reverse, PS3.5 A.4).  With ``stop_after`` the walk ends at the first top-level
     element past that tag (a quick look for the Series Date, no full check, so no
-    length check either).
+    length check either).  ``wanted`` (from :func:`wanted_tags`) names the top-level
+    attributes whose values the summary reports.
     """
     deflated = transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES
     if stop_after is None and not deflated:
@@ -563,13 +658,13 @@ def scan_dataset(
     syntax = _syntax_of(transfer_syntax_uid)
     if source.at_end():
         raise DatasetError("data set is empty")
-    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid))
+    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid), wanted)
     walker.elements(syntax, None, 0)
     if stop_after is None and deflated:
         # What counts is the inflated data set; the deflated stream itself may be of
         # odd length in files written without the padding of PS3.5 A.5.
         _check_even(source.pos)
-    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset)
+    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset, walker.raw)
 
 
 def scan_buffer(
@@ -577,19 +672,22 @@ def scan_buffer(
     transfer_syntax_uid: str,
     *,
     stop_after: int | None = None,
+    wanted: frozenset[int] = _WANTED,
 ) -> DatasetSummary:
     """scan_dataset() for a data set held in memory: the same answers, faster."""
     if transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES:
-        return scan_dataset(io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after)
+        return scan_dataset(
+            io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after, wanted=wanted
+        )
     if not len(data):
         raise DatasetError("data set is empty")
     if stop_after is None:
         _check_even(len(data))
     syntax = _syntax_of(transfer_syntax_uid)
-    found, found_vr, ow_offset = _walk_buffer(
-        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid)
+    found, found_vr, ow_offset, raw = _walk_buffer(
+        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid), wanted
     )
-    return _summary(found, found_vr, syntax, ow_offset)
+    return _summary(found, found_vr, syntax, ow_offset, raw)
 
 
 def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
@@ -600,7 +698,11 @@ def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
 
 
 def _summary(
-    found: dict[int, str], found_vr: dict[int, bytes], syntax: _Syntax, ow_offset: int | None
+    found: dict[int, str],
+    found_vr: dict[int, bytes],
+    syntax: _Syntax,
+    ow_offset: int | None,
+    raw: dict[int, bytes],
 ) -> DatasetSummary:
     series_date = found.get(SERIES_DATE_TAG)
     if syntax.explicit and found_vr.get(SERIES_DATE_TAG) != b"DA":
@@ -614,4 +716,5 @@ def _summary(
         specific_character_set=found.get(SPECIFIC_CHARACTER_SET_TAG),
         series_instance_uid=found.get(SERIES_INSTANCE_UID_TAG),
         encapsulated_ow_offset=ow_offset,
+        values={tag: (found_vr[tag], value) for tag, value in raw.items()},
     )

@@ -9,9 +9,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from dcmrecv.storage.dataset import DatasetSummary
+
+if TYPE_CHECKING:
+    from dcmrecv.storage.freespace import Watermark
+    from dcmrecv.storage.template import Template
 
 
 class PlanError(ValueError):
@@ -56,6 +60,20 @@ class StorageMode(enum.Enum):
     NORMAL = "normal"  # -B: the data set is parsed before it is accepted
     BIT_PRESERVING = "bit-preserving"  # +B: the received bytes behind a file meta header
     IGNORE = "ignore"  # --ignore: receive, answer Success, store nothing
+
+
+class DuplicatePolicy(enum.Enum):
+    """``--on-duplicate``: what a second, different copy of a stored instance does.
+
+    A duplicate is a name that identifies the instance (``+fd``, or an
+    ``--output-template`` path) and is already taken.  A copy with the same bytes
+    is always a no-op Success, whichever the policy.
+    """
+
+    OVERWRITE = "overwrite"  # DCMTK's behaviour: replace, warn
+    KEEP = "keep"  # keep the first copy, answer Success
+    RENAME = "rename"  # store the new copy as <name>~<n>
+    REJECT = "reject"  # answer a failure (writer.STATUS_DUPLICATE)
 
 
 @dataclass(frozen=True)
@@ -146,3 +164,17 @@ class StorageOptions(Protocol):
     def fsync(self) -> bool: ...
     @property
     def output_policy(self) -> OutputPolicy | None: ...
+    @property
+    def output_template(self) -> Template | None: ...
+    @property
+    def template_fallback(self) -> str: ...
+    @property
+    def on_duplicate(self) -> DuplicatePolicy: ...
+    @property
+    def min_free_space(self) -> Watermark | None: ...
+    @property
+    def free_space_interval(self) -> float: ...
+    @property
+    def quarantine_directory(self) -> Path | None: ...
+    @property
+    def quarantine_limit(self) -> int: ...

@@ -57,31 +57,38 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import enum
 import errno
 import fcntl
+import logging
 import os
 import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
+    EXPLICIT_VR_BIG_ENDIAN,
     SERIES_DATE_TAG,
     DatasetError,
     DatasetSummary,
     scan_buffer,
     scan_dataset,
+    wanted_tags,
 )
 from dcmrecv.storage.filemeta import build_file_meta
+from dcmrecv.storage.freespace import FreeSpace
 from dcmrecv.storage.model import (
     ConversionError as ConversionError,
 )
 from dcmrecv.storage.model import (
+    DuplicatePolicy,
     FilenameMode,
     StorageMode,
     StorageOptions,
@@ -103,15 +110,27 @@ from dcmrecv.storage.naming import (
     check_extension,
     is_valid_uid,
     plan_path,
+    printable,
     short_unique_name,
     uuid_uid,
 )
+from dcmrecv.storage.placement import Arrival, renamed, template_plan, template_values
+from dcmrecv.storage.quarantine import Quarantine
+
+log = logging.getLogger(__name__)
 
 #: DIMSE status codes of a C-STORE-RSP (PS3.4 Table B.2-1), named as in dimse.py.
 STATUS_SUCCESS: Final = Status.SUCCESS
 STATUS_OUT_OF_RESOURCES: Final = Status.OUT_OF_RESOURCES
 STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
 STATUS_CANNOT_UNDERSTAND: Final = Status.CANNOT_UNDERSTAND
+#: ``--on-duplicate reject``.  PS3.4 B.2.3 has no "duplicate" status for C-STORE
+#: (nor has DCMTK's storescp).  A7xx "out of resources" would invite a retry that
+#: can never succeed; a warning (Bxxx) would tell the sender it was stored.  So a
+#: failure in the Cxxx "cannot understand" range, which senders treat as final, with
+#: the low bits of PS3.7 C.4's 0111H "Duplicate SOP Instance" (an N-CREATE status)
+#: for whoever reads the number, and the Error Comment saying so.
+STATUS_DUPLICATE: Final = 0xC111
 
 #: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
 OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
@@ -236,6 +255,34 @@ class _IgnoredInstance(IncomingInstance):
         return None
 
 
+class _RefusedInstance(IncomingInstance):
+    """A C-STORE refused before its data set (``--min-free-space``): drains it."""
+
+    def __init__(self, result: StoreResult) -> None:
+        self._result = result
+
+    def write(self, fragment: bytes | bytearray | memoryview) -> None:
+        return None
+
+    def commit(self) -> StoreResult:
+        return self._result
+
+    def discard(self) -> None:
+        return None
+
+
+class _Placed(enum.Enum):
+    """How ``_place`` ended (for the result and its log line)."""
+
+    NEW = "new"
+    OVERWRITTEN = "overwritten"
+    #: The same bytes were already stored under the name: nothing to do.
+    IDENTICAL = "identical"
+    KEPT = "kept"
+    RENAMED = "renamed"
+    REJECTED = "rejected"
+
+
 class InstanceStore:
     """Stores received instances under ``config.output_directory``."""
 
@@ -259,6 +306,41 @@ class InstanceStore:
         self._modality: ModalityLookup | None = modality_prefix
         if modality_prefix is None and config.storage_mode is not StorageMode.IGNORE:
             self._modality = _default_modality_lookup()
+        template = config.output_template
+        #: What the data set check collects: with a template, its attributes too.
+        self.wanted = wanted_tags(template.tags if template is not None else None)
+        #: ``+B`` reads the received file only as far as the template needs.
+        self.template_stop = max(template.tags, default=None) if template is not None else None
+        #: ``--min-free-space``: None when not set.
+        self.free_space = (
+            FreeSpace(self.root, config.min_free_space, config.free_space_interval)
+            if config.min_free_space is not None
+            else None
+        )
+        self._short = False
+        #: ``--quarantine-dir``: None when not set.
+        self.quarantine = (
+            Quarantine(config.quarantine_directory, config.quarantine_limit)
+            if config.quarantine_directory is not None
+            else None
+        )
+
+    def shortage(self) -> str | None:
+        """Why storing is refused now (``--min-free-space``), or None.  The first
+        refusal logs a W: line, and so does the recovery, so a full disk is visible
+        without a line per C-STORE."""
+        if self.free_space is None:
+            return None
+        try:
+            reason = self.free_space.shortage()
+        except OSError as exc:
+            reason = f"cannot measure free space in {self.root}: {exc.strerror or exc}"
+        if reason is not None and not self._short:
+            log.warning("%s: refusing C-STORE requests and new associations", reason)
+        elif reason is None and self._short:
+            log.warning("free space in %s is back above --min-free-space: storing again", self.root)
+        self._short = reason is not None
+        return reason
 
     def modality(self, sop_class_uid: str) -> str | None:
         """The short modality code, or None when the SOP class has none.
@@ -293,17 +375,29 @@ class InstanceStore:
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_aetitle: str,
+        called_aetitle: str = "",
+        peer_address: str = "",
+        association_serial: int | None = None,
     ) -> IncomingInstance:
+        """``called_aetitle`` and ``peer_address`` serve ``--output-template``, they
+        and ``association_serial`` the quarantine's sidecar."""
         if self.config.output_policy is not None:
             self.config.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
             return _IgnoredInstance()
+        shortage = self.shortage()
+        if shortage is not None:
+            # Refused before a byte is written; the data set is received and dropped.
+            return _RefusedInstance(_failure(STATUS_OUT_OF_RESOURCES, shortage))
         return _FileInstance(
             self,
             sop_class_uid=_uid(sop_class_uid),
             sop_instance_uid=_uid(sop_instance_uid),
             transfer_syntax_uid=_uid(transfer_syntax_uid),
             calling_aetitle=calling_aetitle,
+            called_aetitle=called_aetitle,
+            peer_address=peer_address,
+            association_serial=association_serial,
         )
 
 
@@ -339,8 +433,16 @@ class _FileInstance(IncomingInstance):
         sop_instance_uid: str,
         transfer_syntax_uid: str,
         calling_aetitle: str,
+        called_aetitle: str = "",
+        peer_address: str = "",
+        association_serial: int | None = None,
     ) -> None:
         self._store = store
+        self._association_serial = association_serial
+        self._called_aetitle = called_aetitle
+        self._peer_address = peer_address
+        #: When the C-STORE request arrived ({ReceivedDate}, {ReceivedTime}).
+        self._arrived = store.clock() if store.config.output_template is not None else None
         self._sop_class_uid = sop_class_uid
         self._sop_instance_uid = sop_instance_uid
         self._transfer_syntax_uid = transfer_syntax_uid
@@ -375,8 +477,10 @@ class _FileInstance(IncomingInstance):
         self.write_many([view if view.format == "B" and view.ndim == 1 else view.cast("B")])
 
     def write_many(self, fragments: Sequence[memoryview]) -> None:
-        if self._finished or self._refusal is not None or self._error is not None:
+        if self._finished or self._error is not None:
             return
+        if self._refusal is not None and self._store.quarantine is None:
+            return  # refused already; kept only for a quarantine
         size = sum(fragment.nbytes for fragment in fragments)
         self._received += size
         pending = self._pending
@@ -480,19 +584,59 @@ class _FileInstance(IncomingInstance):
         if self._finished:
             return _failure(STATUS_CANNOT_UNDERSTAND, "instance already finished")
         self._finished = True
-        if self._refusal is not None:
-            return self._refusal
         if self._error is not None:
+            self._remove_temp()
             return _out_of_resources(self._error)
-        try:
-            result = self._commit()
-        except OSError as exc:
-            result = _out_of_resources(exc)
+        if self._refusal is not None:
+            result = self._refusal
+        else:
+            try:
+                result = self._commit()
+            except OSError as exc:
+                result = _out_of_resources(exc)
         if result.status != STATUS_SUCCESS:
+            if result.status != STATUS_OUT_OF_RESOURCES and self._store.quarantine is not None:
+                result = self._quarantine(result)
             self._remove_temp()
         else:
             self._close_fds()
         return result
+
+    def _quarantine(self, result: StoreResult) -> StoreResult:
+        """Move what arrived to the quarantine with a sidecar saying why; the result's
+        reason then says where it went (or why it could not)."""
+        quarantine = self._store.quarantine
+        assert quarantine is not None
+        record = {
+            "association": {
+                "calling_ae_title": printable(self._calling_aetitle),
+                "called_ae_title": printable(self._called_aetitle),
+                "peer": printable(self._peer_address),
+                "serial": self._association_serial,
+            },
+            "status": f"0x{result.status:04X}",
+            "reason": result.reason or result.error_comment,
+            "time": datetime.now(UTC).isoformat(),
+            "sop_class_uid": printable(self._sop_class_uid, 128),
+            "sop_instance_uid": printable(self._sop_instance_uid, 128),
+            "content": "part10" if self._meta_length else "data set",
+        }
+        try:
+            fd = self._fd if self._fd is not None else self._create_temp()
+            if self._pending:
+                _write_all(fd, self._pending)
+                del self._pending[:]
+            assert self._root_fd is not None and self._temp_name is not None
+            kept = quarantine.keep(self._root_fd, self._temp_name, fd, record)
+        except OSError as exc:
+            note = f"not quarantined: {exc.strerror or exc}"
+        else:
+            if kept is None:
+                note = f"not quarantined: larger than --quarantine-limit {quarantine.limit}"
+            else:
+                self._temp_name = None
+                note = f"quarantined as {quarantine.directory / kept}"
+        return replace(result, reason=f"{result.reason or result.error_comment}; {note}")
 
     def _commit(self) -> StoreResult:
         store = self._store
@@ -500,9 +644,10 @@ class _FileInstance(IncomingInstance):
         summary: DatasetSummary | None = None
         #: What this Success did unlike others, for a W: line.
         notes: list[str] = []
+        template = config.output_template
         if config.storage_mode is StorageMode.NORMAL:
             try:
-                summary = self._scan(stop_after=None)
+                summary = self._scan(stop_after=None, wanted=store.wanted)
             except DatasetError as exc:
                 return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
             if summary.sop_class_uid is None or summary.sop_instance_uid is None:
@@ -520,6 +665,12 @@ class _FileInstance(IncomingInstance):
                 notes.append(
                     "encapsulated Pixel Data received with VR OW, stored as OB (PS3.5 A.4)"
                 )
+        elif template is not None:
+            # +B keeps any bytes; one look at the received file, as far as the
+            # template reads; an unreadable data set gives the fallback words.
+            if store.template_stop is not None:
+                with contextlib.suppress(DatasetError):
+                    summary = self._scan(stop_after=store.template_stop, wanted=store.wanted)
         elif config.subdirectory is SubdirectoryMode.SERIES_DATE:
             # +B keeps any bytes; an unreadable data set just has no Series Date.
             with contextlib.suppress(DatasetError):
@@ -553,18 +704,20 @@ class _FileInstance(IncomingInstance):
             os.fsync(fd)
 
         try:
-            plan = (
-                policy.plan(facts, None)
-                if policy is not None
-                else self._plan(modality, series_date)
-            )
+            if template is not None:
+                plan = self._template_plan(modality, summary)
+            elif policy is not None:
+                plan = policy.plan(facts, None)
+            else:
+                plan = self._plan(modality, series_date)
         except PlanError as exc:
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
         dir_fd = _open_subdirectory(self._root_fd, plan.directory, fsync=config.fsync)
         try:
             for _attempt in range(MAX_NAME_TRIES):
-                placed = self._place(dir_fd, plan)
-                if placed is not None:
+                outcome = self._place(dir_fd, plan)
+                if outcome is not None:
+                    placed, plan = outcome
                     break
                 try:
                     plan = (
@@ -576,12 +729,22 @@ class _FileInstance(IncomingInstance):
                     return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
             else:
                 return _failure(STATUS_OUT_OF_RESOURCES, "no free file name found")
-            if config.fsync:
+            if config.fsync and placed in (_Placed.NEW, _Placed.OVERWRITTEN, _Placed.RENAMED):
                 os.fsync(dir_fd)
         finally:
             if dir_fd != self._root_fd:
                 os.close(dir_fd)
         relative = os.fspath(plan.relative)
+        if placed is _Placed.REJECTED:
+            return _failure(
+                STATUS_DUPLICATE, f"duplicate SOP instance, already stored as {relative}"
+            )
+        if placed is _Placed.IDENTICAL:
+            notes.append(f"identical to the stored file {relative}, nothing written")
+        elif placed is _Placed.KEPT:
+            notes.append(f"duplicate SOP instance, kept the stored file {relative}")
+        elif placed is _Placed.RENAMED:
+            notes.append(f"duplicate SOP instance, stored as {relative}")
         if not is_valid_uid(self._sop_instance_uid):
             # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
             # safe and distinct by naming.sanitize_uid.
@@ -590,7 +753,7 @@ class _FileInstance(IncomingInstance):
             status=STATUS_SUCCESS,
             path=Path(store.root) / relative,
             error_comment=None,
-            overwritten=placed,
+            overwritten=placed is _Placed.OVERWRITTEN,
             log_path=os.path.join(store.root, relative),
             study_instance_uid=summary.study_instance_uid if summary is not None else None,
             series_instance_uid=summary.series_instance_uid if summary is not None else None,
@@ -606,13 +769,17 @@ class _FileInstance(IncomingInstance):
         else:
             os.pwrite(self._fd, b"OB", position)
 
-    def _scan(self, *, stop_after: int | None) -> DatasetSummary:
+    def _scan(
+        self, *, stop_after: int | None, wanted: frozenset[int] | None = None
+    ) -> DatasetSummary:
         size = self._received
         ts = self._transfer_syntax_uid
         if self._fd is None:
             data = memoryview(self._pending)[self._meta_length :]
             try:
-                return scan_buffer(data, ts, stop_after=stop_after)
+                return scan_buffer(
+                    data, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                )
             finally:
                 data.release()
         if self._pending:
@@ -622,7 +789,9 @@ class _FileInstance(IncomingInstance):
         try:
             stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
             with stream:
-                return scan_dataset(stream, size, ts, stop_after=stop_after)
+                return scan_dataset(
+                    stream, size, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                )
         finally:
             os.lseek(self._fd, 0, os.SEEK_END)
 
@@ -645,37 +814,112 @@ class _FileInstance(IncomingInstance):
             ),
         )
 
-    def _place(self, dir_fd: int, plan: PathPlan) -> bool | None:
+    def _template_plan(self, modality: str | None, summary: DatasetSummary | None) -> PathPlan:
+        store = self._store
+        template = store.config.output_template
+        assert template is not None
+        arrival = Arrival(
+            calling_aetitle=self._calling_aetitle,
+            called_aetitle=self._called_aetitle,
+            peer_address=self._peer_address,
+            received=self._arrived or store.clock(),
+            prefix=modality or UNKNOWN_MODALITY,
+            unique_name=uuid_uid(uuid.uuid4().int) if template.uses("UniqueName") else "",
+        )
+        values = template_values(
+            template,
+            summary,
+            arrival,
+            little_endian=self._transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
+        )
+        return template_plan(template, values, store.config.template_fallback)
+
+    def _place(self, dir_fd: int, plan: PathPlan) -> tuple[_Placed, PathPlan] | None:
         """Give the temporary file its final name.
 
-        Returns whether an existing file was replaced, or None when the name is taken
-        and the plan does not replace (draw another name).
+        Returns how it ended and the plan that holds (``rename`` changes the name),
+        or None when the name is taken and the plan does not identify the instance
+        (draw another name).  ``link()`` creates a name only if it does not exist:
+        the atomic test that decides "new file" versus "duplicate" even when two
+        associations store the same instance at the same moment; the loser then
+        follows ``--on-duplicate``.
         """
         assert self._root_fd is not None and self._temp_name is not None
-        root_fd, temp, name = self._root_fd, self._temp_name, plan.filename
-        try:
-            # link() creates the name only if it does not exist: the atomic test
-            # that decides "new file" versus "overwrite" even under concurrency.
-            os.link(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except FileExistsError:
-            if not plan.replace_existing:
-                return None
-            os.rename(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd)
+        name = plan.filename
+        created = self._link(dir_fd, name)
+        if created:
+            return _Placed.NEW, plan
+        if not plan.replace_existing:
+            return None
+        if self._same_content(dir_fd, name):
+            self._unlink_temp()
+            return _Placed.IDENTICAL, plan
+        policy = self._store.config.on_duplicate
+        if policy is DuplicatePolicy.OVERWRITE:
+            os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
             self._temp_name = None
-            return True
+            return _Placed.OVERWRITTEN, plan
+        if policy is DuplicatePolicy.KEEP:
+            self._unlink_temp()
+            return _Placed.KEPT, plan
+        if policy is DuplicatePolicy.REJECT:
+            return _Placed.REJECTED, plan
+        for copy in range(1, MAX_NAME_TRIES):
+            other = PathPlan(plan.directory, renamed(name, copy), replace_existing=False)
+            if self._link(dir_fd, other.filename):
+                return _Placed.RENAMED, other
+        raise OSError(errno.EEXIST, "no free name for another copy")
+
+    def _link(self, dir_fd: int, name: str) -> bool:
+        """Give the temporary file ``name`` if that is free; False if taken."""
+        assert self._root_fd is not None and self._temp_name is not None
+        try:
+            os.link(
+                self._temp_name,
+                name,
+                src_dir_fd=self._root_fd,
+                dst_dir_fd=dir_fd,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            return False
         except OSError as exc:
             if exc.errno not in _NO_LINK_ERRNOS:
                 raise
             # No hard links here: check, then rename (the check is not atomic).
-            exists = _exists(name, dir_fd)
-            if exists and not plan.replace_existing:
-                return None
-            os.rename(temp, name, src_dir_fd=root_fd, dst_dir_fd=dir_fd)
+            if _exists(name, dir_fd):
+                return False
+            os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
             self._temp_name = None
-            return exists
-        os.unlink(temp, dir_fd=root_fd)
+            return True
+        self._unlink_temp()
+        return True
+
+    def _unlink_temp(self) -> None:
+        assert self._root_fd is not None and self._temp_name is not None
+        os.unlink(self._temp_name, dir_fd=self._root_fd)
         self._temp_name = None
-        return False
+
+    def _same_content(self, dir_fd: int, name: str) -> bool:
+        """Whether the stored file ``name`` holds exactly the bytes just received."""
+        assert self._fd is not None
+        try:
+            other = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            size = os.fstat(self._fd).st_size
+            if os.fstat(other).st_size != size:
+                return False
+            offset = 0
+            while offset < size:
+                chunk = min(BUFFER_SIZE, size - offset)
+                if os.pread(self._fd, chunk, offset) != os.pread(other, chunk, offset):
+                    return False
+                offset += chunk
+            return True
+        finally:
+            os.close(other)
 
 
 def _exists(name: str, dir_fd: int) -> bool:

@@ -52,6 +52,14 @@ REJECT_TOO_MANY = Rejection(
     PresentationRejectReason.LOCAL_LIMIT_EXCEEDED,
     "too many associations",
 )
+#: ``--min-free-space``: the same answer as over ``--max-associations``, "local limit
+#: exceeded" (PS3.8 9.3.4), transient: the sender may retry once space is back.
+REJECT_NO_SPACE = Rejection(
+    RejectResult.REJECTED_TRANSIENT,
+    RejectSource.SERVICE_PROVIDER_PRESENTATION,
+    PresentationRejectReason.LOCAL_LIMIT_EXCEEDED,
+    "free space below --min-free-space",
+)
 REJECT_APPLICATION_CONTEXT = Rejection(
     RejectResult.REJECTED_TRANSIENT,
     _USER,
@@ -119,8 +127,12 @@ def decide(
     config: ReceiverConfig,
     peer_address: str,
     admit: Callable[[], bool] = lambda: True,
+    shortage: Callable[[], str | None] = lambda: None,
 ) -> Decision:
-    """Accept or reject ``rq`` from ``peer_address`` under ``config``."""
+    """Accept or reject ``rq`` from ``peer_address`` under ``config``.
+
+    ``shortage`` says why storing is impossible now (``--min-free-space``), asked
+    before ``admit`` so that a refused request holds no slot."""
     if config.refuse_associations:
         return Reject(REJECT_FORCED)
     # PS3.8 9.3.2: bit 0 of the protocol version is version 1, the one we speak.
@@ -147,6 +159,8 @@ def decide(
             REJECT_CALLING_AE,
             f"Calling AE Title {rq.calling_ae_title!r} is not in --accept-calling",
         )
+    if shortage() is not None:
+        return Reject(REJECT_NO_SPACE)
     if not admit():
         return Reject(REJECT_TOO_MANY)
     result = _negotiate(rq, config)

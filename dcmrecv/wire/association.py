@@ -448,7 +448,7 @@ class Association:
             printable(self.called_ae_title),
         )
         self._dump("Incoming Association Request:\n", "RQ", rq)
-        decision = decide(rq, self.config, self.address[0], self._admit_slot)
+        decision = decide(rq, self.config, self.address[0], self._admit_slot, self.store.shortage)
         if isinstance(decision, Reject):
             rejection = decision.rejection
             if decision.detail is not None:
@@ -653,6 +653,9 @@ class Association:
             sop_instance_uid=sop_instance,
             transfer_syntax_uid=transfer,
             calling_aetitle=self.calling_ae_title,
+            called_aetitle=self.called_ae_title,
+            peer_address=self.address[0],
+            association_serial=self.info.serial if self.info is not None else None,
         )
         self._start_pending(command, context_id, instance)
 

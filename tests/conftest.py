@@ -21,9 +21,37 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from dcmrecv.config import ReceiverConfig
     from dcmrecv.wire.server import Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class FakeServer:
+    """Stands in for dcmrecv.serve: records the configuration, returns a code."""
+
+    def __init__(self) -> None:
+        self.configs: list[ReceiverConfig] = []
+        self.exit_code = 0
+
+    def serve(self, config: ReceiverConfig) -> int:
+        self.configs.append(config)
+        return self.exit_code
+
+    @property
+    def config(self) -> ReceiverConfig:
+        assert len(self.configs) == 1, "serve() was not called exactly once"
+        return self.configs[0]
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    """The commands' tests: dcmrecv.serve replaced by a FakeServer."""
+    import dcmrecv
+
+    fake = FakeServer()
+    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
+    return fake
 
 
 @functools.cache

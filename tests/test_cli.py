@@ -23,31 +23,7 @@ from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE
 from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
 from dcmrecv.logs.layout import reset_logging
-from tests.conftest import require_tool
-
-
-class FakeServer:
-    """Stands in for dcmrecv.serve: records the configuration, returns a code."""
-
-    def __init__(self) -> None:
-        self.configs: list[ReceiverConfig] = []
-        self.exit_code = 0
-
-    def serve(self, config: ReceiverConfig) -> int:
-        self.configs.append(config)
-        return self.exit_code
-
-    @property
-    def config(self) -> ReceiverConfig:
-        assert len(self.configs) == 1, "serve() was not called exactly once"
-        return self.configs[0]
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
-    fake = FakeServer()
-    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
-    return fake
+from tests.conftest import FakeServer, require_tool
 
 
 @pytest.fixture(autouse=True)

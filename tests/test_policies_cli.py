@@ -13,29 +13,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.commands.dcmrecv import main
-from dcmrecv.config import DuplicatePolicy, ReceiverConfig
+from dcmrecv.config import DuplicatePolicy
 from dcmrecv.logs.layout import reset_logging
 from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.template import parse_template
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.configs: list[ReceiverConfig] = []
-
-    def serve(self, config: ReceiverConfig) -> int:
-        self.configs.append(config)
-        return 0
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    fake = Recorder()
-    monkeypatch.setattr(dcmrecv, "serve", fake.serve)
-    return fake
+from tests.conftest import FakeServer
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +38,7 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), prog_name="dcmrecv")
 
 
-def test_policies_are_off_by_default(server: Recorder, in_tmp: Path) -> None:
+def test_policies_are_off_by_default(server: FakeServer, in_tmp: Path) -> None:
     assert run("104").exit_code == 0
     config = server.configs[0]
     assert config.output_template is None
@@ -63,7 +47,7 @@ def test_policies_are_off_by_default(server: Recorder, in_tmp: Path) -> None:
     assert config.quarantine_directory is None
 
 
-def test_policy_options_reach_the_config(server: Recorder, in_tmp: Path) -> None:
+def test_policy_options_reach_the_config(server: FakeServer, in_tmp: Path) -> None:
     template = "{PatientID}/{StudyDate}_{AccessionNumber}/{SOPInstanceUID}.dcm"
     result = run(
         *("--output-template", template, "--template-fallback", "NONE"),
@@ -98,7 +82,7 @@ def test_policy_options_reach_the_config(server: Recorder, in_tmp: Path) -> None
     ],
 )
 def test_bad_policy_values_exit_1(
-    server: Recorder, in_tmp: Path, args: list[str], message: str
+    server: FakeServer, in_tmp: Path, args: list[str], message: str
 ) -> None:
     result = run(*args, "104")
     assert result.exit_code == exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
@@ -131,7 +115,7 @@ PresentationContexts = Contexts
 
 
 def test_check_config_prints_the_negotiation_table_and_exits_0(
-    server: Recorder, in_tmp: Path
+    server: FakeServer, in_tmp: Path
 ) -> None:
     result = run("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default")
     assert result.exit_code == 0, result.output
@@ -144,7 +128,7 @@ def test_check_config_prints_the_negotiation_table_and_exits_0(
     assert server.configs == []  # nothing listens
 
 
-def test_check_config_warns_about_likely_mistakes(server: Recorder, in_tmp: Path) -> None:
+def test_check_config_warns_about_likely_mistakes(server: FakeServer, in_tmp: Path) -> None:
     (in_tmp / "mistakes.cfg").write_text(JPEG_ONLY)
     result = run("--check-config", "-xf", "mistakes.cfg", "Mistakes")
     assert result.exit_code == 0, result.output
@@ -161,14 +145,14 @@ def test_check_config_warns_about_likely_mistakes(server: Recorder, in_tmp: Path
     ]
 
 
-def test_check_config_with_a_broken_file_exits_66(server: Recorder, in_tmp: Path) -> None:
+def test_check_config_with_a_broken_file_exits_66(server: FakeServer, in_tmp: Path) -> None:
     (in_tmp / "broken.cfg").write_text("[[Profiles]]\nnot an entry\n")
     result = run("--check-config", "-xf", "broken.cfg", "Default")
     assert result.exit_code == exitcodes.EXITCODE_INVALID_ASSOCIATION_CONFIG
     assert "F: cannot load association configuration: " in result.stderr
 
 
-def test_check_config_shows_where_a_sample_would_go(server: Recorder, in_tmp: Path) -> None:
+def test_check_config_shows_where_a_sample_would_go(server: FakeServer, in_tmp: Path) -> None:
     result = run(
         *("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default"),
         *("--output-template", "{PatientID}/{StudyDate}_{AccessionNumber}/{Modality}.dcm"),
@@ -182,7 +166,7 @@ def test_check_config_shows_where_a_sample_would_go(server: Recorder, in_tmp: Pa
 # --- --quarantine-dir -------------------------------------------------------------------
 
 
-def test_quarantine_options_reach_the_config(server: Recorder, in_tmp: Path) -> None:
+def test_quarantine_options_reach_the_config(server: FakeServer, in_tmp: Path) -> None:
     (in_tmp / "out").mkdir()
     (in_tmp / "quarantine").mkdir()
     result = run(
@@ -206,7 +190,7 @@ def test_quarantine_options_reach_the_config(server: Recorder, in_tmp: Path) -> 
     ],
 )
 def test_unusable_quarantine_exits_1(
-    server: Recorder, in_tmp: Path, args: list[str], message: str
+    server: FakeServer, in_tmp: Path, args: list[str], message: str
 ) -> None:
     (in_tmp / "out" / "q").mkdir(parents=True)
     result = run(*args, "104")
@@ -239,7 +223,7 @@ def storescp_dialect_removed() -> Iterator[None]:
 
 
 def test_storescp_takes_the_policies_but_the_template(
-    server: Recorder, in_tmp: Path, storescp_dialect_removed: None
+    server: FakeServer, in_tmp: Path, storescp_dialect_removed: None
 ) -> None:
     (in_tmp / "q").mkdir()
     (in_tmp / "out").mkdir()
@@ -258,7 +242,7 @@ def test_storescp_takes_the_policies_but_the_template(
     assert "Unknown option --output-template" in refused.stderr
 
 
-def test_storescp_check_config(server: Recorder, in_tmp: Path) -> None:
+def test_storescp_check_config(server: FakeServer, in_tmp: Path) -> None:
     result = run_storescp("--check-config", "-xf", str(ROOT / "storescp.cfg"), "Default")
     assert result.exit_code == 0, result.output
     assert "CTImageStorage (1.2.840.10008.5.1.4.1.1.2)" in result.stdout.splitlines()
@@ -266,7 +250,7 @@ def test_storescp_check_config(server: Recorder, in_tmp: Path) -> None:
 
 
 def test_a_template_without_the_instance_uid_is_warned_about(
-    server: Recorder, in_tmp: Path
+    server: FakeServer, in_tmp: Path
 ) -> None:
     result = run("--output-template", "{PatientID}/{StudyDate}.dcm", "104")
     assert result.exit_code == 0, result.output

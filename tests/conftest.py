@@ -113,6 +113,31 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
         assert not thread.is_alive(), "receiver did not stop"
 
 
+def rejection_seen(ae: Any, port: int, host: str = "127.0.0.1", **kwargs: Any) -> Any:
+    """Request an association; the A-ASSOCIATE-RJ's (result, source, reason), else None.
+
+    Read from the PDU pynetdicom's reader thread decoded, not from
+    ``Association.is_rejected``: pynetdicom 3.0's requestor checks that its socket
+    is still connected before it looks at the answer, so on a busy machine an RJ
+    followed at once by the acceptor's close (what DCMTK does too) is reported as
+    an abort.  An association that is accepted instead is released.
+    """
+    from pynetdicom import evt
+    from pynetdicom.pdu import A_ASSOCIATE_RJ
+
+    seen: list[tuple[int, int, int]] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rj = event.pdu
+            seen.append((int(rj.result), int(rj.source), int(rj.reason_diagnostic)))
+
+    assoc = ae.associate(host, port, evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)], **kwargs)
+    if assoc.is_established:
+        assoc.release()
+    return seen[0] if seen else None
+
+
 #: Ports handed out by free_port() in this process, never handed out twice.
 _GIVEN_PORTS: set[int] = set()
 

@@ -14,24 +14,18 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from dcmrecv.config import AssociationInfo
 from dcmrecv.negotiation.asconfig import verification_only_profile
 from dcmrecv.storage.writer import StoreResult
-from tests.conftest import running_receiver
+from tests.conftest import rejection_seen, running_receiver
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 PRIVATE_CLASS = "1.2.826.0.1.3680043.9.9999.1"
 EXPLICIT = "1.2.840.10008.1.2.1"
 
 
-def _rejection(assoc) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    rj = assoc.acceptor.primitive
-    return (rj.result, rj.result_source, rj.diagnostic)
-
-
 def test_refuse_rejects_every_association(tmp_path: Path) -> None:
     ae = AE()
     ae.add_requested_context(Verification)
     with running_receiver(output_directory=tmp_path, refuse_associations=True) as server:
-        assoc = ae.associate("127.0.0.1", server.port)
-    assert assoc.is_rejected and _rejection(assoc) == (1, 1, 1)
+        assert rejection_seen(ae, server.port) == (1, 1, 1)
 
 
 def test_reject_requires_an_implementation_class_uid(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 
 from benchmarks.study_memory import measure
-from tests.conftest import free_port, require_tool
+from tests.conftest import free_port, rejection_seen, require_tool
 from tests.interop import DCMTK_STORESCP_CFG, our_command, receiver_process
 from tests.test_ops import promtool
 
@@ -231,7 +231,7 @@ def test_metrics_count_rejected_and_aborted_associations(workdir: Path) -> None:
     with receiver_process(our_command(), arguments, workdir) as (port, _process):
         refused = AE(ae_title="OTHER")
         refused.add_requested_context(CT_IMAGE_STORAGE)
-        assert refused.associate("127.0.0.1", port, ae_title="ANY-SCP").is_rejected
+        assert rejection_seen(refused, port, ae_title="ANY-SCP") == (1, 1, 3)
         caller = AE(ae_title="GOOD")
         caller.add_requested_context(CT_IMAGE_STORAGE)
         assoc = caller.associate("127.0.0.1", port, ae_title="ANY-SCP")

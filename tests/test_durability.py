@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dcmrecv.storage.durability import GroupCommit, _load_syncfs
+from dcmrecv.storage.durability import GroupCommit, _load_syncfs, mount_type
 
 
 class Flushes:
@@ -57,16 +57,38 @@ def _start(target: Callable[[], None]) -> threading.Thread:
 
 def test_a_caller_alone_flushes_only_its_own_file() -> None:
     flushes = Flushes()
-    commit = GroupCommit(flushes.syncfs, flushes.fsync)
+    commit = GroupCommit(flushes.syncfs, flushes.fsync, fsync_keeps_names=True)
     commit.flush(7)
     commit.flush(8)
     assert flushes.calls == [("fsync", 7), ("fsync", 8)]
     assert (commit.flushes, commit.served) == (2, 2)
 
 
+def test_alone_on_another_file_system_the_caller_syncs_the_file_system() -> None:
+    # Where a file's fsync may leave its new name behind (POSIX does not promise it),
+    # syncfs covers both.
+    flushes = Flushes()
+    commit = GroupCommit(flushes.syncfs, flushes.fsync, fsync_keeps_names=False)
+    commit.flush(7)
+    assert flushes.calls == [("syncfs", 7)]
+    assert commit.covers_names
+    assert not GroupCommit(None, flushes.fsync, fsync_keeps_names=False).covers_names
+
+
+def test_mount_type_reads_the_mount_of_the_device() -> None:
+    mountinfo = (
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        "90 27 0:45 / /data rw,relatime - xfs /dev/sdb1 rw\n"
+    )
+    assert mount_type(mountinfo, (254, 0)) == "ext4"
+    assert mount_type(mountinfo, (0, 45)) == "xfs"
+    assert mount_type(mountinfo, (8, 1)) is None
+
+
 def test_callers_arriving_during_a_flush_share_the_next_one() -> None:
     flushes = Flushes()
-    commit = GroupCommit(flushes.syncfs, flushes.fsync)
+    commit = GroupCommit(flushes.syncfs, flushes.fsync, fsync_keeps_names=True)
     flushes.hold.set()
     first = _start(lambda: commit.flush(1))
     assert flushes.holding.wait(10)
@@ -87,7 +109,7 @@ def test_callers_arriving_during_a_flush_share_the_next_one() -> None:
 
 def test_a_failed_shared_flush_fails_every_caller_it_was_to_cover() -> None:
     flushes = Flushes()
-    commit = GroupCommit(flushes.syncfs, flushes.fsync)
+    commit = GroupCommit(flushes.syncfs, flushes.fsync, fsync_keeps_names=True)
     flushes.fail = OSError(errno.EIO, "Input/output error")
     flushes.hold.set()
     errors: list[OSError] = []

@@ -72,6 +72,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from dcmrecv.logs.printable import printable_value
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
     EXPLICIT_VR_BIG_ENDIAN,
@@ -111,7 +112,6 @@ from dcmrecv.storage.naming import (
     check_extension,
     is_valid_uid,
     plan_path,
-    printable,
     short_unique_name,
     uuid_uid,
 )
@@ -587,16 +587,16 @@ class _FileInstance(IncomingInstance):
         assert quarantine is not None
         record = {
             "association": {
-                "calling_ae_title": printable(self._calling_aetitle),
-                "called_ae_title": printable(self._called_aetitle),
-                "peer": printable(self._peer_address),
+                "calling_ae_title": printable_value(self._calling_aetitle),
+                "called_ae_title": printable_value(self._called_aetitle),
+                "peer": printable_value(self._peer_address),
                 "serial": self._association_serial,
             },
             "status": f"0x{result.status:04X}",
             "reason": result.reason or result.error_comment,
             "time": datetime.now(UTC).isoformat(),
-            "sop_class_uid": printable(self._sop_class_uid, 128),
-            "sop_instance_uid": printable(self._sop_instance_uid, 128),
+            "sop_class_uid": printable_value(self._sop_class_uid, 128),
+            "sop_instance_uid": printable_value(self._sop_instance_uid, 128),
             "content": "part10" if self._meta_length else "data set",
         }
         try:

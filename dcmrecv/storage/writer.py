@@ -67,7 +67,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -382,8 +382,7 @@ class InstanceStore:
         if shortage is not None:
             # Refused before a byte is written; the data set is received and dropped.
             return _RefusedInstance(_failure(STATUS_OUT_OF_RESOURCES, shortage))
-        return _FileInstance(
-            self,
+        request = StoreRequest(
             sop_class_uid=_uid(sop_class_uid),
             sop_instance_uid=_uid(sop_instance_uid),
             transfer_syntax_uid=_uid(transfer_syntax_uid),
@@ -392,31 +391,28 @@ class InstanceStore:
             peer_address=peer_address,
             association_serial=association_serial,
         )
+        return _FileInstance(self, request)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """What a C-STORE request says about the instance, and who sent it (PS3.7 9.1.1)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    calling_aetitle: str
+    called_aetitle: str
+    peer_address: str
+    association_serial: int | None
 
 
 class _FileInstance(IncomingInstance):
-    def __init__(
-        self,
-        store: InstanceStore,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        transfer_syntax_uid: str,
-        calling_aetitle: str,
-        called_aetitle: str = "",
-        peer_address: str = "",
-        association_serial: int | None = None,
-    ) -> None:
+    def __init__(self, store: InstanceStore, request: StoreRequest) -> None:
         self._store = store
-        self._association_serial = association_serial
-        self._called_aetitle = called_aetitle
-        self._peer_address = peer_address
+        self._request = request
         #: When the C-STORE request arrived ({ReceivedDate}, {ReceivedTime}).
         self._arrived = store.clock() if store.config.output_template is not None else None
-        self._sop_class_uid = sop_class_uid
-        self._sop_instance_uid = sop_instance_uid
-        self._transfer_syntax_uid = transfer_syntax_uid
-        self._calling_aetitle = calling_aetitle
         self._refusal: StoreResult | None = None
         self._error: OSError | None = None
         self._finished = False
@@ -427,15 +423,15 @@ class _FileInstance(IncomingInstance):
         self._one_flush = False
         self._received = 0
         meta = b""
-        if not sop_class_uid or not sop_instance_uid:
+        if not request.sop_class_uid or not request.sop_instance_uid:
             self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, "SOP Class/Instance UID missing")
         else:
             try:
                 meta = build_file_meta(
-                    sop_class_uid=sop_class_uid,
-                    sop_instance_uid=sop_instance_uid,
-                    transfer_syntax_uid=transfer_syntax_uid,
-                    source_ae_title=calling_aetitle,
+                    sop_class_uid=request.sop_class_uid,
+                    sop_instance_uid=request.sop_instance_uid,
+                    transfer_syntax_uid=request.transfer_syntax_uid,
+                    source_ae_title=request.calling_aetitle,
                 )
             except ValueError as exc:
                 self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
@@ -587,16 +583,16 @@ class _FileInstance(IncomingInstance):
         assert quarantine is not None
         record = {
             "association": {
-                "calling_ae_title": printable_value(self._calling_aetitle),
-                "called_ae_title": printable_value(self._called_aetitle),
-                "peer": printable_value(self._peer_address),
-                "serial": self._association_serial,
+                "calling_ae_title": printable_value(self._request.calling_aetitle),
+                "called_ae_title": printable_value(self._request.called_aetitle),
+                "peer": printable_value(self._request.peer_address),
+                "serial": self._request.association_serial,
             },
             "status": f"0x{result.status:04X}",
             "reason": result.reason or result.error_comment,
             "time": datetime.now(UTC).isoformat(),
-            "sop_class_uid": printable_value(self._sop_class_uid, 128),
-            "sop_instance_uid": printable_value(self._sop_instance_uid, 128),
+            "sop_class_uid": printable_value(self._request.sop_class_uid, 128),
+            "sop_instance_uid": printable_value(self._request.sop_instance_uid, 128),
             "content": "part10" if self._meta_length else "data set",
         }
         try:
@@ -631,8 +627,8 @@ class _FileInstance(IncomingInstance):
             if summary.sop_class_uid is None or summary.sop_instance_uid is None:
                 return _failure(STATUS_CANNOT_UNDERSTAND, "data set lacks SOP Class/Instance UID")
             if (
-                summary.sop_class_uid != self._sop_class_uid
-                or summary.sop_instance_uid != self._sop_instance_uid
+                summary.sop_class_uid != self._request.sop_class_uid
+                or summary.sop_instance_uid != self._request.sop_instance_uid
             ):
                 return _failure(
                     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -654,7 +650,7 @@ class _FileInstance(IncomingInstance):
             with contextlib.suppress(DatasetError):
                 summary = self._scan(stop_after=SERIES_DATE_TAG)
         series_date = summary.series_date if summary is not None else None
-        modality = store.modality(self._sop_class_uid)
+        modality = store.modality(self._request.sop_class_uid)
 
         fd = self._fd if self._fd is not None else self._create_temp()
         if self._pending:
@@ -664,12 +660,12 @@ class _FileInstance(IncomingInstance):
 
         policy = config.output_policy
         facts = InstanceFacts(
-            sop_class_uid=self._sop_class_uid,
-            sop_instance_uid=self._sop_instance_uid,
-            transfer_syntax_uid=self._transfer_syntax_uid,
+            sop_class_uid=self._request.sop_class_uid,
+            sop_instance_uid=self._request.sop_instance_uid,
+            transfer_syntax_uid=self._request.transfer_syntax_uid,
             modality=modality,
             summary=summary,
-            calling_aetitle=self._calling_aetitle,
+            calling_aetitle=self._request.calling_aetitle,
         )
         if policy is not None and policy.converts(facts):
             try:
@@ -751,7 +747,7 @@ class _FileInstance(IncomingInstance):
             notes.append(f"duplicate SOP instance, kept the stored file {relative}")
         elif placed is _Placed.RENAMED:
             notes.append(f"duplicate SOP instance, stored as {relative}")
-        if not is_valid_uid(self._sop_instance_uid):
+        if not is_valid_uid(self._request.sop_instance_uid):
             # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
             # safe and distinct by naming.sanitize_uid.
             notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
@@ -779,7 +775,7 @@ class _FileInstance(IncomingInstance):
         self, *, stop_after: int | None, wanted: frozenset[int] | None = None
     ) -> DatasetSummary:
         size = self._received
-        ts = self._transfer_syntax_uid
+        ts = self._request.transfer_syntax_uid
         if self._fd is None:
             data = memoryview(self._pending)[self._meta_length :]
             try:
@@ -808,7 +804,7 @@ class _FileInstance(IncomingInstance):
             subdirectory=config.subdirectory,
             filename_mode=mode,
             extension=config.filename_extension,
-            sop_instance_uid=self._sop_instance_uid,
+            sop_instance_uid=self._request.sop_instance_uid,
             modality=modality,
             series_date=series_date,
             now=self._store.clock(),
@@ -825,9 +821,9 @@ class _FileInstance(IncomingInstance):
         template = store.config.output_template
         assert template is not None
         arrival = Arrival(
-            calling_aetitle=self._calling_aetitle,
-            called_aetitle=self._called_aetitle,
-            peer_address=self._peer_address,
+            calling_aetitle=self._request.calling_aetitle,
+            called_aetitle=self._request.called_aetitle,
+            peer_address=self._request.peer_address,
             received=self._arrived or store.clock(),
             prefix=modality or UNKNOWN_MODALITY,
             unique_name=uuid_uid(uuid.uuid4().int) if template.uses("UniqueName") else "",
@@ -836,7 +832,7 @@ class _FileInstance(IncomingInstance):
             template,
             summary,
             arrival,
-            little_endian=self._transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
+            little_endian=self._request.transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
         )
         return template_plan(template, values, store.config.template_fallback)
 

@@ -718,7 +718,9 @@ class Association:
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
                 log.warning("file already exists, overwriting: %s", printable(str(shown)))
-            if status == Status.SUCCESS and shown is not None:
+            if status == Status.SUCCESS and shown is not None and log.isEnabledFor(logging.INFO):
+                # Guarded: without -v this line is not printed, and building it is
+                # per-instance work (issue 14: no formatting the log level does not need).
                 log.info("Stored received object to file: %s", printable(str(shown)))
             # storescp runs -xcr after failed stores too (storescp.cc, storeSCP()).
             self._notify("instance_stored", result)

@@ -676,6 +676,7 @@ def test_sender_stores_every_instance_over_concurrent_associations(tmp_path: Pat
     parts = data.split_into(paths, 3, tmp_path / "parts")
     out = tmp_path / "out"
     out.mkdir()
+
     def build(port: int) -> procs.Command:
         return procs.Command((storescp, "--fork", "-od", str(out), str(port)), {})
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +31,7 @@ from pydicom.data import get_testdata_file
 from dcmrecv.commands.argv import ArgvError
 from dcmrecv.commands.storescp_options import evaluate, parse
 from dcmrecv.wire import inherited
-from tests.conftest import free_port, require_tool, wait_for_port
+from tests.conftest import IN_CI, free_port, require_tool, wait_for_port
 from tests.interop import stored_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +213,21 @@ def test_inetd_connection_names_its_peer(tmp_path: Path) -> None:
             assert address == listener.getsockname()
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("::FFFF:127.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("::ffff:zz", "::ffff:zz"),
+    ],
+)
+def test_ipv4_mapped_peers_are_named_by_their_ipv4_address(host: str, expected: str) -> None:
+    assert inherited.unmapped(host) == expected
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -310,6 +326,49 @@ def test_inetd_stores_like_dcmtks_storescp_and_exits_by_itself(tmp_path: Path) -
         runs[name] = stored_files(output)
         assert stored_uids(output) == UIDS, name
     assert runs["ours"] == runs["dcmtk"]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed key and certificate, both ends' own and trusted by both."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        message = "the openssl command line tool is needed to make a test certificate"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = str(directory / "key.pem"), str(directory / "cert.pem")
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256"),
+            *("-days", "2", "-keyout", key, "-out", cert, "-subj", "/CN=localhost"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return key, cert
+
+
+@pytest.mark.dcmtk
+def test_inetd_connection_speaks_tls_like_dcmtks_storescp(
+    tmp_path: Path, certificate: tuple[str, str]
+) -> None:
+    key, cert = certificate
+    tls = ["+tls", key, cert, "+cf", cert]
+    for name, command in (("dcmtk", [require_tool("storescp")]), ("ours", STORESCP)):
+        output = tmp_path / name / "out"
+        output.mkdir(parents=True)
+        run = run_inetd(command, ["-id", *tls, "-od", str(output)], tmp_path / name, FILES, tls)
+        assert run.scu.returncode == 0, f"{name}: {run.scu.stderr}"
+        assert run.scp.returncode == 0, name
+        assert stored_uids(output) == UIDS, name
+        # A sender without TLS gets nowhere, and the process still ends by itself.
+        plain = run_inetd(command, ["-id", *tls, "-ta", "5", "-od", str(output)], tmp_path)
+        assert plain.scu.returncode != 0, name
+        assert plain.scp.returncode == 0, name
+        assert stored_uids(output) == UIDS, name
 
 
 def test_inetd_logs_only_to_the_log_config_file_and_warns_about_a_port(tmp_path: Path) -> None:
@@ -573,7 +632,7 @@ def test_activation_variables_for_another_process_are_ignored(tmp_path: Path, na
         activated(command, args, decoy.fileno(), tmp_path, "other") as process,
     ):
         decoy.close()
-        wait_for_port(port, process)  # type: ignore[arg-type]  # bound as usual
+        wait_for_port(port, process)  # type: ignore[arg-type]
         result = send(port)
         assert result.returncode == 0, result.stderr
         process.send_signal(signal.SIGTERM)
@@ -596,3 +655,25 @@ def test_descriptor_3_that_is_no_listening_socket_fails_like_a_busy_port(
         log = output_of(process)
     what = "is a connection, not a listening socket" if kind != "file" else "is not a socket"
     assert f"descriptor 3 passed by systemd (LISTEN_FDS) {what}" in log
+
+
+@pytest.mark.dcmtk
+def test_dual_stack_socket_from_systemd_sees_ipv4_peers_as_ipv4(tmp_path: Path) -> None:
+    """``ListenStream=104`` is one IPv6 socket for both families (BindIPv6Only=default):
+    --accept-from with an IPv4 network still admits the IPv4 sender."""
+    if not socket.has_dualstack_ipv6():
+        pytest.skip("no dual-stack IPv6 sockets here")
+    command, args = COMMANDS["dcmrecv"]
+    options = [*args, "--accept-from", "127.0.0.0/8", "-od", str(tmp_path)]
+    with socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True) as listener:
+        port = listener.getsockname()[1]
+        with activated(command, options, listener.fileno(), tmp_path) as process:
+            listener.close()
+            result = send(port)
+            assert result.returncode == 0, result.stderr
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(TIMEOUT) == 0
+            log = output_of(process)
+    assert stored_uids(tmp_path) == UIDS
+    assert f"(descriptor 3, :: port {port})" in log
+    assert "Association summary: peer 127.0.0.1:" in log

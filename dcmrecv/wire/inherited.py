@@ -20,6 +20,7 @@ is a listening TCP socket.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping, MutableMapping
@@ -108,6 +109,22 @@ def listening_socket(fd: int) -> socket.socket:
         )
     sock.setblocking(False)
     return sock
+
+
+def unmapped(host: str) -> str:
+    """An IPv4-mapped IPv6 address (``::ffff:10.1.2.3``) as the IPv4 address it maps.
+
+    systemd's ``ListenStream=104`` is one IPv6 socket that takes IPv4 connections too
+    (BindIPv6Only=default); their peers must still match ``--accept-from 10.0.0.0/8``,
+    count as the same host, and be logged as DCMTK logs them.
+    """
+    if not host.lower().startswith("::ffff:"):
+        return host
+    try:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+    except ValueError:
+        return host
+    return str(mapped) if mapped is not None else host
 
 
 def take_inetd_connection() -> int:

@@ -124,8 +124,10 @@ class Server:
         finally:
             with self._lock:
                 self._forget(association, threading.current_thread())
-            if self._listener is None:
-                self.stop()  # --inetd: one association, then the process ends
+                if self._listener is None:
+                    # --inetd: one association, then the process ends.  Under the
+                    # lock: _drain takes it before it closes the wake-up pipe.
+                    self.stop()
 
     def _forget(self, association: Association, thread: threading.Thread) -> None:
         """Count an ended connection out.  Holds the lock."""
@@ -223,6 +225,8 @@ class Server:
     def _take(self, sock: socket.socket, address: tuple[str, int]) -> bool:
         """Serve an accepted connection in a thread of its own, unless the admission
         policy closes it; False: no thread could be started (pause accepting)."""
+        if sock.family == socket.AF_INET6:
+            address = (inherited.unmapped(address[0]), address[1])
         peer = address[0]
         now = time.monotonic()
         if not admission.address_allowed(peer, self.config.accept_from):
@@ -503,7 +507,8 @@ def _listen(address: str, port: int) -> socket.socket:
 
 
 def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None = None) -> int:
-    """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code.
+    """Run the receiver until SIGTERM/SIGINT (``--inetd``: until its one association
+    has ended); returns dcmrecv's exit code.
 
     ``on_listening`` is called with the server once its port is open (the
     operations endpoint's readiness watches it).

@@ -96,6 +96,7 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._wake_closed = False
         self._stopping = False
         #: Near a limit a connection gets a short time to send its request (PS3.8 9.1.5).
         self._hurried_config = replace(
@@ -124,9 +125,9 @@ class Server:
         finally:
             with self._lock:
                 self._forget(association, threading.current_thread())
-                if self._listener is None:
+                if self._listener is None and not self._wake_closed:
                     # --inetd: one association, then the process ends.  Under the
-                    # lock: _drain takes it before it closes the wake-up pipe.
+                    # lock, so that the wake-up pipe is not closed under the write.
                     self.stop()
 
     def _forget(self, association: Association, thread: threading.Thread) -> None:
@@ -388,6 +389,8 @@ class Server:
         self._close_wake_pipe()
 
     def _close_wake_pipe(self) -> None:
+        with self._lock:
+            self._wake_closed = True
         os.close(self._wake_r)
         os.close(self._wake_w)
 

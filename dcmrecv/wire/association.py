@@ -31,11 +31,10 @@ from dataclasses import dataclass
 
 from dcmrecv.config import AssociationEnd, AssociationInfo, ReceiverConfig, StoreAnswer
 from dcmrecv.logs.context import association_serial
-from dcmrecv.logs.printable import printable
+from dcmrecv.logs.printable import printable, printable_value
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.status import Status, is_stored
 from dcmrecv.storage.model import StoreResult
-from dcmrecv.storage.naming import printable as printable_uid
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
 from dcmrecv.wire.acceptance import Reject, decide
@@ -733,7 +732,7 @@ class Association:
             log.log(
                 logging.WARNING if is_stored(status) else logging.ERROR,
                 "C-STORE of SOP instance %s: %s (status 0x%04X)",
-                printable_uid(command.affected_sop_instance_uid),
+                printable_value(command.affected_sop_instance_uid),
                 reason,
                 status,
             )

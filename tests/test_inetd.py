@@ -387,6 +387,24 @@ def test_inetd_logs_only_to_the_log_config_file_and_warns_about_a_port(tmp_path:
 
 
 @pytest.mark.dcmtk
+def test_inetd_puts_right_what_a_power_cut_left_in_the_output_directory(tmp_path: Path) -> None:
+    """The crash recovery of a listening start runs in inetd mode too when the output
+    directory holds a temporary file: a file truncated by a power cut (its temporary
+    name records 1000 bytes, it has 600) goes with its final name."""
+    output = tmp_path / "out"
+    (output / "CT").mkdir(parents=True)
+    truncated = output / "CT" / "CT.1.2.3"
+    truncated.write_bytes(bytes(600))
+    os.link(truncated, output / f".dcmrecv-{os.urandom(8).hex()}-1000.part")
+    config, log = log_config(tmp_path)
+    run = run_inetd(STORESCP, ["-id", "-lc", str(config), "-od", str(output)], tmp_path)
+    assert run.scu.returncode == 0, run.scu.stderr
+    assert run.scp.returncode == 0
+    assert stored_uids(output) == UIDS  # the new files, and nothing else
+    assert "removed 1 incomplete file(s) left by an earlier run" in log.read_text()
+
+
+@pytest.mark.dcmtk
 @pytest.mark.parametrize(
     ("options", "message"),
     [

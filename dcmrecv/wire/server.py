@@ -41,6 +41,7 @@ from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
 from dcmrecv.exitcodes import EXITCODE_CANNOT_START_SCP_AND_LISTEN, EXITCODE_NO_ERROR
+from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import admission, inherited
 from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
@@ -181,13 +182,18 @@ class Server:
         """``--inetd``: serve the connection inetd accepted, then return (storescp.cc
         ends after one association in inetd mode).
 
-        No leftover temporary files are cleaned up: inetd runs a process per
-        connection, and walking the output tree for each would cost more than the
-        association.  The connection is served in a thread, as an accepted one is,
-        so that SIGTERM drains it the same way.
+        inetd runs a process per connection, so the crash recovery of a listening
+        start (a walk of the whole output tree) runs only when the output directory
+        itself holds a temporary file: the writer makes them there, so a crash leaves
+        them there.  The connection is served in a thread, as an accepted one is, so
+        that SIGTERM drains it the same way.
         """
         fd = self.config.inetd_connection
         assert fd is not None
+        if _temporary_files_at_top(self.store.root):
+            removed = self.store.cleanup_leftovers()
+            if removed:
+                log.warning("removed %d incomplete file(s) left by an earlier run", removed)
         try:
             sock, address = inherited.connected_socket(fd)
         except OSError as exc:
@@ -466,6 +472,15 @@ def raise_descriptor_limit() -> int:
         log.debug("open file limit (RLIMIT_NOFILE) raised from %d to %d", soft, hard)
         return hard
     return soft
+
+
+def _temporary_files_at_top(root: str) -> bool:
+    """Does ``root`` itself (not below it) hold a writer's temporary file?"""
+    try:
+        with os.scandir(root) as entries:
+            return any(is_temp_name(entry.name) for entry in entries)
+    except OSError:
+        return False  # the writer reports an unusable directory when it stores
 
 
 def _open_listener(config: ReceiverConfig) -> socket.socket:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -70,11 +68,7 @@ def usage_text() -> str:
 
 
 def version_text() -> str:
-    return (
-        header()
-        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
-        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
-    )
+    return dcmtkcli.version_text(APPNAME, DESCRIPTION)
 
 
 class CommandLineError(dcmtkcli.DcmtkCommandLineError):

@@ -150,6 +150,9 @@ class ReceiverConfig:
     verbose_pc: bool = False
     #: Address to listen on; DCMTK listens on all interfaces.
     bind_address: str = ""
+    #: ``storescp --inetd``: the descriptor of the connection inetd accepted; the
+    #: server serves that one association and returns instead of listening.
+    inetd_connection: int | None = None
     #: SIGTERM/SIGINT: how long running associations may take to finish, in seconds.
     shutdown_timeout: float = 30.0
     #: ``+tls``: server-side TLS context (PS3.15 B.1 secure transport); None is plain TCP.

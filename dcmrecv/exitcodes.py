@@ -32,6 +32,8 @@ EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER = 71
 # storescp (storescp.cc) returns 1 for every error: command line, configuration file,
 # output directory, network.  Scripts around storescp test for 0 and non-zero.
 STORESCP_EXITCODE_ERROR = 1
+#: ``--inetd`` with standard input closed: storescp.cc cannot duplicate it, exit(99).
+STORESCP_EXITCODE_INETD = 99
 
 # The health probe (python -m dcmrecv.commands.healthcheck) speaks Docker's
 # HEALTHCHECK contract, which Kubernetes' exec probes share: 0 healthy, 1 unhealthy.

@@ -676,13 +676,15 @@ def test_sender_stores_every_instance_over_concurrent_associations(tmp_path: Pat
     parts = data.split_into(paths, 3, tmp_path / "parts")
     out = tmp_path / "out"
     out.mkdir()
-    port = procs.free_port()
-    command = procs.Command((storescp, "--fork", "-od", str(out), str(port)), {})
 
-    with procs.Receiver(command, port, echoscu, tmp_path / "storescp.log"):
+    def build(port: int) -> procs.Command:
+        return procs.Command((storescp, "--fork", "-od", str(out), str(port)), {})
+
+    # start_receiver tries another port when a parallel test took the first one.
+    with procs.start_receiver(build, echoscu, tmp_path / "storescp.log") as receiver:
         stored = asyncio.run(
             sender.send_all(
-                port,
+                receiver.port,
                 "DCMRECV",
                 [[sender.read_instance(p) for p in sorted(part.iterdir())] for part in parts],
             )

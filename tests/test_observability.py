@@ -159,6 +159,10 @@ def test_study_over_concurrent_associations_completes_once_with_every_file(
     assert values['dcmrecv_associations_total{result="aborted"}'] == 0
     assert values['dcmrecv_instances_total{status="success"}'] == 12
     assert values['dcmrecv_instances_total{status="failure"}'] == 0
+    # Each stored file waited for one flush (one name per file on this file system);
+    # three senders at once shared some of them.
+    assert values["dcmrecv_flush_waits_total"] == 12
+    assert 1 <= values["dcmrecv_flushes_total"] <= 12
     # storescu re-encodes the data sets (it drops group lengths), so the bytes that
     # arrived are those of the stored files' data sets (stored as received).
     stored_files = list((workdir / "out").iterdir())

@@ -68,7 +68,7 @@ def test_printable_escapes_controls_and_keeps_text(text: str, shown: str) -> Non
 
 
 def test_metrics_count_and_pass_promtool(tmp_path: Path) -> None:
-    metrics = ReceiverMetrics(free_bytes=lambda: 12345.0)
+    metrics = ReceiverMetrics(free_bytes=lambda: 12345.0, flush_counts=lambda: (3, 7))
     metrics.association_accepted()
     metrics.association_accepted()
     metrics.association_rejected()
@@ -87,6 +87,7 @@ def test_metrics_count_and_pass_promtool(tmp_path: Path) -> None:
     assert "dcmrecv_received_bytes_total 1015.0" in text
     assert "dcmrecv_store_duration_seconds_count 2.0" in text
     assert "dcmrecv_output_free_bytes 12345.0" in text
+    assert "dcmrecv_flushes_total 3.0" in text and "dcmrecv_flush_waits_total 7.0" in text
     check = subprocess.run(
         [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )

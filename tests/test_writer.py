@@ -20,7 +20,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.storage import writer
+from dcmrecv.storage import durability, writer
 from dcmrecv.storage.writer import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -228,25 +228,85 @@ def test_system_time_names_draw_a_new_time_on_a_collision(tmp_path: Path) -> Non
     assert files_under(tmp_path) == ["20240102030405.000006.CT", "20240102030405.000007.CT"]
 
 
-def test_fsync_file_and_directory_unless_turned_off(
+class FlushSpy:
+    """Records each fsync/syncfs: of a directory or not, and which names existed then."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[str, bool, list[str]]] = []
+
+    def _record(self, call: str, fd: int) -> None:
+        names = sorted(p.name for p in self.root.rglob("*") if p.is_file())
+        self.calls.append((call, os.path.isdir(f"/proc/self/fd/{fd}"), names))
+
+    def fsync(self, fd: int) -> None:
+        self._record("fsync", fd)
+
+    def syncfs(self, fd: int) -> None:
+        self._record("syncfs", fd)
+
+
+def _store_with_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fs_keeps_names: bool, syncfs: bool
+) -> tuple[InstanceStore, FlushSpy]:
+    spy = FlushSpy(tmp_path)
+    monkeypatch.setattr(os, "fsync", spy.fsync)
+    monkeypatch.setattr(
+        durability,
+        "FSYNC_KEEPS_NAMES",
+        frozenset({"ext4", "xfs", "btrfs", "tmpfs"}) if fs_keeps_names else frozenset(),
+    )
+    monkeypatch.setattr(durability, "_load_syncfs", lambda: spy.syncfs if syncfs else None)
+    return make_store(tmp_path), spy
+
+
+def test_one_fsync_of_the_named_file_where_it_keeps_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[bool] = []
-    real_fsync = os.fsync
+    # ext4, XFS, btrfs: the file's fsync also makes its new name durable, so the file
+    # is named first and flushed once; the sized temporary name is still there then,
+    # for recovery (tests/test_recovery.py), and is gone by the time Success is sent.
+    store, spy = _store_with_flushes(tmp_path, monkeypatch, fs_keeps_names=True, syncfs=True)
+    assert send(store, CT_SMALL.dataset).status == STATUS_SUCCESS
+    ((call, is_dir, names),) = spy.calls
+    assert (call, is_dir) == ("fsync", False)
+    final = f"CT.{CT_SMALL.sop_instance_uid}"
+    assert final in names
+    (temp,) = [name for name in names if name != final]
+    size = (tmp_path / final).stat().st_size
+    assert temp.startswith(".dcmrecv-") and temp.endswith(f"-{size}.part")
+    assert files_under(tmp_path) == [final]
 
-    def spy(fd: int) -> None:
-        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", spy)
-    on, off = tmp_path / "on", tmp_path / "off"
-    on.mkdir()
-    off.mkdir()
-    assert send(make_store(on), CT_SMALL.dataset).status == STATUS_SUCCESS
-    assert synced == [False, True]  # the file, then its directory
-    synced.clear()
-    result = send(make_store(off, fsync=False), CT_SMALL.dataset)
-    assert result.status == STATUS_SUCCESS and synced == []
+def test_elsewhere_one_syncfs_of_the_named_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, spy = _store_with_flushes(tmp_path, monkeypatch, fs_keeps_names=False, syncfs=True)
+    assert send(store, CT_SMALL.dataset).status == STATUS_SUCCESS
+    ((call, _is_dir, names),) = spy.calls
+    assert call == "syncfs" and f"CT.{CT_SMALL.sop_instance_uid}" in names
+
+
+def test_without_syncfs_the_bytes_then_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No way to cover the name with the file's flush: the bytes are flushed before
+    # the file has its final name, then the directory that holds the name.
+    store, spy = _store_with_flushes(tmp_path, monkeypatch, fs_keeps_names=False, syncfs=False)
+    assert send(store, CT_SMALL.dataset).status == STATUS_SUCCESS
+    final = f"CT.{CT_SMALL.sop_instance_uid}"
+    assert [(call, is_dir, final in names) for call, is_dir, names in spy.calls] == [
+        ("fsync", False, False),
+        ("fsync", True, True),
+    ]
+
+
+def test_no_flush_with_no_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = FlushSpy(tmp_path)
+    monkeypatch.setattr(os, "fsync", spy.fsync)
+    monkeypatch.setattr(durability, "_load_syncfs", lambda: spy.syncfs)
+    result = send(make_store(tmp_path, fsync=False), CT_SMALL.dataset)
+    assert result.status == STATUS_SUCCESS and spy.calls == []
 
 
 def test_ignore_mode_stores_nothing(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ follows differs.
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
@@ -32,6 +34,16 @@ def identification(appname: str) -> str:
 def header(appname: str, description: str) -> str:
     """The identification lines DCMTK prints above help, version and errors."""
     return f"{identification(appname)}\n\n{appname}: {description}\n"
+
+
+def version_text(appname: str, description: str, libraries: str = "") -> str:
+    """``--version``: DCMTK's layout (header, host type), then ``libraries`` lines."""
+    return (
+        header(appname, description)
+        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
+        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
+        + (f"\nExternal libraries used:\n{libraries}" if libraries else "")
+    )
 
 
 class DcmtkCommandLineError(click.ClickException):

@@ -17,8 +17,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import platform
-import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -91,12 +89,7 @@ def _package_version(name: str) -> str:
 def version_text() -> str:
     """``--version``: DCMTK's layout, with the Python libraries we build on."""
     libraries = "".join(f"- {name} {_package_version(name)}\n" for name in ("pydicom", "click"))
-    return (
-        header()
-        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
-        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
-        + f"\nExternal libraries used:\n{libraries}"
-    )
+    return dcmtkcli.version_text(APPNAME, DESCRIPTION, libraries)
 
 
 class CommandLineError(dcmtkcli.DcmtkCommandLineError):

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -49,7 +47,7 @@ from dcmrecv.negotiation.uids import modality_prefix
 from dcmrecv.ops.storescp_session import StorescpSession
 from dcmrecv.storage.convert import configure_pydicom
 from dcmrecv.storage.dictionary import DictionaryError
-from dcmrecv.wire import tls
+from dcmrecv.wire import inherited, tls
 
 DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
 
@@ -70,11 +68,7 @@ def usage_text() -> str:
 
 
 def version_text() -> str:
-    return (
-        header()
-        + f"\nHost type: {platform.machine()}-{sys.platform}\n"
-        + f"Python: {platform.python_version()} ({platform.python_implementation()})\n"
-    )
+    return dcmtkcli.version_text(APPNAME, DESCRIPTION)
 
 
 class CommandLineError(dcmtkcli.DcmtkCommandLineError):
@@ -257,11 +251,20 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
         tls_options = tls_settings(cmdline)
     except ArgvError as exc:
         raise CommandLineError(str(exc), quiet=quiet) from None
+    inetd_connection = _inetd_connection(ctx, settings, cmdline)
     log.debug("%s\n", identification())
+    if inetd_connection is not None and cmdline.params:
+        log.warning("Parameter port not required in inetd mode")
 
     if settings.fork:
         log.info("--fork: associations already run concurrently, each in its own thread")
-    if settings.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
+    if (
+        inetd_connection is None
+        and settings.port < 1024
+        and hasattr(os, "geteuid")
+        and os.geteuid() != 0
+        and not _socket_activated()
+    ):
         log.critical("cannot listen on port %d, insufficient privileges", settings.port)
         dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
 
@@ -299,7 +302,7 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
 
     configure_pydicom(settings.convert_un)
     session = make_session(settings)
-    config = build_config(settings, session)
+    config = replace(build_config(settings, session), inetd_connection=inetd_connection)
     if profile is not None:
         config = replace(config, profile=profile)
     if tls_options is not None:
@@ -319,6 +322,33 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
     # storescp has no exit code 64: a port it cannot open is its error 1.
     failed = code != exitcodes.EXITCODE_NO_ERROR
     dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR if failed else code)
+
+
+def _inetd_connection(ctx: click.Context, settings: Settings, cmdline: CommandLine) -> int | None:
+    """``--inetd``: the descriptor of inetd's connection, standard input, output and
+    error then on ``/dev/null`` (storescp.cc); None otherwise.
+
+    Unlike DCMTK, which does this before it reads most options (so that its later
+    command line errors vanish), every command line error has been printed by now;
+    from here on messages are log lines, which reach only a ``--log-config`` file.
+    ``--check-config`` serves nothing and keeps its output.
+    """
+    if not settings.inetd or cmdline.has("--check-config"):
+        return None
+    try:
+        return inherited.take_inetd_connection()
+    except OSError as exc:
+        # storescp.cc exits with 99 when it cannot duplicate standard input.
+        log.fatal("cannot take the connection from standard input: %s", exc.strerror or exc)
+        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_INETD)
+
+
+def _socket_activated() -> bool:
+    """systemd passed a listening socket (it bound the port, privileged or not)."""
+    try:
+        return inherited.listen_fds(os.environ, os.getpid()) > 0
+    except ValueError:
+        return False  # the server reports the malformed variables
 
 
 @click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)

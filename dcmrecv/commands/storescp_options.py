@@ -59,7 +59,6 @@ DEFAULT_SOCKET_TIMEOUT: Final = 60
 PARAMS: Final = (("port", "tcp/ip port number to listen on"),)
 
 _IPV6: Final = "IPv6 is not yet supported"
-_INETD: Final = "--inetd is not supported: run storescp as a service that listens itself"
 _WRAP: Final = "TCP wrapper access control (+ac) is not supported"
 
 
@@ -98,7 +97,7 @@ def _own_specs() -> list[OptionSpec]:
     add("--access-full", "-ac", "accept connections from any host (default)")
     add("--access-control", "+ac", "enforce host access control rules", unsupported=_WRAP)
     add = section(network, "other network options:")
-    add("--inetd", "-id", "run from inetd super server (not supported)", unsupported=_INETD)
+    add("--inetd", "-id", "run from inetd super server (not with --fork)")
     add(
         "--socket-timeout",
         "-ts",
@@ -507,6 +506,8 @@ class Settings:
     profile_source: tuple[str, str] | None = None
     fork: bool = False
     max_associations: int | None = None
+    #: ``--inetd``: serve the connection on standard input, then exit.
+    inetd: bool = False
     shutdown_timeout: float | None = None
     output_directory: str = "."
     fsync: bool = True
@@ -565,13 +566,29 @@ _SORT_NAMES: Final = "--sort-conc-studies, --sort-on-study-uid or --sort-on-pati
 
 
 def _refuse_unsupported(cmdline: CommandLine) -> None:
-    found = cmdline.last("--inetd", "--access-control")
+    found = cmdline.last("--access-control")
     if found is not None:
         assert found.spec.unsupported is not None
         raise ArgvError(found.spec.unsupported)
 
 
+def _inetd(cmdline: CommandLine) -> rules.Fields:
+    """storescp.cc checks --inetd before the process options: it excludes --fork, and
+    --max-associations, which needs --fork there (one association is served)."""
+    if not cmdline.has("--inetd"):
+        return {}
+    if cmdline.has("--fork"):
+        raise _conflict("--inetd", "--fork")
+    if cmdline.has("--max-associations"):
+        raise _dependence("--max-associations", "--fork")
+    return {"inetd": True}
+
+
 def _port(cmdline: CommandLine) -> rules.Fields:
+    if cmdline.has("--inetd"):
+        # Not needed: inetd bound the port.  Not even checked, as in storescp.cc; the
+        # command warns "Parameter port not required in inetd mode" when one is given.
+        return {}
     if not cmdline.params and cmdline.has("--check-config"):
         return {}  # nothing listens
     if not cmdline.params:
@@ -615,6 +632,7 @@ def _output_directory(occurrence: Occurrence) -> str:
 #: The options storescp.cc checks first (before --verbose-pc): each row sets
 #: Settings fields (dcmrecv.commands.rules).
 PROCESS_RULES: tuple[rules.Rule, ...] = (
+    _inetd,
     rules.choice("fork", {"--single-process": False, "--fork": True}),
     rules.value("--max-associations", "max_associations", lambda o: argv.option_unsigned(o, 1)),
     _port,
@@ -654,6 +672,8 @@ RULES: tuple[rules.Rule, ...] = (
 def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
     """Check the options in storescp.cc's order, with its messages; the rightmost of
     exclusive options wins.  ``verbose``: INFO messages are logged (+v needs it).
+    With ``--inetd`` there is no port, and ``--http-port`` (our own) is refused: every
+    connection is a process of its own, which could not all serve that port.
 
     The simple options are rows of :data:`RULES`; the option groups whose options
     depend on each other (output encoding, naming and sorting, end-of-study events)
@@ -667,6 +687,8 @@ def evaluate(cmdline: CommandLine, verbose: bool) -> Settings:
     if cmdline.has("--verbose-pc") and not verbose:
         raise _dependence("--verbose-pc", "verbose mode")
     settings = rules.apply(settings, RULES, cmdline)
+    if settings.inetd and settings.http_port is not None:
+        raise _conflict("--http-port", "--inetd")
     bit_preserving = _bit_preserving(cmdline)
     encoding, convert_un = output_encoding(cmdline, bit_preserving)
     naming = naming_settings(cmdline, bit_preserving)
@@ -816,11 +838,18 @@ def event_settings(cmdline: CommandLine, sort_mode: SortMode) -> EventSettings:
 
     on_reception = template("--exec-on-reception")
     on_eostudy = None
+    # storescp.cc: the end-of-study options need the process to outlive the
+    # association, which with --inetd it does not.
+    inetd = cmdline.has("--inetd")
     if cmdline.has("--exec-on-eostudy"):
+        if inetd:
+            raise _conflict("--exec-on-eostudy", "--inetd")
         if sort_mode is SortMode.NONE:
             raise _dependence("--exec-on-eostudy", _SORT_NAMES)
         on_eostudy = template("--exec-on-eostudy")
     rename = cmdline.has("--rename-on-eostudy")
+    if rename and inetd:
+        raise _conflict("--rename-on-eostudy", "--inetd")
     if rename and sort_mode is SortMode.NONE:
         raise _dependence("--rename-on-eostudy", _SORT_NAMES)
     timeout_option = cmdline.last("--eostudy-timeout")

@@ -24,3 +24,12 @@ def printable(text: str) -> str:
     if _CONTROL.search(text) is None:
         return text  # the usual case: no copy
     return _CONTROL.sub(_escape, text)
+
+
+def printable_value(value: str, limit: int = 80) -> str:
+    """A peer value that may be empty or huge (a UID, an AE title) for a log line or
+    a sidecar: escaped, at most ``limit`` characters of it shown, "(none)" if empty."""
+    if not value:
+        return "(none)"
+    shown = printable(value[:limit])
+    return shown + "..." if len(value) > limit else shown

@@ -10,10 +10,12 @@ global one, so two receivers in one process (the tests) never share counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from dcmrecv.status import Category, category
 
@@ -33,11 +35,44 @@ _STORE_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.0
 _STORE_BUCKETS += (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+#: (device flushes run, flush waits they served), read when scraped.
+FlushCounts = Callable[[], "tuple[int, int] | None"]
+
+
+class _FlushCollector(Collector):
+    """The group commit's own counts (storage/durability.py), read at each scrape."""
+
+    def __init__(self, counts: FlushCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts()
+        if counts is None:  # --no-fsync
+            return
+        flushes, waits = counts
+        yield CounterMetricFamily(
+            "dcmrecv_flushes",
+            "Device flushes (fsync or syncfs) run to make stored files durable.",
+            value=flushes,
+        )
+        yield CounterMetricFamily(
+            "dcmrecv_flush_waits",
+            "Waits for a flush by stored files; a flush shared by several counts once above.",
+            value=waits,
+        )
+
+
 class ReceiverMetrics:
     """The receiver's counters, updated from the association threads (thread-safe)."""
 
-    def __init__(self, free_bytes: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        free_bytes: Callable[[], float] | None = None,
+        flush_counts: FlushCounts | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if flush_counts is not None:
+            self.registry.register(_FlushCollector(flush_counts))
         self._associations = Counter(
             "dcmrecv_associations",
             "Associations by what became of them.",

@@ -169,6 +169,14 @@ class _Readiness:
         free_space = server.store.free_space
         return free_space.shortage() if free_space is not None else None
 
+    def flush_counts(self) -> tuple[int, int] | None:
+        """dcmrecv_flushes and dcmrecv_flush_waits; None with --no-fsync."""
+        server = self.server
+        durability = server.store.durability if server is not None else None
+        if durability is None:
+            return None
+        return durability.flushes, durability.served
+
     def free_bytes(self) -> float:
         """dcmrecv_output_free_bytes: the store's cached figure under --min-free-space."""
         server = self.server
@@ -194,7 +202,7 @@ def serve(config: ReceiverConfig) -> int:
         from dcmrecv.ops.http import OpsEndpoint
         from dcmrecv.ops.metrics import ReceiverMetrics
 
-        metrics = ReceiverMetrics(free_bytes=ready.free_bytes)
+        metrics = ReceiverMetrics(free_bytes=ready.free_bytes, flush_counts=ready.flush_counts)
         try:
             endpoint = OpsEndpoint(config.http_address, config.http_port, metrics, ready)
         except OSError as exc:

@@ -138,14 +138,6 @@ def sanitize_uid(uid: str) -> str:
     return f"{safe}_{digest[:DISAMBIGUATOR_DIGITS]}"
 
 
-def printable(value: str, limit: int = 80) -> str:
-    """A peer value fit for one log line: control characters escaped, length bounded."""
-    if not value:
-        return "(none)"
-    shown = value[:limit].encode("unicode_escape").decode("ascii")
-    return shown + "..." if len(value) > limit else shown
-
-
 def _modality_or(modality: str | None, fallback: str) -> str:
     if not modality:
         return fallback

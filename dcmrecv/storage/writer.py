@@ -11,9 +11,10 @@ What a reader of the output directory sees:
 
 * Only complete files under final names.  Data goes to a hidden temporary file
   ``.dcmrecv-<16 hex>.part`` directly in the output directory (readers skip dot files;
-  it is on the same file system as every subdirectory we create), which is fsync'ed,
-  then linked or renamed to its final name, and the directory is fsync'ed before
-  Success is answered (``fsync=False`` skips both fsyncs).  A failure (disk full, EIO,
+  it is on the same file system as every subdirectory we create), which is flushed,
+  then linked or renamed to its final name, and the directory is flushed before
+  Success is answered (``fsync=False`` skips both flushes).  Associations that wait
+  for a flush at the same moment share one (storage/durability.py).  A failure (disk full, EIO,
   file size limit) answers 0xA700 and leaves no file under a final name; an earlier file
   of the same SOP instance stays as it was until a complete new one replaces it.
 * A duplicate SOP instance (``+fd``) replaces the earlier file, as DCMTK does (it logs
@@ -62,16 +63,16 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from dcmrecv.logs.printable import printable_value
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
     EXPLICIT_VR_BIG_ENDIAN,
@@ -82,6 +83,7 @@ from dcmrecv.storage.dataset import (
     scan_dataset,
     wanted_tags,
 )
+from dcmrecv.storage.durability import GroupCommit
 from dcmrecv.storage.filemeta import build_file_meta
 from dcmrecv.storage.freespace import FreeSpace
 from dcmrecv.storage.model import (
@@ -110,12 +112,12 @@ from dcmrecv.storage.naming import (
     check_extension,
     is_valid_uid,
     plan_path,
-    printable,
     short_unique_name,
     uuid_uid,
 )
 from dcmrecv.storage.placement import Arrival, renamed, template_plan, template_values
 from dcmrecv.storage.quarantine import Quarantine
+from dcmrecv.storage.recovery import new_temp_name, recover, sized_temp_name
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +139,6 @@ OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
 #: Offset of the VR within an explicit VR element header (PS3.5 7.1.2).
 _VR_OFFSET: Final = 4
 
-TEMP_PREFIX: Final = ".dcmrecv-"
-TEMP_SUFFIX: Final = ".part"
-_TEMP_NAME: Final = re.compile(r"\.dcmrecv-[0-9a-f]{16}\.part")
 #: Small fragments are gathered up to this size before one write(); larger ones go
 #: straight from the caller's buffer to the file.
 BUFFER_SIZE: Final = 256 * 1024
@@ -318,6 +317,8 @@ class InstanceStore:
             else None
         )
         self._short = False
+        #: The output file system's shared flushes; None with ``--no-fsync``.
+        self.durability = GroupCommit.for_directory(self.root) if config.fsync else None
         #: ``--quarantine-dir``: None when not set.
         self.quarantine = (
             Quarantine(config.quarantine_directory, config.quarantine_limit)
@@ -354,19 +355,11 @@ class InstanceStore:
         return None if not code or code == UNKNOWN_MODALITY else code
 
     def cleanup_leftovers(self) -> int:
-        """Remove temporary files a crash left anywhere under the output directory.
+        """Put right what a crash left under the output directory (storage/recovery.py).
 
-        Symbolic links are not followed; a temporary file that another live receiver
-        still holds (its ``flock``) is left alone.  Returns how many were removed.
-        It walks the whole tree once: ours are made directly in the output directory,
-        but a file moved deeper by hand is found too.
+        Returns how many temporary files were removed.
         """
-        removed = 0
-        for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
-            for name in filenames:
-                if _TEMP_NAME.fullmatch(name) and _remove_if_abandoned(dirpath, name):
-                    removed += 1
-        return removed
+        return recover(self.root).removed
 
     def begin(
         self,
@@ -389,8 +382,7 @@ class InstanceStore:
         if shortage is not None:
             # Refused before a byte is written; the data set is received and dropped.
             return _RefusedInstance(_failure(STATUS_OUT_OF_RESOURCES, shortage))
-        return _FileInstance(
-            self,
+        request = StoreRequest(
             sop_class_uid=_uid(sop_class_uid),
             sop_instance_uid=_uid(sop_instance_uid),
             transfer_syntax_uid=_uid(transfer_syntax_uid),
@@ -399,71 +391,47 @@ class InstanceStore:
             peer_address=peer_address,
             association_serial=association_serial,
         )
+        return _FileInstance(self, request)
 
 
-def _remove_if_abandoned(dirpath: str, name: str) -> bool:
-    path = os.path.join(dirpath, name)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        with contextlib.suppress(BlockingIOError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path)
-            return True
-        return False  # a live receiver holds it
-    except OSError:
-        # No flock on this file system (ENOLCK, ...): nothing can be in use across a
-        # restart that we could tell apart, so remove it; or it is already gone.
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-            return True
-        return False
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """What a C-STORE request says about the instance, and who sent it (PS3.7 9.1.1)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    calling_aetitle: str
+    called_aetitle: str
+    peer_address: str
+    association_serial: int | None
 
 
 class _FileInstance(IncomingInstance):
-    def __init__(
-        self,
-        store: InstanceStore,
-        *,
-        sop_class_uid: str,
-        sop_instance_uid: str,
-        transfer_syntax_uid: str,
-        calling_aetitle: str,
-        called_aetitle: str = "",
-        peer_address: str = "",
-        association_serial: int | None = None,
-    ) -> None:
+    def __init__(self, store: InstanceStore, request: StoreRequest) -> None:
         self._store = store
-        self._association_serial = association_serial
-        self._called_aetitle = called_aetitle
-        self._peer_address = peer_address
+        self._request = request
         #: When the C-STORE request arrived ({ReceivedDate}, {ReceivedTime}).
         self._arrived = store.clock() if store.config.output_template is not None else None
-        self._sop_class_uid = sop_class_uid
-        self._sop_instance_uid = sop_instance_uid
-        self._transfer_syntax_uid = transfer_syntax_uid
-        self._calling_aetitle = calling_aetitle
         self._refusal: StoreResult | None = None
         self._error: OSError | None = None
         self._finished = False
         self._root_fd: int | None = None
         self._fd: int | None = None
         self._temp_name: str | None = None
+        #: Named before the one flush that covers the file and its names (see _commit).
+        self._one_flush = False
         self._received = 0
         meta = b""
-        if not sop_class_uid or not sop_instance_uid:
+        if not request.sop_class_uid or not request.sop_instance_uid:
             self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, "SOP Class/Instance UID missing")
         else:
             try:
                 meta = build_file_meta(
-                    sop_class_uid=sop_class_uid,
-                    sop_instance_uid=sop_instance_uid,
-                    transfer_syntax_uid=transfer_syntax_uid,
-                    source_ae_title=calling_aetitle,
+                    sop_class_uid=request.sop_class_uid,
+                    sop_instance_uid=request.sop_instance_uid,
+                    transfer_syntax_uid=request.transfer_syntax_uid,
+                    source_ae_title=request.calling_aetitle,
                 )
             except ValueError as exc:
                 self._refusal = _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
@@ -505,7 +473,7 @@ class _FileInstance(IncomingInstance):
             self._root_fd = os.open(self._store.root, _DIR_FLAGS)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
-            name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            name = new_temp_name()
             try:
                 fd = os.open(name, flags, 0o666, dir_fd=self._root_fd)
                 break
@@ -587,13 +555,19 @@ class _FileInstance(IncomingInstance):
         if self._error is not None:
             self._remove_temp()
             return _out_of_resources(self._error)
+        durability = self._store.durability
         if self._refusal is not None:
             result = self._refusal
         else:
+            if durability is not None:
+                durability.committing()
             try:
                 result = self._commit()
             except OSError as exc:
                 result = _out_of_resources(exc)
+            finally:
+                if durability is not None:
+                    durability.committed()
         if result.status != STATUS_SUCCESS:
             if result.status != STATUS_OUT_OF_RESOURCES and self._store.quarantine is not None:
                 result = self._quarantine(result)
@@ -609,16 +583,16 @@ class _FileInstance(IncomingInstance):
         assert quarantine is not None
         record = {
             "association": {
-                "calling_ae_title": printable(self._calling_aetitle),
-                "called_ae_title": printable(self._called_aetitle),
-                "peer": printable(self._peer_address),
-                "serial": self._association_serial,
+                "calling_ae_title": printable_value(self._request.calling_aetitle),
+                "called_ae_title": printable_value(self._request.called_aetitle),
+                "peer": printable_value(self._request.peer_address),
+                "serial": self._request.association_serial,
             },
             "status": f"0x{result.status:04X}",
             "reason": result.reason or result.error_comment,
             "time": datetime.now(UTC).isoformat(),
-            "sop_class_uid": printable(self._sop_class_uid, 128),
-            "sop_instance_uid": printable(self._sop_instance_uid, 128),
+            "sop_class_uid": printable_value(self._request.sop_class_uid, 128),
+            "sop_instance_uid": printable_value(self._request.sop_instance_uid, 128),
             "content": "part10" if self._meta_length else "data set",
         }
         try:
@@ -653,8 +627,8 @@ class _FileInstance(IncomingInstance):
             if summary.sop_class_uid is None or summary.sop_instance_uid is None:
                 return _failure(STATUS_CANNOT_UNDERSTAND, "data set lacks SOP Class/Instance UID")
             if (
-                summary.sop_class_uid != self._sop_class_uid
-                or summary.sop_instance_uid != self._sop_instance_uid
+                summary.sop_class_uid != self._request.sop_class_uid
+                or summary.sop_instance_uid != self._request.sop_instance_uid
             ):
                 return _failure(
                     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -676,7 +650,7 @@ class _FileInstance(IncomingInstance):
             with contextlib.suppress(DatasetError):
                 summary = self._scan(stop_after=SERIES_DATE_TAG)
         series_date = summary.series_date if summary is not None else None
-        modality = store.modality(self._sop_class_uid)
+        modality = store.modality(self._request.sop_class_uid)
 
         fd = self._fd if self._fd is not None else self._create_temp()
         if self._pending:
@@ -686,12 +660,12 @@ class _FileInstance(IncomingInstance):
 
         policy = config.output_policy
         facts = InstanceFacts(
-            sop_class_uid=self._sop_class_uid,
-            sop_instance_uid=self._sop_instance_uid,
-            transfer_syntax_uid=self._transfer_syntax_uid,
+            sop_class_uid=self._request.sop_class_uid,
+            sop_instance_uid=self._request.sop_instance_uid,
+            transfer_syntax_uid=self._request.transfer_syntax_uid,
             modality=modality,
             summary=summary,
-            calling_aetitle=self._calling_aetitle,
+            calling_aetitle=self._request.calling_aetitle,
         )
         if policy is not None and policy.converts(facts):
             try:
@@ -700,8 +674,18 @@ class _FileInstance(IncomingInstance):
                 return _failure(STATUS_OUT_OF_RESOURCES, f"cannot write DICOM file: {exc}")
             assert self._fd is not None
             fd = self._fd
-        if config.fsync:
-            os.fsync(fd)
+        durability = store.durability
+        # Where one flush makes a file and its names durable, the file is named
+        # first and flushed once; the temporary name, which records the size the
+        # file must have, stays until then, so that recovery after a power cut can
+        # tell a file whose data never reached the disk (storage/recovery.py).
+        # Elsewhere the bytes are flushed before the file is named, and the name
+        # after: a final name never points at data a power cut could take away.
+        self._one_flush = durability is not None and durability.covers_names
+        if self._one_flush:
+            self._record_size(fd)
+        elif durability is not None:
+            durability.flush(fd)
 
         try:
             if template is not None:
@@ -712,7 +696,9 @@ class _FileInstance(IncomingInstance):
                 plan = self._plan(modality, series_date)
         except PlanError as exc:
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
-        dir_fd = _open_subdirectory(self._root_fd, plan.directory, fsync=config.fsync)
+        dir_fd = _open_subdirectory(
+            self._root_fd, plan.directory, fsync=durability is not None and not self._one_flush
+        )
         try:
             for _attempt in range(MAX_NAME_TRIES):
                 outcome = self._place(dir_fd, plan)
@@ -729,8 +715,24 @@ class _FileInstance(IncomingInstance):
                     return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
             else:
                 return _failure(STATUS_OUT_OF_RESOURCES, "no free file name found")
-            if config.fsync and placed in (_Placed.NEW, _Placed.OVERWRITTEN, _Placed.RENAMED):
-                os.fsync(dir_fd)
+            if durability is not None and placed in (
+                _Placed.NEW,
+                _Placed.OVERWRITTEN,
+                _Placed.RENAMED,
+            ):
+                try:
+                    durability.flush(fd if self._one_flush else dir_fd)
+                except OSError:
+                    # No Success, so no new file under a final name either (one that
+                    # replaced an earlier file cannot bring that one back).
+                    if placed is not _Placed.OVERWRITTEN:
+                        with contextlib.suppress(OSError):
+                            os.unlink(plan.filename, dir_fd=dir_fd)
+                    raise
+            if self._temp_name is not None and placed is not _Placed.REJECTED:
+                # Durable under its final name: the temporary one has done its job.
+                with contextlib.suppress(OSError):
+                    self._unlink_temp()
         finally:
             if dir_fd != self._root_fd:
                 os.close(dir_fd)
@@ -745,7 +747,7 @@ class _FileInstance(IncomingInstance):
             notes.append(f"duplicate SOP instance, kept the stored file {relative}")
         elif placed is _Placed.RENAMED:
             notes.append(f"duplicate SOP instance, stored as {relative}")
-        if not is_valid_uid(self._sop_instance_uid):
+        if not is_valid_uid(self._request.sop_instance_uid):
             # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
             # safe and distinct by naming.sanitize_uid.
             notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
@@ -773,7 +775,7 @@ class _FileInstance(IncomingInstance):
         self, *, stop_after: int | None, wanted: frozenset[int] | None = None
     ) -> DatasetSummary:
         size = self._received
-        ts = self._transfer_syntax_uid
+        ts = self._request.transfer_syntax_uid
         if self._fd is None:
             data = memoryview(self._pending)[self._meta_length :]
             try:
@@ -802,7 +804,7 @@ class _FileInstance(IncomingInstance):
             subdirectory=config.subdirectory,
             filename_mode=mode,
             extension=config.filename_extension,
-            sop_instance_uid=self._sop_instance_uid,
+            sop_instance_uid=self._request.sop_instance_uid,
             modality=modality,
             series_date=series_date,
             now=self._store.clock(),
@@ -819,9 +821,9 @@ class _FileInstance(IncomingInstance):
         template = store.config.output_template
         assert template is not None
         arrival = Arrival(
-            calling_aetitle=self._calling_aetitle,
-            called_aetitle=self._called_aetitle,
-            peer_address=self._peer_address,
+            calling_aetitle=self._request.calling_aetitle,
+            called_aetitle=self._request.called_aetitle,
+            peer_address=self._request.peer_address,
             received=self._arrived or store.clock(),
             prefix=modality or UNKNOWN_MODALITY,
             unique_name=uuid_uid(uuid.uuid4().int) if template.uses("UniqueName") else "",
@@ -830,7 +832,7 @@ class _FileInstance(IncomingInstance):
             template,
             summary,
             arrival,
-            little_endian=self._transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
+            little_endian=self._request.transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
         )
         return template_plan(template, values, store.config.template_fallback)
 
@@ -856,6 +858,7 @@ class _FileInstance(IncomingInstance):
             return _Placed.IDENTICAL, plan
         policy = self._store.config.on_duplicate
         if policy is DuplicatePolicy.OVERWRITE:
+            self._flush_before_rename()
             os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
             self._temp_name = None
             return _Placed.OVERWRITTEN, plan
@@ -889,11 +892,28 @@ class _FileInstance(IncomingInstance):
             # No hard links here: check, then rename (the check is not atomic).
             if _exists(name, dir_fd):
                 return False
+            self._flush_before_rename()
             os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
             self._temp_name = None
             return True
-        self._unlink_temp()
+        if not self._one_flush:
+            self._unlink_temp()
         return True
+
+    def _flush_before_rename(self) -> None:
+        """A rename leaves no temporary name for recovery to check the size by: in
+        one-flush mode the bytes are made durable before it."""
+        durability = self._store.durability
+        if self._one_flush and durability is not None:
+            assert self._fd is not None
+            durability.flush(self._fd)
+
+    def _record_size(self, fd: int) -> None:
+        """Rename the temporary file to a name that records its complete size."""
+        assert self._root_fd is not None and self._temp_name is not None
+        name = sized_temp_name(self._temp_name, os.fstat(fd).st_size)
+        os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=self._root_fd)
+        self._temp_name = name
 
     def _unlink_temp(self) -> None:
         assert self._root_fd is not None and self._temp_name is not None

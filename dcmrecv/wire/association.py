@@ -31,11 +31,10 @@ from dataclasses import dataclass
 
 from dcmrecv.config import AssociationEnd, AssociationInfo, ReceiverConfig, StoreAnswer
 from dcmrecv.logs.context import association_serial
-from dcmrecv.logs.printable import printable
+from dcmrecv.logs.printable import printable, printable_value
 from dcmrecv.negotiation.acceptor import NegotiationResult
 from dcmrecv.status import Status, is_stored
 from dcmrecv.storage.model import StoreResult
-from dcmrecv.storage.naming import printable as printable_uid
 from dcmrecv.storage.writer import IncomingInstance, InstanceStore
 from dcmrecv.wire import dimse, pdu
 from dcmrecv.wire.acceptance import Reject, decide
@@ -719,7 +718,9 @@ class Association:
             shown = result.log_path or result.path
             if result.overwritten and shown is not None:
                 log.warning("file already exists, overwriting: %s", printable(str(shown)))
-            if status == Status.SUCCESS and shown is not None:
+            if status == Status.SUCCESS and shown is not None and log.isEnabledFor(logging.INFO):
+                # Guarded: without -v this line is not printed, and building it is
+                # per-instance work (issue 14: no formatting the log level does not need).
                 log.info("Stored received object to file: %s", printable(str(shown)))
             # storescp runs -xcr after failed stores too (storescp.cc, storeSCP()).
             self._notify("instance_stored", result)
@@ -733,7 +734,7 @@ class Association:
             log.log(
                 logging.WARNING if is_stored(status) else logging.ERROR,
                 "C-STORE of SOP instance %s: %s (status 0x%04X)",
-                printable_uid(command.affected_sop_instance_uid),
+                printable_value(command.affected_sop_instance_uid),
                 reason,
                 status,
             )

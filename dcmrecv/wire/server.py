@@ -15,6 +15,12 @@ listen backlog.
 Shut-down (SIGTERM, SIGINT, or ``Server.stop()``): stop accepting, abort idle
 associations, let running C-STOREs finish for up to ``shutdown_timeout`` seconds,
 then abort the rest and return exit code 0.
+
+Sockets from a super server (dcmrecv.wire.inherited): under systemd socket
+activation the listening socket systemd passed is used instead of binding the port;
+under ``storescp --inetd`` (``ReceiverConfig.inetd_connection``) there is no
+listener: the one connection inetd accepted is served as an accepted one would be
+(``--accept-from``, TLS, timeouts, shut-down), then the server returns.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
 from dcmrecv.exitcodes import EXITCODE_CANNOT_START_SCP_AND_LISTEN, EXITCODE_NO_ERROR
+from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
-from dcmrecv.wire import admission
+from dcmrecv.wire import admission, inherited
 from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
 from dcmrecv.wire.association import Association
 
@@ -77,8 +84,11 @@ class Server:
         self.config = config
         self.limits = limits
         self.store = InstanceStore(config)
-        self._listener = _listen(config.bind_address, config.port)
-        self.port: int = self._listener.getsockname()[1]
+        self._listener: socket.socket | None = None
+        self.port: int = config.port
+        if config.inetd_connection is None:
+            self._listener = _open_listener(config)
+            self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._associations: dict[Association, _Held] = {}
         self._admitted = 0
@@ -87,6 +97,7 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._wake_closed = False
         self._stopping = False
         #: Near a limit a connection gets a short time to send its request (PS3.8 9.1.5).
         self._hurried_config = replace(
@@ -115,6 +126,10 @@ class Server:
         finally:
             with self._lock:
                 self._forget(association, threading.current_thread())
+                if self._listener is None and not self._wake_closed:
+                    # --inetd: one association, then the process ends.  Under the
+                    # lock, so that the wake-up pipe is not closed under the write.
+                    self.stop()
 
     def _forget(self, association: Association, thread: threading.Thread) -> None:
         """Count an ended connection out.  Holds the lock."""
@@ -130,11 +145,15 @@ class Server:
     # --- accept loop ----------------------------------------------------------------
 
     def serve_forever(self) -> None:
+        if self._listener is None:
+            self._serve_inetd_connection()
+            return
         removed = self.store.cleanup_leftovers()
         if removed:
             log.warning("removed %d incomplete file(s) left by an earlier run", removed)
+        listener = self._listener
         selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         resume_at: float | None = None  # the listener is paused until then
         try:
@@ -143,26 +162,64 @@ class Server:
                 if resume_at is not None:
                     timeout = resume_at - time.monotonic()
                     if timeout <= 0:
-                        selector.register(self._listener, selectors.EVENT_READ)
+                        selector.register(listener, selectors.EVENT_READ)
                         resume_at, timeout = None, None
                 for key, _ in selector.select(timeout):
-                    if key.fileobj is not self._listener:
+                    if key.fileobj is not listener:
                         os.read(self._wake_r, 512)  # a signal or stop(); loop re-checks
-                    elif not self._accept():
+                    elif not self._accept(listener):
                         # Out of descriptors (or kernel memory): the listener stays
                         # readable, so selecting on it again would spin.  Waiting
                         # connections stay in the listen backlog meanwhile.
-                        selector.unregister(self._listener)
+                        selector.unregister(listener)
                         resume_at = time.monotonic() + ACCEPT_PAUSE
         finally:
             selector.close()
-            self._listener.close()
+            listener.close()
         self._drain()
 
-    def _accept(self) -> bool:
+    def _serve_inetd_connection(self) -> None:
+        """``--inetd``: serve the connection inetd accepted, then return (storescp.cc
+        ends after one association in inetd mode).
+
+        inetd runs a process per connection, so the crash recovery of a listening
+        start (a walk of the whole output tree) runs only when the output directory
+        itself holds a temporary file: the writer makes them there, so a crash leaves
+        them there.  The connection is served in a thread, as an accepted one is, so
+        that SIGTERM drains it the same way.
+        """
+        fd = self.config.inetd_connection
+        assert fd is not None
+        if _temporary_files_at_top(self.store.root):
+            removed = self.store.cleanup_leftovers()
+            if removed:
+                log.warning("removed %d incomplete file(s) left by an earlier run", removed)
+        try:
+            sock, address = inherited.connected_socket(fd)
+        except OSError as exc:
+            # DCMTK: "Receiving Association failed: ... getpeername failed", exit 0.
+            log.error("Receiving Association failed: %s", exc.strerror or exc)
+            self._close_wake_pipe()
+            return
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            self._take(sock, address)
+            with self._lock:
+                # Empty when --accept-from closed it, or when it has ended already;
+                # else the association's stop() or a signal ends the wait.
+                running = bool(self._threads)
+            while running and not self._stopping:
+                for _ in selector.select():
+                    os.read(self._wake_r, 512)
+        finally:
+            selector.close()
+        self._drain()
+
+    def _accept(self, listener: socket.socket) -> bool:
         """Accept one connection and apply the admission policy; False: pause accepting."""
         try:
-            sock, address = self._listener.accept()
+            sock, address = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return True  # nothing there, or the peer gave up before we took it
         except OSError as exc:
@@ -170,6 +227,13 @@ class Server:
                 return True
             self._cannot_accept(exc)
             return False
+        return self._take(sock, address)
+
+    def _take(self, sock: socket.socket, address: tuple[str, int]) -> bool:
+        """Serve an accepted connection in a thread of its own, unless the admission
+        policy closes it; False: no thread could be started (pause accepting)."""
+        if sock.family == socket.AF_INET6:
+            address = (inherited.unmapped(address[0]), address[1])
         peer = address[0]
         now = time.monotonic()
         if not admission.address_allowed(peer, self.config.accept_from):
@@ -328,6 +392,11 @@ class Server:
             association.force_stop()
         for thread in self._snapshot_threads():
             thread.join(5)
+        self._close_wake_pipe()
+
+    def _close_wake_pipe(self) -> None:
+        with self._lock:
+            self._wake_closed = True
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -405,6 +474,41 @@ def raise_descriptor_limit() -> int:
     return soft
 
 
+def _temporary_files_at_top(root: str) -> bool:
+    """Does ``root`` itself (not below it) hold a writer's temporary file?"""
+    try:
+        with os.scandir(root) as entries:
+            return any(is_temp_name(entry.name) for entry in entries)
+    except OSError:
+        return False  # the writer reports an unusable directory when it stores
+
+
+def _open_listener(config: ReceiverConfig) -> socket.socket:
+    """The listening socket systemd passed (socket activation), else our own on the port."""
+    activated = inherited.activated_listener(os.environ, os.getpid())
+    if activated is None:
+        return _listen(config.bind_address, config.port)
+    sock, count = activated
+    host, port = sock.getsockname()[:2]
+    # The port parameter stays required (DCMTK's grammar); the socket systemd bound
+    # is what counts, so say so, and louder when the two disagree.
+    log.log(
+        logging.INFO if port == config.port else logging.WARNING,
+        "socket activation: using the listening socket systemd passed (descriptor %d,"
+        " %s port %d) instead of binding port %d",
+        inherited.SD_LISTEN_FDS_START,
+        host or "*",
+        port,
+        config.port,
+    )
+    if count > 1:
+        log.warning(
+            "socket activation: systemd passed %d sockets (LISTEN_FDS); only the first is used",
+            count,
+        )
+    return sock
+
+
 def _listen(address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -421,7 +525,8 @@ def _listen(address: str, port: int) -> socket.socket:
 
 
 def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None = None) -> int:
-    """Run the receiver until SIGTERM/SIGINT; returns dcmrecv's exit code.
+    """Run the receiver until SIGTERM/SIGINT (``--inetd``: until its one association
+    has ended); returns dcmrecv's exit code.
 
     ``on_listening`` is called with the server once its port is open (the
     operations endpoint's readiness watches it).
@@ -429,7 +534,8 @@ def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None 
     log.info("starting service class provider and listening ...")
     descriptors = raise_descriptor_limit()
     if (
-        descriptors != resource.RLIM_INFINITY
+        config.inetd_connection is None
+        and descriptors != resource.RLIM_INFINITY
         and descriptors < MAX_CONNECTIONS * DESCRIPTORS_PER_ASSOCIATION
     ):
         log.warning(

@@ -113,6 +113,42 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
         assert not thread.is_alive(), "receiver did not stop"
 
 
+def requeue_stolen_responses() -> None:
+    """Make pynetdicom's requestor keep the DIMSE responses its own reactor takes.
+
+    pynetdicom (3.0.4, the latest) runs a reactor thread beside the thread that
+    calls ``send_c_echo``/``send_c_store``.  Before sending, the caller clears a
+    checkpoint and waits until the reactor says it is paused; but the reactor
+    says so before it looks at the checkpoint and takes it back only after, so a
+    caller that looks in between goes ahead while the reactor runs one more round.
+    When the thread switch falls there (a busy machine, a fast peer such as ours),
+    that round takes the response off the queue, logs "Received unexpected C-STORE
+    service message", drops it, and the caller waits out its DIMSE timeout (30 s)
+    and aborts.  Eight threads of C-ECHOs against the receiver lost 6 responses in
+    8 s under two busy loops.  A response is never a request the reactor could
+    serve: for a requestor it is put back on the queue for the caller waiting on
+    it.  The reactor blocks at the checkpoint on its next round, so it cannot
+    take it again.
+    """
+    from pynetdicom.association import Association
+
+    serve = Association._serve_request
+    if getattr(serve, "keeps_responses", False):
+        return
+
+    def serve_request(self: Association, msg: Any, context_id: int) -> None:
+        if self.is_requestor and not msg.is_valid_request:
+            self.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(self, msg, context_id)
+
+    serve_request.keeps_responses = True  # type: ignore[attr-defined]
+    Association._serve_request = serve_request  # type: ignore[method-assign]
+
+
+requeue_stolen_responses()
+
+
 def rejection_seen(ae: Any, port: int, host: str = "127.0.0.1", **kwargs: Any) -> Any:
     """Request an association; the A-ASSOCIATE-RJ's (result, source, reason), else None.
 

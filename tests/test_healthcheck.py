@@ -141,7 +141,7 @@ def test_silent_peer_is_unhealthy_within_the_timeout(capsys: pytest.CaptureFixtu
         elapsed = time.monotonic() - started
     assert code == EXITCODE_UNHEALTHY
     assert "no answer from 127.0.0.1" in out
-    assert elapsed < 3
+    assert elapsed < 5, f"gave up after {elapsed:.1f} s; --timeout 0.5"
 
 
 @pytest.mark.parametrize(

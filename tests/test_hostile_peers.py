@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import socket
 import struct
 import time
@@ -67,6 +68,12 @@ UNEXPECTED_PDU = 2
 UNRECOGNIZED_PDU_PARAMETER = 4
 UNEXPECTED_PDU_PARAMETER = 5
 INVALID_PDU_PARAMETER_VALUE = 6
+
+#: Seconds within which an answer counts as "at once": far inside the ACSE timeout
+#: (30 s by default) that a receiver still waiting for the rest of a request would
+#: run into.  Not a speed figure: on the loaded 2-core test machine, under
+#: tracemalloc, answers took over 0.5 s.
+AT_ONCE = 5.0
 
 #: Contexts of the storage association most tests here open (odd IDs, PS3.8 9.3.2.2).
 CT_CONTEXT = 1
@@ -161,7 +168,7 @@ def test_silent_connection_is_closed_at_the_acse_timeout(log: pytest.LogCaptureF
         # ARTIM expiry in Sta2 closes the transport without any PDU (PS3.8 9.2, AA-2).
         peer.expect_closed()
         elapsed = time.monotonic() - peer.connected_at
-        assert 0.9 <= elapsed <= 3.0, f"closed after {elapsed:.2f} s, ACSE timeout is 1 s"
+        assert 0.9 <= elapsed <= 5.0, f"closed after {elapsed:.2f} s, ACSE timeout is 1 s"
         assert "No A-ASSOCIATE-RQ from 127.0.0.1" in log.text
         assert "within the ACSE timeout (1 s)" in log.text
         assert_still_serving(server.port)
@@ -175,7 +182,7 @@ def test_request_dribbled_a_byte_at_a_time_is_cut_off_from_connect(
         completed = peer.dribble(rawpeer.ECHO_RQ_FIXTURE, interval=0.2)
         elapsed = time.monotonic() - peer.connected_at
         assert not completed, "the receiver waited for the whole dribbled request"
-        assert 0.9 <= elapsed <= 3.0, f"cut off after {elapsed:.2f} s, ACSE timeout is 1 s"
+        assert 0.9 <= elapsed <= 5.0, f"cut off after {elapsed:.2f} s, ACSE timeout is 1 s"
         assert "within the ACSE timeout" in log.text
         assert_still_serving(server.port)
 
@@ -196,7 +203,7 @@ def test_huge_declared_request_is_aborted_before_allocating(
             started = time.monotonic()
             assert peer.expect_abort() == (PROVIDER, INVALID_PDU_PARAMETER_VALUE)
             elapsed = time.monotonic() - started
-        assert elapsed < 0.5
+        assert elapsed < AT_ONCE, f"answered after {elapsed:.3f} s"
         assert peak[0] < 256 * 1024, f"{peak[0]} bytes allocated for a {declared} byte header"
         assert f"A-ASSOCIATE-RQ of {declared} bytes exceeds the maximum" in log.text
         assert_still_serving(server.port)
@@ -339,7 +346,7 @@ def test_malformed_request_is_aborted_at_once(name: str, log: pytest.LogCaptureF
             fields = peer.expect_abort()
             elapsed = time.monotonic() - started
         assert fields == (PROVIDER, INVALID_PDU_PARAMETER_VALUE)
-        assert elapsed < 0.5, f"answered after {elapsed:.3f} s"
+        assert elapsed < AT_ONCE, f"answered after {elapsed:.3f} s"
         assert peak[0] < 4 * len(request) + 256 * 1024
         assert "Protocol error from 127.0.0.1" in log.text
         assert_still_serving(server.port)
@@ -381,7 +388,9 @@ def test_many_transfer_syntaxes_on_every_context_are_negotiated_quickly(
         accepted = peer.associate(request)
         elapsed = time.monotonic() - started
         assert accepted == {2 * n + 1: EXPLICIT_VR_LE for n in range(128)}
-        assert elapsed < 1.0, f"negotiation took {elapsed:.2f} s"
+        # About 0.1 s on an idle machine; work growing with the square of the
+        # request's 7,680 items would take minutes.
+        assert elapsed < AT_ONCE, f"negotiation took {elapsed:.2f} s"
         peer.release()
         assert_still_serving(server.port)
 
@@ -640,18 +649,23 @@ def test_unsupported_dimse_service_gets_a_failure_status_and_the_association_goe
 def test_silent_association_is_aborted_at_the_dimse_timeout_while_others_go_on(
     log: pytest.LogCaptureFixture,
 ) -> None:
-    with running_receiver(dimse_timeout=1.0) as server:
+    with running_receiver(dimse_timeout=2.0) as server:
         with RawPeer(server.port) as silent, RawPeer(server.port) as busy:
             silent.associate()
-            busy.associate()
             established = time.monotonic()
-            # The busy one keeps talking at intervals below the DIMSE timeout.
-            time.sleep(0.5)
-            assert busy.echo(message_id=1) == 0x0000
+            busy.associate()
+            # The busy one keeps talking, every quarter second, until the silent one
+            # is aborted: a single pause of a fixed length could outlast the DIMSE
+            # timeout on a loaded machine and lose the busy one too.
+            message_id = 1
+            while not select.select([silent.sock], [], [], 0.25)[0]:
+                assert busy.echo(message_id=message_id) == 0x0000
+                message_id += 1
+                assert time.monotonic() - established < 30, "the silent one was never aborted"
             assert silent.expect_abort()[0] in (0, PROVIDER)
             elapsed = time.monotonic() - established
-            assert 0.9 <= elapsed <= 3.0, f"aborted after {elapsed:.2f} s, DIMSE timeout is 1 s"
-            assert busy.echo(message_id=2) == 0x0000
+            assert 1.9 <= elapsed <= 7.0, f"aborted after {elapsed:.2f} s, DIMSE timeout is 2 s"
+            assert busy.echo(message_id=message_id) == 0x0000
             busy.release()
         assert "DIMSE timeout: no data from 127.0.0.1" in log.text
         assert_still_serving(server.port)
@@ -674,7 +688,7 @@ def test_association_over_the_limit_is_rejected(log: pytest.LogCaptureFixture) -
         first.release()
         # The slot is free again once the first association has ended; the
         # receiver's bookkeeping may lag our seeing the close by a moment.
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 10.0
         while True:
             with RawPeer(server.port) as fourth:
                 fourth.send(rawpeer.ECHO_RQ_FIXTURE)

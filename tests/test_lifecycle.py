@@ -74,7 +74,7 @@ def temporaries(directory: Path) -> list[Path]:
     return [p for p in everything_under(directory) if p.name.startswith(".")]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     """Poll ``condition``: for effects of the receiver's threads that we cannot await."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -182,7 +182,7 @@ def test_dimse_timeout_mid_data_set_leaves_nothing(
             begin_store(peer, "1.2.3.4.203", data_set, HALF)
             stalled = time.monotonic()
             assert peer.expect_abort() == (0, 0)
-            assert 0.9 <= time.monotonic() - stalled <= 3.0
+            assert 0.9 <= time.monotonic() - stalled <= 5.0
         assert everything_under(tmp_path) == []
         assert "DIMSE timeout: no data from 127.0.0.1" in log.text
 

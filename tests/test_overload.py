@@ -32,8 +32,6 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
 from dcmrecv.config import ReceiverConfig
 from dcmrecv.negotiation.asconfig import load_profile
@@ -47,23 +45,39 @@ from dcmrecv.wire.admission import (
     Throttle,
     Verdict,
 )
-from dcmrecv.wire.server import Server
+from dcmrecv.wire.server import LOG_INTERVAL, Server
 from tests import rawpeer
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, require_tool, wait_for_port
 from tests.rawpeer import RawPeer
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOD = "127.0.0.2"
+CT_SMALL = str(get_testdata_file("CT_small.dcm"))
 
-#: Small limits for the tests of reclaiming, so that they need few connections.
+#: Small limits for the tests of reclaiming, so that they need few connections.  The
+#: times are what a test's set-up must stay within for "nothing is quiet long enough
+#: yet" to hold; they count from the kernel's last received data, so a receiver slow
+#: to accept on a loaded machine eats into them (0.5 s and 1 s were too tight).
 SMALL = Limits(
     max_connections=8,
     max_per_peer=4,
     max_refusing=2,
     pressure_at=6,
-    hurried_request_timeout=0.5,
-    reclaim_idle=1.0,
+    hurried_request_timeout=2.0,
+    reclaim_idle=3.0,
 )
+
+
+def admitted_in_the_end(port: int, source: str) -> RawPeer:
+    """Request an association from ``source`` until room is made for it (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        peer, answer = answer_to_request(port, source)
+        if answer == "AC":
+            return peer
+        peer.close()
+        assert time.monotonic() < deadline, "the real sender never got in"
+        time.sleep(0.05)
 
 
 # --- the policy, pure -------------------------------------------------------------------------
@@ -185,7 +199,7 @@ def serving(limits: Limits = DEFAULT_LIMITS, **settings: Any) -> Iterator[Server
         assert not thread.is_alive(), "receiver did not stop"
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -229,24 +243,31 @@ def answer_only(port: int, source: str) -> str | tuple[int, int, int]:
     return answer
 
 
-def store_ct(port: int) -> tuple[int, float]:
-    """pynetdicom stores CT_small from 127.0.0.1: the status and the seconds it took."""
-    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+def store_ct(port: int) -> float:
+    """DCMTK's storescu stores CT_small from 127.0.0.1: the seconds it took.
+
+    A process of its own, as a real sender is: this test process holds over 1,000
+    sockets during a flood, and pynetdicom's transport polls its socket with
+    select(), which fails for descriptors past 1023 (FD_SETSIZE) and then reports
+    the association as aborted.
+    """
+    storescu = require_tool("storescu")
     started = time.monotonic()
-    ae = AE(ae_title="REALSENDER")
-    ae.add_requested_context(CTImageStorage, dataset.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title="DCMRECV")
-    assert assoc.is_established, "the real sender was not let in"
-    try:
-        status = int(assoc.send_c_store(dataset).Status)
-    finally:
-        assoc.release()
-    return status, time.monotonic() - started
+    sender = subprocess.run(
+        [storescu, "-aet", "REALSENDER", "-aec", "DCMRECV", "127.0.0.1", str(port), CT_SMALL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    seconds = time.monotonic() - started
+    assert sender.returncode == 0, f"the real sender was not let in: {sender.stderr}"
+    return seconds
 
 
 # --- floods against the receiver ---------------------------------------------------------------
 
 
+@pytest.mark.dcmtk
 def test_a_flood_from_one_address_never_locks_out_another_sender(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -254,6 +275,7 @@ def test_a_flood_from_one_address_never_locks_out_another_sender(
     limits = DEFAULT_LIMITS
     profile = load_profile(ROOT / "storescp.cfg", "Default")
     held: list[socket.socket] = []
+    started = time.monotonic()
     with serving(output_directory=tmp_path, profile=profile) as server:
         threads_before = threading.active_count()
         try:
@@ -264,27 +286,40 @@ def test_a_flood_from_one_address_never_locks_out_another_sender(
                 answers[answer] += 1
                 held.append(peer.sock)
             # ... then 600 connections from it that never send a request.
-            held += silent_connections(server.port, FLOOD, 600)
+            silent = silent_connections(server.port, FLOOD, 600)
+            held += silent
             # The peer holds its limit; the excess requests got A-ASSOCIATE-RJ
             # "local limit exceeded" (2,3,2), not a bare close.
             accepted = min(100, limits.max_per_peer)
             expected = Counter({"AC": accepted, (2, 3, 2): 100 - accepted})
             assert answers == +expected  # + drops a zero count
+            # The kernel completed the 600 handshakes before the receiver accepted
+            # them; wait until its accept loop has taken all of them in, else the
+            # sender below queues behind them in the listen backlog (on a loaded
+            # 2-core machine that took up to 4.8 s) and the thread count is read
+            # before the threads exist.  What the peer cannot hold (its limit, and
+            # the few waiting to be refused) is closed at once.
+            beyond_the_limit = 600 - (limits.max_per_peer - accepted) - limits.max_refusing
+            wait_until(
+                lambda: sum(map(closed_by_receiver, silent)) >= beyond_the_limit,
+                "the receiver has taken in the flood",
+                30,
+            )
             # Threads stay bounded: the peer's connections and a few waiting to be
             # refused, however many the flood opens.
             assert threading.active_count() <= (
                 threads_before + limits.max_per_peer + limits.max_refusing + 4
             )
-            status, seconds = store_ct(server.port)
-            assert status == 0x0000
+            seconds = store_ct(server.port)
             assert seconds < 2.0, f"the real sender took {seconds:.1f} s"
         finally:
             for sock in held:
                 sock.close()
-    sent = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+    sent = pydicom.dcmread(CT_SMALL)
     assert [p.name for p in tmp_path.iterdir()] == [f"CT.{sent.SOPInstanceUID}"]
-    # Logged once per interval (10 s), not once for each of the 668 refused.
-    assert 1 <= caplog.text.count("Too many connections") <= 3
+    # Logged once per interval (10 s), not once for each connection over the limit.
+    intervals = (time.monotonic() - started) // LOG_INTERVAL
+    assert 1 <= caplog.text.count("Too many connections") <= 1 + intervals
 
 
 def test_a_disallowed_flood_costs_no_thread_and_never_touches_an_allowed_sender(
@@ -292,6 +327,7 @@ def test_a_disallowed_flood_costs_no_thread_and_never_touches_an_allowed_sender(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="dcmrecv")
     allowed = (ipaddress.ip_network("127.0.0.1/32"),)
+    started = time.monotonic()
     with serving(accept_from=allowed) as server:
         stop = threading.Event()
         flooded: list[int] = []
@@ -326,7 +362,11 @@ def test_a_disallowed_flood_costs_no_thread_and_never_touches_an_allowed_sender(
             stop.set()
             flooder.join(30)
         assert sum(flooded) >= 600
-    assert caplog.text.count("Connecting host 127.0.0.2 is not in --accept-from") == 1
+    # Logged once per interval (10 s; one interval unless the machine is very
+    # busy), not once for each of the 600 closed.
+    intervals = (time.monotonic() - started) // LOG_INTERVAL
+    logged = caplog.text.count("Connecting host 127.0.0.2 is not in --accept-from")
+    assert 1 <= logged <= 1 + intervals
 
 
 def test_at_the_limit_silent_connections_are_reclaimed_for_a_real_sender() -> None:
@@ -342,13 +382,7 @@ def test_at_the_limit_silent_connections_are_reclaimed_for_a_real_sender() -> No
             assert answer_only(server.port, "127.0.0.1") == (2, 3, 2)
             # Once the silent ones have had the hurried time to send a request, they
             # make room, and the sender gets in.
-            for _ in range(100):
-                peer, answer = answer_to_request(server.port, "127.0.0.1")
-                if answer == "AC":
-                    break
-                peer.close()
-                time.sleep(0.05)
-            assert answer == "AC", "the real sender never got in"
+            peer = admitted_in_the_end(server.port, "127.0.0.1")
             assert peer.echo() == 0x0000
             peer.release()
             assert any(closed_by_receiver(sock) for sock in silent)
@@ -383,14 +417,7 @@ def test_at_the_limit_the_quietest_association_is_aborted_and_its_data_set_dropp
                     peer.associate(request)
                     held.append(peer)
             assert answer_only(server.port, "127.0.0.1") == (2, 3, 2)
-            newcomer: RawPeer | None = None
-            for _ in range(100):
-                newcomer, answer = answer_to_request(server.port, "127.0.0.1")
-                if answer == "AC":
-                    break
-                newcomer.close()
-                time.sleep(0.05)
-            assert newcomer is not None and answer == "AC", "the real sender never got in"
+            newcomer = admitted_in_the_end(server.port, "127.0.0.1")
             assert newcomer.echo() == 0x0000
             newcomer.release()
             # The quietest association (the stalled one) was aborted; the others go on.
@@ -416,13 +443,13 @@ def test_a_peer_at_its_limit_makes_room_from_its_own_idle_associations() -> None
             assert answer == "AC"
             other.release()
             # The oldest association keeps working: the quietest yields, not the oldest.
-            for _ in range(100):
+            deadline = time.monotonic() + 30
+            while True:
                 assert held[0].echo() == 0x0000
                 if answer_only(server.port, FLOOD) == "AC":
                     break
+                assert time.monotonic() < deadline, "the peer's idle associations never made room"
                 time.sleep(0.05)
-            else:
-                raise AssertionError("the peer's idle associations never made room")
             assert held[1].expect_abort() == (0, 0)
             assert held[0].echo() == 0x0000
         finally:

@@ -109,7 +109,14 @@ def _sender(port: int, acknowledged: dict[str, bytes], stop: threading.Event) ->
             # Some instances large enough that the kill lands in a write or a flush.
             template.add_new((0x0009, 0x0010), "LO", "DCMRECV TEST")
             template.add_new((0x0009, 0x1001), "OB", os.urandom(rng.choice((0, 4096, 2**20))))
-            status = assoc.send_c_store(template)
+            try:
+                status = assoc.send_c_store(template)
+            except RuntimeError:
+                # The kill ended the association after the loop's check (pynetdicom
+                # refuses to send on an association that is no longer established).
+                if assoc.is_established:
+                    raise
+                break
             if status and status.Status == 0:
                 acknowledged[template.SOPInstanceUID] = bytes(template[0x0009, 0x1001].value)
     finally:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -43,8 +42,9 @@ SyncFs = Callable[[int], None]
 def _load_syncfs() -> SyncFs | None:
     """``syncfs(2)`` from the C library, or None where there is none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        function = libc.syncfs
+        # The process's own symbols include the C library's: no library search (which
+        # would run ldconfig in a subprocess).
+        function = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
     function.argtypes = (ctypes.c_int,)

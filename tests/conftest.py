@@ -90,6 +90,17 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_program(name: str, needed_for: str) -> str:
+    """Path of a program on PATH; skip outside CI, fail under CI when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"the {name} command line tool is needed {needed_for}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 @contextlib.contextmanager
 def running_receiver(**settings: Any) -> Iterator[Server]:
     """Our receiver on 127.0.0.1 and an OS-assigned port, in this process.

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +30,7 @@ from pydicom.data import get_testdata_file
 from dcmrecv.commands.argv import ArgvError
 from dcmrecv.commands.storescp_options import evaluate, parse
 from dcmrecv.wire import inherited
-from tests.conftest import IN_CI, free_port, require_tool, wait_for_port
+from tests.conftest import free_port, require_program, require_tool, wait_for_port
 from tests.interop import stored_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,12 +330,7 @@ def test_inetd_stores_like_dcmtks_storescp_and_exits_by_itself(tmp_path: Path) -
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed key and certificate, both ends' own and trusted by both."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        message = "the openssl command line tool is needed to make a test certificate"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    openssl = require_program("openssl", "to make a test certificate")
     directory = tmp_path_factory.mktemp("tls")
     key, cert = str(directory / "key.pem"), str(directory / "cert.pem")
     subprocess.run(

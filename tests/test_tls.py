@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -29,7 +28,13 @@ from dcmrecv.commands.argv import ArgvError, parse
 from dcmrecv.commands.dcmrecv import dcmrecv_settings
 from dcmrecv.negotiation.asconfig import Profile, load_profile
 from dcmrecv.wire import tls
-from tests.conftest import IN_CI, free_port, require_tool, running_receiver, wait_for_port
+from tests.conftest import (
+    free_port,
+    require_program,
+    require_tool,
+    running_receiver,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
@@ -123,12 +128,7 @@ class PKI:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        message = "the openssl command line tool is needed to make test certificates"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    openssl = require_program("openssl", "to make test certificates")
     made = PKI(tmp_path_factory.mktemp("pki"), openssl)
     made.make_ca("ca")
     made.make_ca("otherca")

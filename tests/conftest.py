@@ -185,6 +185,23 @@ def rejection_seen(ae: Any, port: int, host: str = "127.0.0.1", **kwargs: Any) -
     return seen[0] if seen else None
 
 
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """The commands configure the process's logging; each test starts and ends clean."""
+    from dcmrecv.logs.layout import reset_logging
+
+    reset_logging()
+    yield
+    reset_logging()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run in an empty, writable working directory (the default output directory)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 #: Ports handed out by free_port() in this process, never handed out twice.
 _GIVEN_PORTS: set[int] = set()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -22,21 +21,9 @@ from dcmrecv import exitcodes
 from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE
 from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.logs.layout import reset_logging
 from tests.conftest import FakeServer, require_tool
 
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    yield
-    reset_logging()
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in an empty, writable working directory (the default output directory)."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def run(*args: str) -> Result:

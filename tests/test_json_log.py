@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from dcmrecv.logs.context import association_serial
-from dcmrecv.logs.layout import reset_logging
 from dcmrecv.logs.logger_config import configure_logging
 
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    yield
-    reset_logging()
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def test_records_are_json_lines_with_level_logger_and_serial(

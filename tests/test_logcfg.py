@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from dcmrecv.logs.layout import (
     format_date,
     log_forced,
     parse_pattern,
-    reset_logging,
 )
 from dcmrecv.logs.logger_config import (
     LogConfigError,
@@ -30,12 +28,7 @@ from dcmrecv.logs.logger_config import (
 )
 from tests.conftest import IN_CI
 
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    reset_logging()
-    yield
-    reset_logging()
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def dcmtk_example(name: str, tmp_path: Path) -> Path:

@@ -16,22 +16,11 @@ from click.testing import CliRunner, Result
 from dcmrecv import exitcodes
 from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import DuplicatePolicy
-from dcmrecv.logs.layout import reset_logging
 from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.template import parse_template
 from tests.conftest import FakeServer
 
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    yield
-    reset_logging()
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def run(*args: str) -> Result:

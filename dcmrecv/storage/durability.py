@@ -119,7 +119,7 @@ class GroupCommit:
         failed flush was to cover.  All callers must be on one file system.
         """
         if self._syncfs is None:
-            (self._fsync or os.fsync)(fd)
+            self._own(fd)
             with self._changed:
                 self.flushes += 1
                 self.served += 1
@@ -141,7 +141,7 @@ class GroupCommit:
         error: OSError | None = None
         try:
             if first == last and self._fsync_keeps_names:
-                (self._fsync or os.fsync)(fd)
+                self._own(fd)
             else:
                 self._syncfs(fd)
         except OSError as exc:
@@ -156,6 +156,10 @@ class GroupCommit:
             self._changed.notify_all()
         if error is not None:
             raise error
+
+    def _own(self, fd: int) -> None:
+        """The caller's own flush: its file or directory only."""
+        (self._fsync or os.fsync)(fd)
 
     def _await_siblings(self) -> None:
         """Hold the flush while files being committed now have not all arrived."""

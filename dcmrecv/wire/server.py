@@ -148,9 +148,7 @@ class Server:
         if self._listener is None:
             self._serve_inetd_connection()
             return
-        removed = self.store.cleanup_leftovers()
-        if removed:
-            log.warning("removed %d incomplete file(s) left by an earlier run", removed)
+        self._recover()
         listener = self._listener
         selector = selectors.DefaultSelector()
         selector.register(listener, selectors.EVENT_READ)
@@ -178,6 +176,12 @@ class Server:
             listener.close()
         self._drain()
 
+    def _recover(self) -> None:
+        """Put right what a crash of an earlier run left (storage/recovery.py)."""
+        removed = self.store.cleanup_leftovers()
+        if removed:
+            log.warning("removed %d incomplete file(s) left by an earlier run", removed)
+
     def _serve_inetd_connection(self) -> None:
         """``--inetd``: serve the connection inetd accepted, then return (storescp.cc
         ends after one association in inetd mode).
@@ -191,9 +195,7 @@ class Server:
         fd = self.config.inetd_connection
         assert fd is not None
         if _temporary_files_at_top(self.store.root):
-            removed = self.store.cleanup_leftovers()
-            if removed:
-                log.warning("removed %d incomplete file(s) left by an earlier run", removed)
+            self._recover()
         try:
             sock, address = inherited.connected_socket(fd)
         except OSError as exc:

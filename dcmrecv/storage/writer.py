@@ -319,6 +319,9 @@ class InstanceStore:
         self._short = False
         #: The output file system's shared flushes; None with ``--no-fsync``.
         self.durability = GroupCommit.for_directory(self.root) if config.fsync else None
+        #: One flush covers a file and its names: files are named first, flushed after
+        #: (see _FileInstance._commit).
+        self.one_flush = self.durability is not None and self.durability.covers_names
         #: ``--quarantine-dir``: None when not set.
         self.quarantine = (
             Quarantine(config.quarantine_directory, config.quarantine_limit)
@@ -419,8 +422,6 @@ class _FileInstance(IncomingInstance):
         self._root_fd: int | None = None
         self._fd: int | None = None
         self._temp_name: str | None = None
-        #: Named before the one flush that covers the file and its names (see _commit).
-        self._one_flush = False
         self._received = 0
         meta = b""
         if not request.sop_class_uid or not request.sop_instance_uid:
@@ -681,8 +682,7 @@ class _FileInstance(IncomingInstance):
         # tell a file whose data never reached the disk (storage/recovery.py).
         # Elsewhere the bytes are flushed before the file is named, and the name
         # after: a final name never points at data a power cut could take away.
-        self._one_flush = durability is not None and durability.covers_names
-        if self._one_flush:
+        if store.one_flush:
             self._record_size(fd)
         elif durability is not None:
             durability.flush(fd)
@@ -697,7 +697,7 @@ class _FileInstance(IncomingInstance):
         except PlanError as exc:
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
         dir_fd = _open_subdirectory(
-            self._root_fd, plan.directory, fsync=durability is not None and not self._one_flush
+            self._root_fd, plan.directory, fsync=durability is not None and not store.one_flush
         )
         try:
             for _attempt in range(MAX_NAME_TRIES):
@@ -721,7 +721,7 @@ class _FileInstance(IncomingInstance):
                 _Placed.RENAMED,
             ):
                 try:
-                    durability.flush(fd if self._one_flush else dir_fd)
+                    durability.flush(fd if store.one_flush else dir_fd)
                 except OSError:
                     # No Success, so no new file under a final name either (one that
                     # replaced an earlier file cannot bring that one back).
@@ -896,7 +896,7 @@ class _FileInstance(IncomingInstance):
             os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd)
             self._temp_name = None
             return True
-        if not self._one_flush:
+        if not self._store.one_flush:
             self._unlink_temp()
         return True
 
@@ -904,7 +904,7 @@ class _FileInstance(IncomingInstance):
         """A rename leaves no temporary name for recovery to check the size by: in
         one-flush mode the bytes are made durable before it."""
         durability = self._store.durability
-        if self._one_flush and durability is not None:
+        if self._store.one_flush and durability is not None:
             assert self._fd is not None
             durability.flush(self._fd)
 

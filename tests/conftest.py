@@ -102,10 +102,13 @@ def require_program(name: str, needed_for: str) -> str:
 
 
 @contextlib.contextmanager
-def running_receiver(**settings: Any) -> Iterator[Server]:
+def running_receiver(
+    *, server_args: dict[str, Any] | None = None, **settings: Any
+) -> Iterator[Server]:
     """Our receiver on 127.0.0.1 and an OS-assigned port, in this process.
 
-    ``settings`` override ReceiverConfig fields (output_directory, profile, ...).
+    ``settings`` override ReceiverConfig fields (output_directory, profile, ...);
+    ``server_args`` are keyword arguments of the Server (services, output_policy).
     The server is stopped, and its threads joined, when the block ends.
     """
     from dcmrecv.config import ReceiverConfig
@@ -113,7 +116,7 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
 
     settings.setdefault("bind_address", "127.0.0.1")
     settings.setdefault("shutdown_timeout", 10.0)
-    server = Server(ReceiverConfig(port=0, **settings))
+    server = Server(ReceiverConfig(port=0, **settings), **(server_args or {}))
     thread = threading.Thread(target=server.serve_forever, name="test-receiver", daemon=True)
     thread.start()
     try:

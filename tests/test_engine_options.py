@@ -14,6 +14,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from dcmrecv.config import AssociationInfo
 from dcmrecv.negotiation.asconfig import verification_only_profile
 from dcmrecv.storage.writer import StoreResult
+from dcmrecv.wire.association import Services
 from tests.conftest import rejection_seen, running_receiver
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
@@ -92,7 +93,11 @@ def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
     recorder = _Recorder()
     ae = AE(ae_title="SENDER")
     ae.add_requested_context(CTImageStorage, EXPLICIT)
-    with running_receiver(output_directory=tmp_path, profile=profile, events=recorder) as server:
+    with running_receiver(
+        output_directory=tmp_path,
+        profile=profile,
+        server_args={"services": Services(events=recorder)},
+    ) as server:
         assoc = ae.associate("127.0.0.1", server.port, ae_title="RECEIVER")
         assert assoc.send_c_store(pydicom.dcmread(CT_SMALL)).Status == 0
         assoc.release()

@@ -202,7 +202,7 @@ def storescp_dialect_removed() -> Iterator[None]:
     """storescp rewrites the engine's log lines in its own words (a filter on the
     engine's loggers); in this process, the other tests want dcmrecv's."""
     yield
-    from dcmrecv.commands.storescp import StorescpLogDialect
+    from dcmrecv.logs.storescp_dialect import StorescpLogDialect
 
     for name in ("dcmrecv.wire.association", "dcmrecv.wire.server"):
         logger = logging.getLogger(name)

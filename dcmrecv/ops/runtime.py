@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcmrecv.config import AssociationEnd, AssociationInfo, ReceiverConfig, StoreAnswer
 from dcmrecv.exitcodes import (
+    EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER,
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
 )
@@ -26,9 +27,12 @@ from dcmrecv.ops.eventlog import EventLog, now_iso
 from dcmrecv.ops.studies import StudyCompletion, StudyFile
 from dcmrecv.status import is_stored
 from dcmrecv.wire import server as wire_server
+from dcmrecv.wire.association import Services
+from dcmrecv.wire.tls import TLSError
 
 if TYPE_CHECKING:
     from dcmrecv.ops.metrics import ReceiverMetrics
+    from dcmrecv.ops.storescp_session import StorescpSession
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +191,41 @@ class _Readiness:
 
 def serve(config: ReceiverConfig) -> int:
     """Run the receiver with the operations parts the configuration asks for."""
+    if config.storescp is not None:
+        from dcmrecv.logs.storescp_dialect import install_log_dialect
+
+        install_log_dialect()
+    try:
+        tls_context = wire_server.tls_context(config)
+    except TLSError as exc:
+        wire_server.log_tls_error(exc)
+        return EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER
+    session = None
+    if config.storescp is not None:
+        from dcmrecv.ops.storescp_session import storescp_session
+
+        session = storescp_session(config)
+    try:
+        return _serve(config, tls_context, session)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _serve(
+    config: ReceiverConfig, tls_context: ssl.SSLContext | None, session: StorescpSession | None
+) -> int:
     wanted = (
         config.http_port is not None
         or config.event_log is not None
         or config.study_timeout is not None
     )
     if not wanted:
-        return wire_server.serve(config)
+        return wire_server.serve(
+            config,
+            services=Services(tls_context=tls_context, events=session),
+            output_policy=session,
+        )
 
     metrics = None
     endpoint = None
@@ -242,7 +274,14 @@ def serve(config: ReceiverConfig) -> int:
 
     try:
         return wire_server.serve(
-            replace(config, observer=Operations(metrics, events, studies)), listening
+            config,
+            listening,
+            services=Services(
+                tls_context=tls_context,
+                events=session,
+                observer=Operations(metrics, events, studies),
+            ),
+            output_policy=session,
         )
     finally:
         if endpoint is not None:

@@ -124,7 +124,7 @@ class InstanceFacts:
 
 
 class OutputPolicy(Protocol):
-    """storescp's naming, sorting and output conversions (``ReceiverConfig.output_policy``).
+    """storescp's naming, sorting and output conversions (given to ``InstanceStore``).
 
     Called in the association's thread once the last fragment is on disk.  ``plan``
     replaces dcmrecv's naming (``plan_path``): raising PlanError refuses the instance
@@ -162,8 +162,6 @@ class StorageOptions(Protocol):
     def storage_mode(self) -> StorageMode: ...
     @property
     def fsync(self) -> bool: ...
-    @property
-    def output_policy(self) -> OutputPolicy | None: ...
     @property
     def output_template(self) -> Template | None: ...
     @property

@@ -29,7 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dcmrecv.config import AssociationEnd, AssociationInfo, ReceiverConfig, StoreAnswer
+from dcmrecv.config import (
+    AssociationEnd,
+    AssociationInfo,
+    AssociationObserver,
+    ReceiverConfig,
+    ReceiverEvents,
+    StoreAnswer,
+)
 from dcmrecv.logs.context import association_serial
 from dcmrecv.logs.printable import printable, printable_value
 from dcmrecv.negotiation.acceptor import NegotiationResult
@@ -86,6 +93,18 @@ class _PendingStore:
     completed_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the server built once from the configuration, shared by its associations."""
+
+    #: The TLS context (``+tls``); None is plain TCP.
+    tls_context: ssl.SSLContext | None = None
+    #: storescp's event hooks; None for dcmrecv.
+    events: ReceiverEvents | None = None
+    #: Metrics, event log and study completion (the operations layer); None: none.
+    observer: AssociationObserver | None = None
+
+
 @dataclass
 class AssociationStats:
     """Counters for the one-line summary logged when the association ends."""
@@ -105,8 +124,10 @@ class Association:
         config: ReceiverConfig,
         store: InstanceStore,
         admit: Callable[[], bool] = lambda: True,
+        services: Services = Services(),
     ) -> None:
         self.sock = sock
+        self.services = services
         self.address = address
         self.config = config
         self.store = store
@@ -147,8 +168,8 @@ class Association:
         """Serve until the association ends; never raises."""
         try:
             self._configure_socket()
-            if self.config.tls_context is not None:
-                self._start_tls(self.config.tls_context)
+            if self.services.tls_context is not None:
+                self._start_tls(self.services.tls_context)
             request = self._receive_request()
             if request is not None and self._establish(request):
                 self._serve_established()
@@ -381,7 +402,7 @@ class Association:
         # reads it when info lines are off and no event handler wants it: then a
         # slow DNS must not delay the association.
         if self.config.disable_host_lookup or (
-            self.config.events is None and not log.isEnabledFor(logging.INFO)
+            self.services.events is None and not log.isEnabledFor(logging.INFO)
         ):
             return self.address[0]
         try:
@@ -456,8 +477,8 @@ class Association:
                 log.info("No Acceptable Presentation Contexts")
                 self._dump("", "RJ", rq, decision.negotiation)
             log.info("Refusing Association (%s)", rejection.why)
-            if self.config.observer is not None:
-                self.config.observer.association_rejected()
+            if self.services.observer is not None:
+                self.services.observer.association_rejected()
             self._send(self.conn.reject(rejection.result, rejection.source, rejection.reason))
             self._await_close()
             return False
@@ -474,8 +495,8 @@ class Association:
         # Every log record of this thread from now on names the association
         # (--log-format json); a thread starts with a context of its own.
         association_serial.set(self.info.serial)
-        if self.config.observer is not None:
-            self.config.observer.association_accepted(self.info)
+        if self.services.observer is not None:
+            self.services.observer.association_accepted(self.info)
         log.info("Association Acknowledged (Max Send PDV: %d)", max_send_pdv(rq.max_length))
         if not self._accepted:
             log.info("    (but no valid presentation contexts)")
@@ -726,7 +747,7 @@ class Association:
             self._notify("instance_stored", result)
             if self.config.sleep_after_store:
                 time.sleep(self.config.sleep_after_store)  # storescp --sleep-after
-        if self.config.observer is not None and command.command_field == dimse.C_STORE_RQ:
+        if self.services.observer is not None and command.command_field == dimse.C_STORE_RQ:
             status, comment, reason = self._observe_store(pending, result, status, comment, reason)
         if reason and command.command_field == dimse.C_STORE_RQ:
             # Every failure says why, at the default log level (W: for a warning);
@@ -793,7 +814,7 @@ class Association:
         disk is full) the answer is 0xA700, Out of Resources (PS3.4 B.2.3), and the
         sender keeps the instance.
         """
-        observer = self.config.observer
+        observer = self.services.observer
         if observer is None or self.info is None:
             return status, comment, reason
         command = pending.command
@@ -817,7 +838,7 @@ class Association:
         return status, comment, reason
 
     def _observe_end(self) -> None:
-        observer = self.config.observer
+        observer = self.services.observer
         if observer is None or self.info is None:
             return
         end = AssociationEnd(
@@ -834,7 +855,7 @@ class Association:
 
     def _notify(self, event: str, *args: object) -> None:
         """Call an event handler (storescp hooks); its failure is logged, not fatal."""
-        handler = self.config.events
+        handler = self.services.events
         if handler is None or self.info is None:
             return
         try:

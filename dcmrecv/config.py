@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from dcmrecv.negotiation.asconfig import Profile
 from dcmrecv.storage.convert import OutputEncoding
@@ -19,85 +18,10 @@ from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
 from dcmrecv.storage.model import StorageMode as StorageMode
-from dcmrecv.storage.model import StoreResult
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
 from dcmrecv.storage.sorting import SortMode
 from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
 from dcmrecv.tlsconfig import TLSOptions
-
-
-@dataclass(frozen=True)
-class AssociationInfo:
-    """What event handlers learn about an association (AE titles as received)."""
-
-    calling_ae_title: str
-    called_ae_title: str
-    peer_address: str
-    peer_host: str
-    #: A number unique within this process, for grouping events.
-    serial: int
-
-
-class ReceiverEvents(Protocol):
-    """Notifications for storescp's ``--exec-on-reception`` / end-of-study hooks.
-
-    Called in the association's thread; an exception is logged, never fatal.
-    ``instance_stored`` follows every C-STORE whose data set arrived, also one that
-    was not stored (``result.status`` says which).
-    """
-
-    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None: ...
-
-    def association_ended(self, association: AssociationInfo) -> None: ...
-
-
-class AssociationObserver(Protocol):
-    """What the operations layer (metrics, ``--event-log``, study completion) is told.
-
-    Called in the association's thread.  ``instance_answered`` comes before the
-    C-STORE response is sent; an ``OSError`` from it (the event log's disk is full)
-    turns a Success into 0xA700, Out of Resources, so no stored instance goes
-    unrecorded.
-    """
-
-    def association_accepted(self, association: AssociationInfo) -> None: ...
-
-    def association_rejected(self) -> None: ...
-
-    def instance_answered(self, association: AssociationInfo, answer: StoreAnswer) -> None: ...
-
-    def association_ended(self, association: AssociationInfo, end: AssociationEnd) -> None: ...
-
-
-@dataclass(frozen=True)
-class StoreAnswer:
-    """One C-STORE as answered: what arrived, what became of it, and the status."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    status: int
-    #: Data set bytes received.
-    received_bytes: int
-    #: Seconds from the last data set fragment to the response (None: not stored).
-    seconds: float | None
-    #: The storage result; None when the data set was drained without storing.
-    result: StoreResult | None
-    #: Why it failed, or what a Success had to do (the log line's text).
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class AssociationEnd:
-    """An accepted association's totals, for ``association_ended``."""
-
-    instances: int
-    failures: int
-    received_bytes: int
-    seconds: float
-    #: False when released (A-RELEASE), True for an A-ABORT, a timeout or a lost link.
-    aborted: bool
-
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -101,6 +101,20 @@ def require_program(name: str, needed_for: str) -> str:
     return path
 
 
+def subscribed(*subscribers: Any, output_policy: Any = None) -> dict[str, Any]:
+    """Server arguments whose event bus has dcmrecv's log dialect and ``subscribers``
+    (objects with a ``subscribe(bus)`` method), for ``running_receiver(server_args=...)``."""
+    from dcmrecv.events import EventBus
+    from dcmrecv.logs.dialects import DcmrecvDialect
+    from dcmrecv.wire.association import Services
+
+    bus = EventBus()
+    DcmrecvDialect().subscribe(bus)
+    for subscriber in subscribers:
+        subscriber.subscribe(bus)
+    return {"services": Services(bus=bus), "output_policy": output_policy}
+
+
 @contextlib.contextmanager
 def running_receiver(
     *, server_args: dict[str, Any] | None = None, **settings: Any

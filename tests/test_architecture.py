@@ -14,7 +14,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dcmrecv"
 #: Layers from the bottom up: a module may import from its own layer and the ones
 #: below, never from a layer above (README, "Development").
 LAYERS = [
-    {"exitcodes", "status", "implementation", "boundedread", "tlsconfig", "logs", "negotiation"},
+    {
+        "exitcodes",
+        "status",
+        "implementation",
+        "boundedread",
+        "tlsconfig",
+        "events",
+        "logs",
+        "negotiation",
+    },
     {"storage"},
     {"config"},
     {"wire"},

@@ -28,13 +28,13 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
-from dcmrecv.config import AssociationInfo, EventSettings, NamingSettings
+from dcmrecv.config import EventSettings, NamingSettings
+from dcmrecv.events import AssociationInfo
 from dcmrecv.ops.hook_command import PLACEHOLDERS
 from dcmrecv.ops.storescp_session import StorescpSession
 from dcmrecv.storage.convert import OutputEncoding, configure_pydicom
 from dcmrecv.storage.sorting import SortMode
-from dcmrecv.wire.association import Services
-from tests.conftest import require_tool, running_receiver
+from tests.conftest import require_tool, running_receiver, subscribed
 from tests.interop import receiver_process, stored_files
 
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
@@ -330,7 +330,7 @@ def receiver(session: StorescpSession, output: Path) -> Iterator[object]:
         aetitle="STORESCP",
         use_called_aetitle=False,
         profile=storescp_profile(network_transfer_syntaxes("--prefer-little")),
-        server_args={"services": Services(events=session), "output_policy": session},
+        server_args=subscribed(session, output_policy=session),
     )
 
 
@@ -430,7 +430,7 @@ def test_compressed_to_uncompressed_fails_and_stores_nothing(tmp_path: Path) -> 
     with running_receiver(
         output_directory=output,
         profile=storescp_profile(network_transfer_syntaxes("--prefer-jpeg8")),
-        server_args={"services": Services(events=session), "output_policy": session},
+        server_args=subscribed(session, output_policy=session),
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, jpeg) == 0xA700
@@ -452,7 +452,7 @@ def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
         output_directory=tmp_path,
         storage_mode=StorageMode.IGNORE,
         profile=storescp_profile(network_transfer_syntaxes(None)),
-        server_args={"services": Services(events=session), "output_policy": session},
+        server_args=subscribed(session, output_policy=session),
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, dataset("1", "1.2")) == 0

@@ -8,7 +8,7 @@ no other exit codes), and a normal stop with 0.
 
 Log lines are storescp's (storescp.cc: "Association Received", "Received Store
 Request (MsgID 1, CT)", "storing DICOM file: ./CT.1.2...", "Association Release"),
-not dcmrecv's (dcmrecv.logs.storescp_dialect), because scripts grep for these texts.
+not dcmrecv's (dcmrecv.logs.dialects), because scripts grep for these texts.
 """
 
 from __future__ import annotations

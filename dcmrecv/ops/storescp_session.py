@@ -52,13 +52,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, Final
 
-from dcmrecv.config import AssociationInfo, EventSettings, NamingSettings, ReceiverConfig
-from dcmrecv.logs.storescp_dialect import store_request
+from dcmrecv import events
+from dcmrecv.config import EventSettings, NamingSettings, ReceiverConfig
+from dcmrecv.events import AssociationInfo, EventBus
 from dcmrecv.ops.hook_command import HookCommand, TemplateError, compile_template
 from dcmrecv.status import is_stored
 from dcmrecv.storage import sorting
 from dcmrecv.storage.convert import OutputEncoding, configure_pydicom, convert
-from dcmrecv.storage.model import InstanceFacts, StoreResult
+from dcmrecv.storage.model import InstanceFacts
 from dcmrecv.storage.naming import PathPlan, PlanError, sanitize_uid, uuid_uid
 from dcmrecv.storage.sorting import SortMode
 
@@ -171,10 +172,6 @@ class StorescpSession:
 
     # --- OutputPolicy: names and conversions ------------------------------------------
 
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request arrived: storescp's "Received Store Request" line."""
-        store_request(sop_class_uid)
-
     def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan:
         naming = self.naming
         now = self._clock()
@@ -280,16 +277,23 @@ class StorescpSession:
         assert self.encoding is not None
         convert(source, source_path, facts.transfer_syntax_uid, self.encoding, target)
 
-    # --- ReceiverEvents ---------------------------------------------------------------
+    # --- events ------------------------------------------------------------------------
 
-    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None:
-        """After every C-STORE whose data set arrived, stored or not (``result.status``)."""
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.InstanceAnswered, self.instance_stored)
+        bus.subscribe(events.AssociationEnded, lambda e: self.association_ended(e.association))
+
+    def instance_stored(self, event: events.InstanceAnswered) -> None:
+        """After every C-STORE whose data set went to storage, stored or not."""
+        if not event.stored:
+            return
+        association = event.association
         facts: InstanceFacts | None = getattr(self._facts, "current", None)
         self._facts.current = None
-        stored = is_stored(result.status)
+        stored = is_stored(event.status)
         values = self._association_values(association)
-        if result.log_path is not None:
-            values["#p"], values["#f"] = os.path.split(result.log_path)
+        if event.log_path is not None:
+            values["#p"], values["#f"] = os.path.split(event.log_path)
         elif not stored:
             if facts is None:
                 # Unreadable or not the announced instance: no name to give (DCMTK does
@@ -297,8 +301,13 @@ class StorescpSession:
                 return
             values["#p"], values["#f"] = self._unstored_location(facts)
         ended: list[_Study] = []
-        if stored and self.naming.sort_mode is not SortMode.NONE and result.study_instance_uid:
-            ended = self._record(association, result)
+        if (
+            stored
+            and self.naming.sort_mode is not SortMode.NONE
+            and event.study_instance_uid
+            and event.log_path is not None
+        ):
+            ended = self._record(association, event.study_instance_uid, event.log_path)
         if self._on_reception is not None:
             self._run(self._on_reception.argv(values), self.events.exec_sync)
         for study in ended:
@@ -338,10 +347,11 @@ class StorescpSession:
             name = f"{modality}.{sanitize_uid(facts.sop_instance_uid)}{naming.extension}"
         return directory, name
 
-    def _record(self, association: AssociationInfo, result: StoreResult) -> list[_Study]:
-        assert result.log_path is not None and result.study_instance_uid is not None
-        uid = sorting.first_value(result.study_instance_uid)
-        directory, filename = os.path.split(result.log_path)
+    def _record(
+        self, association: AssociationInfo, study_instance_uid: str, log_path: str
+    ) -> list[_Study]:
+        uid = sorting.first_value(study_instance_uid)
+        directory, filename = os.path.split(log_path)
         with self._wakeup:
             study = self._studies.get(uid)
             if study is None:  # ended by the timeout while this object was written

@@ -135,9 +135,6 @@ class OutputPolicy(Protocol):
     0xA700 as DCMTK does when it cannot write the file.
     """
 
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request for ``sop_class_uid`` arrived (before its data set)."""
-
     def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan: ...
 
     def converts(self, facts: InstanceFacts) -> bool: ...

@@ -380,8 +380,6 @@ class InstanceStore:
     ) -> IncomingInstance:
         """``called_aetitle`` and ``peer_address`` serve ``--output-template``, they
         and ``association_serial`` the quarantine's sidecar."""
-        if self.output_policy is not None:
-            self.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
             return _IgnoredInstance()
         shortage = self.shortage()

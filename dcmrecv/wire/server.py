@@ -41,17 +41,20 @@ from dataclasses import dataclass, replace
 from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
+from dcmrecv.events import EventBus, ListenerStarting, ListenFailed
 from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER,
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_NO_ERROR,
 )
+from dcmrecv.logs.dialects import DcmrecvDialect, StorescpDialect
 from dcmrecv.storage.model import OutputPolicy
 from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import admission, inherited, tls
 from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
 from dcmrecv.wire.association import Association, Services
+from dcmrecv.wire.policy import TestPolicy
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class Server:
         self.config = config
         self.limits = limits
         if services is None:
-            services = Services(tls_context=tls_context(config))
+            services = default_services(config)
         self.services = services
         self.store = InstanceStore(config, output_policy=output_policy)
         self._listener: socket.socket | None = None
@@ -281,7 +284,7 @@ class Server:
             if held.refusing or self._hurried(now):
                 config = self._hurried_config
             admit = _refuse if held.refusing else self._admit
-            association = Association(sock, address[:2], config, self.store, admit, self.services)
+            association = Association(sock, address[:2], config, self.store, self.services, admit)
             thread = threading.Thread(
                 target=self._run_association,
                 args=(association,),
@@ -549,6 +552,23 @@ def tls_context(config: ReceiverConfig) -> ssl.SSLContext | None:
     return tls.create_context(config.tls) if config.tls is not None else None
 
 
+def dialect_bus(config: ReceiverConfig) -> EventBus:
+    """An event bus with the command's log dialect (dcmrecv's, or storescp's) subscribed."""
+    bus = EventBus()
+    dialect = StorescpDialect() if config.storescp is not None else DcmrecvDialect()
+    dialect.subscribe(bus)
+    return bus
+
+
+def default_services(config: ReceiverConfig, bus: EventBus | None = None) -> Services:
+    """What every association shares, built from ``config``; raises tls.TLSError."""
+    return Services(
+        bus=bus if bus is not None else dialect_bus(config),
+        tls_context=tls_context(config),
+        policy=TestPolicy.from_config(config),
+    )
+
+
 def serve(
     config: ReceiverConfig,
     on_listening: Callable[[Server], None] | None = None,
@@ -566,11 +586,11 @@ def serve(
     """
     if services is None:
         try:
-            services = Services(tls_context=tls_context(config))
+            services = default_services(config)
         except tls.TLSError as exc:
             log_tls_error(exc)
             return EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER
-    log.info("starting service class provider and listening ...")
+    services.bus.publish(ListenerStarting())
     descriptors = raise_descriptor_limit()
     if (
         config.inetd_connection is None
@@ -585,7 +605,7 @@ def serve(
     try:
         server = Server(config, services=services, output_policy=output_policy)
     except OSError as exc:
-        log.critical("cannot start SCP and listen on port %d: %s", config.port, exc.strerror or exc)
+        services.bus.publish(ListenFailed(config.port, str(exc.strerror or exc)))
         return EXITCODE_CANNOT_START_SCP_AND_LISTEN
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

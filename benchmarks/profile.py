@@ -116,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="folded stacks file (default: temp dir)")
     args = parser.parse_args(argv)
 
-    py_spy = shutil.which("py-spy")
+    # On PATH, or beside this Python (a virtual environment run without activating it).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise BenchmarkError("py-spy not found: pip install py-spy")
     (scenario,) = select(scenarios(FULL), [args.scenario])

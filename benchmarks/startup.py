@@ -100,9 +100,11 @@ def inetd_connection(
         )
         try:
             connection, _ = listener.accept()
-        except BaseException:
+        except BaseException as error:
             sender.kill()
             sender.wait()
+            if isinstance(error, OSError):  # e.g. the timeout: storescu never connected
+                raise BenchmarkError(f"inetd: storescu did not connect: {error}") from error
             raise
         with connection:
             served = subprocess.Popen(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -323,7 +324,8 @@ def measure_flush_cost(scenario: Scenario, sizes: Sizes, work: Path, results: Re
     """This disk's cost of one flush now, where the receivers write (disk.py)."""
     seconds = disk.fdatasync_seconds(work / "out" / "flush-probe", sizes.flush_probes)
     results.flush_seconds.setdefault(scenario.key, []).append(seconds)
-    print(f"    fdatasync of a fresh 4 KiB file: {1000 * seconds:.3f} ms (median)", flush=True)
+    size = f"{disk.FLUSH_BYTES // 1024} KiB"
+    print(f"    fdatasync of a fresh {size} file: {1000 * seconds:.3f} ms (median)", flush=True)
 
 
 def run_state(
@@ -674,7 +676,8 @@ def listed_options(ours: Sequence[str], env: dict[str, str], options: Sequence[s
         )
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    words = set((result.stdout + result.stderr).replace(",", " ").split())
+    # Whole words only: "--state-dir" or "--workers-limit" would not be --state or --workers.
+    words = set(re.split(r"[\s,=\[\]]+", result.stdout + result.stderr))
     return {option for option in options if option in words}
 
 

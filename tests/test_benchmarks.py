@@ -998,7 +998,7 @@ def test_variants_of_options_still_to_come_are_left_out_until_help_lists_them() 
 
 
 def test_options_count_only_when_help_lists_them_as_words() -> None:
-    text = "  --workers N      processes\n  --state-dir D    a directory\n  --http-port, -p"
+    text = "  --workers=N      processes\n  --state-dir D    a directory\n  --http-port, -p"
     ours = (sys.executable, "-c", f"print({text!r})")
 
     listed = run.listed_options(ours, dict(os.environ), ["--workers", "--state", "--http-port"])

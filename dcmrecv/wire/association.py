@@ -121,16 +121,13 @@ class Association:
                 self._serve_established()
         except (AssociationEnded, TransportClosed, HandshakeFailed):
             pass
-        except ProtocolError as exc:
-            log.error("Protocol error from %s: %s; aborting association", self.scp.peer, exc)
+        except (ProtocolError, dimse.CommandError) as exc:
+            # The protocol object has the A-ABORT ready (PS3.8 AA-8) and is in Sta13.
+            what = "Protocol error" if isinstance(exc, ProtocolError) else "Malformed DIMSE command"
+            log.error("%s from %s: %s; aborting association", what, self.scp.peer, exc)
             transport.send_quietly(
                 exc.answer or self._abort(AbortReason.INVALID_PDU_PARAMETER_VALUE)
             )
-        except dimse.CommandError as exc:
-            log.error(
-                "Malformed DIMSE command from %s: %s; aborting association", self.scp.peer, exc
-            )
-            transport.send_quietly(self._abort(AbortReason.INVALID_PDU_PARAMETER_VALUE))
         except AbortByOption:
             log.info("ABORT initiated (due to command line options)")
             transport.send_quietly(self.protocol.send(p.Abort(AbortSource.SERVICE_USER, 0)))

@@ -59,7 +59,12 @@ _TAG_ACTION_TYPE_ID = 0x1008
 
 
 class CommandError(Exception):
-    """A command set that cannot be decoded; the association is aborted."""
+    """A command set that cannot be decoded; the association is aborted.
+
+    ``answer`` is the A-ABORT to send, set by the protocol object that raises it.
+    """
+
+    answer: bytes | None = None
 
 
 @dataclass(frozen=True)

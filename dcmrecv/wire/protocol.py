@@ -258,10 +258,13 @@ class AcceptorProtocol:
             return queued
         while True:
             if self._pdvs is not None:
-                for context_id, control, fragment in self._pdvs:
-                    event = self._on_pdv(context_id, control, fragment)
-                    if event is not None:
-                        return event
+                try:
+                    for context_id, control, fragment in self._pdvs:
+                        event = self._on_pdv(context_id, control, fragment)
+                        if event is not None:
+                            return event
+                except (ProtocolError, dimse.CommandError) as exc:
+                    raise self._violation(exc) from None
                 self._pdvs = None
             found = self.connection.next_event()
             if found is None:
@@ -277,6 +280,19 @@ class AcceptorProtocol:
                 return ReleaseRequested(abandoned)
             assert isinstance(found, pdu.Abort)
             return Aborted(found.source, found.reason, abandoned)
+
+    def _violation(self, error: ProtocolError | dimse.CommandError) -> Exception:
+        """A PS3.7 violation ends the association: the provider's A-ABORT (PS3.8 AA-8)."""
+        self._reset()
+        self._pdvs = None
+        reason = (
+            error.reason
+            if isinstance(error, ProtocolError)
+            else AbortReason.INVALID_PDU_PARAMETER_VALUE
+        )
+        if error.answer is None:
+            error.answer = self.connection.abort(AbortSource.SERVICE_PROVIDER, reason)
+        return error
 
     def _on_pdv(self, context_id: int, control: int, fragment: memoryview) -> Event | None:
         if context_id not in self._accepted:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcmrecv.negotiation.asconfig import Profile
-from dcmrecv.storage.convert import OutputEncoding
+from dcmrecv.storage.encoding import OutputEncoding
 from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode

@@ -143,6 +143,8 @@ class InstanceAnswered:
     log_path: str | None = None
     #: An earlier file of the same name was replaced.
     overwritten: bool = False
+    #: Where a refused instance would have gone (storescp's ``-xcr`` names it).
+    intended_path: str | None = None
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
 

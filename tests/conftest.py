@@ -101,7 +101,7 @@ def require_program(name: str, needed_for: str) -> str:
     return path
 
 
-def subscribed(*subscribers: Any, output_policy: Any = None) -> dict[str, Any]:
+def subscribed(*subscribers: Any) -> dict[str, Any]:
     """Server arguments whose event bus has dcmrecv's log dialect and ``subscribers``
     (objects with a ``subscribe(bus)`` method), for ``running_receiver(server_args=...)``."""
     from dcmrecv.events import EventBus
@@ -112,7 +112,7 @@ def subscribed(*subscribers: Any, output_policy: Any = None) -> dict[str, Any]:
     DcmrecvDialect().subscribe(bus)
     for subscriber in subscribers:
         subscriber.subscribe(bus)
-    return {"services": Services(bus=bus), "output_policy": output_policy}
+    return {"services": Services(bus=bus)}
 
 
 @contextlib.contextmanager
@@ -122,7 +122,7 @@ def running_receiver(
     """Our receiver on 127.0.0.1 and an OS-assigned port, in this process.
 
     ``settings`` override ReceiverConfig fields (output_directory, profile, ...);
-    ``server_args`` are keyword arguments of the Server (services, output_policy).
+    ``server_args`` are keyword arguments of the Server (services, store).
     The server is stopped, and its threads joined, when the block ends.
     """
     from dcmrecv.config import ReceiverConfig

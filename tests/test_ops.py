@@ -27,7 +27,8 @@ from dcmrecv.logs.printable import printable
 from dcmrecv.ops.eventlog import EventLog, encode_event
 from dcmrecv.ops.http import CLIENT_TIMEOUT, OpsEndpoint
 from dcmrecv.ops.metrics import ReceiverMetrics
-from dcmrecv.ops.studies import StudyCompletion, StudyFile, StudyTracker, run_hook
+from dcmrecv.ops.process import run_hook
+from dcmrecv.ops.studies import EndOfStudy, StudyFile, StudyTracker
 
 CI = os.environ.get("CI") == "true"
 
@@ -240,9 +241,7 @@ def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> N
     events, bus = heard()
     # The study is complete after 1.5 s without a new instance: the five below come
     # well within that even when a loaded machine stalls this thread for a moment.
-    completion = StudyCompletion(
-        1.5, command=f"cat > {out}; echo done", command_timeout=10, bus=bus
-    )
+    completion = EndOfStudy(1.5, command=f"cat > {out}; echo done", command_timeout=10, bus=bus)
     completion.start()
     for n in range(5):
         completion.instance_stored("1.1", study_file(n), "SCU1" if n % 2 else "SCU2")
@@ -261,7 +260,7 @@ def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> N
 
 def test_open_studies_at_shutdown_are_recorded() -> None:
     events, bus = heard()
-    completion = StudyCompletion(3600, command=None, command_timeout=1, bus=bus)
+    completion = EndOfStudy(3600, command=None, command_timeout=1, bus=bus)
     completion.start()
     completion.instance_stored("9.9", study_file(1), "A")
     completion.stop()

@@ -25,7 +25,8 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
 )
 from dcmrecv.ops.eventlog import EventLog, EventLogWriter
-from dcmrecv.ops.studies import StudyCompletion
+from dcmrecv.ops.studies import EndOfStudy
+from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import server as wire_server
 from dcmrecv.wire.association import Services
 from dcmrecv.wire.tls import TLSError
@@ -33,7 +34,7 @@ from dcmrecv.wire.tls import TLSError
 if TYPE_CHECKING:
     from dcmrecv.ops.http import OpsEndpoint
     from dcmrecv.ops.metrics import ReceiverMetrics
-    from dcmrecv.ops.storescp_session import StorescpSession
+    from dcmrecv.ops.storescp_hooks import StorescpHooks
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,12 @@ class Runtime:
 
     config: ReceiverConfig
     services: Services
-    session: StorescpSession | None = None
+    store: InstanceStore | None = None
+    hooks: StorescpHooks | None = None
     metrics: ReceiverMetrics | None = None
     endpoint: OpsEndpoint | None = None
     event_log: EventLog | None = None
-    studies: StudyCompletion | None = None
+    studies: EndOfStudy | None = None
     ready: _Readiness = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +124,10 @@ class Runtime:
 
     def _build(self) -> None:
         config, bus = self.config, self.services.bus
-        if config.storescp is not None:
-            from dcmrecv.ops.storescp_session import storescp_session
-
-            self.session = storescp_session(config)
-            self.session.subscribe(bus)
+        if config.storescp is None:
+            self.store = InstanceStore(config)
+        else:
+            self._build_storescp()
         if config.http_port is not None:
             from dcmrecv.ops.http import OpsEndpoint
             from dcmrecv.ops.metrics import ReceiverMetrics
@@ -156,7 +157,7 @@ class Runtime:
                 raise StartError(EXITCODE_CANNOT_WRITE_OUTPUT_FILE) from None
             EventLogWriter(self.event_log).subscribe(bus)
         if config.study_timeout is not None:
-            self.studies = StudyCompletion(
+            self.studies = EndOfStudy(
                 config.study_timeout,
                 command=config.study_command,
                 command_timeout=config.study_command_timeout,
@@ -164,7 +165,32 @@ class Runtime:
             )
             self.studies.subscribe(bus)
 
+    def _build_storescp(self) -> None:
+        """storescp's naming, conversions and hooks (its ``config.storescp``)."""
+        from dcmrecv.ops.storescp_hooks import StorescpHooks
+        from dcmrecv.storage.convert import EncodingConverter, configure_pydicom
+        from dcmrecv.storage.namer import StorescpNamer
+
+        settings = self.config.storescp
+        assert settings is not None
+        configure_pydicom(settings.convert_un)
+        naming = settings.naming
+        namer = StorescpNamer(
+            settings.output_directory,
+            naming.sort_mode,
+            naming.sort_prefix,
+            unique_filenames=naming.unique_filenames,
+            time_names=naming.time_names,
+            extension=naming.extension,
+        )
+        converter = EncodingConverter(settings.encoding) if settings.encoding is not None else None
+        self.store = InstanceStore(self.config, namer=namer, converter=converter)
+        self.hooks = StorescpHooks(settings.events, namer)
+        self.hooks.subscribe(self.services.bus)
+
     def start(self) -> None:
+        if self.hooks is not None:
+            self.hooks.start()
         if self.studies is not None:
             self.studies.start()
         if self.endpoint is not None:
@@ -186,8 +212,8 @@ class Runtime:
             self.studies.stop()
         if self.event_log is not None:
             self.event_log.close()
-        if self.session is not None:
-            self.session.close()
+        if self.hooks is not None:
+            self.hooks.close()
 
 
 def serve(config: ReceiverConfig) -> int:
@@ -202,7 +228,7 @@ def serve(config: ReceiverConfig) -> int:
             config,
             runtime.listening,
             services=runtime.services,
-            output_policy=runtime.session,
+            store=runtime.store,
         )
     finally:
         runtime.stop()

@@ -292,6 +292,7 @@ class StorageSCP:
             path=str(result.path) if result is not None and result.path is not None else None,
             log_path=result.log_path if result is not None else None,
             overwritten=result.overwritten if result is not None else False,
+            intended_path=result.intended_path if result is not None else None,
             study_instance_uid=result.study_instance_uid if result is not None else None,
             series_instance_uid=result.series_instance_uid if result is not None else None,
         )

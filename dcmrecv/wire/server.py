@@ -48,7 +48,6 @@ from dcmrecv.exitcodes import (
     EXITCODE_NO_ERROR,
 )
 from dcmrecv.logs.dialects import DcmrecvDialect, StorescpDialect
-from dcmrecv.storage.model import OutputPolicy
 from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import admission, inherited, tls
@@ -95,16 +94,17 @@ class Server:
         limits: Limits = DEFAULT_LIMITS,
         *,
         services: Services | None = None,
-        output_policy: OutputPolicy | None = None,
+        store: InstanceStore | None = None,
     ) -> None:
         """Raises OSError when the port cannot be opened, tls.TLSError when the TLS
-        context cannot be built (``services`` None: built here from ``config.tls``)."""
+        context cannot be built (``services`` None: built here from ``config.tls``).
+        ``store`` None: dcmrecv's storage of ``config``."""
         self.config = config
         self.limits = limits
         if services is None:
             services = default_services(config)
         self.services = services
-        self.store = InstanceStore(config, output_policy=output_policy)
+        self.store = store if store is not None else InstanceStore(config)
         self._listener: socket.socket | None = None
         self.port: int = config.port
         if config.inetd_connection is None:
@@ -574,7 +574,7 @@ def serve(
     on_listening: Callable[[Server], None] | None = None,
     *,
     services: Services | None = None,
-    output_policy: OutputPolicy | None = None,
+    store: InstanceStore | None = None,
 ) -> int:
     """Run the receiver until SIGTERM/SIGINT (``--inetd``: until its one association
     has ended); returns dcmrecv's exit code.
@@ -603,7 +603,7 @@ def serve(
             descriptors // DESCRIPTORS_PER_ASSOCIATION,
         )
     try:
-        server = Server(config, services=services, output_policy=output_policy)
+        server = Server(config, services=services, store=store)
     except OSError as exc:
         services.bus.publish(ListenFailed(config.port, str(exc.strerror or exc)))
         return EXITCODE_CANNOT_START_SCP_AND_LISTEN

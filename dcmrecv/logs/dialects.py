@@ -32,21 +32,52 @@ _association_log = logging.getLogger(ASSOCIATION_LOGGER)
 _server_log = logging.getLogger(SERVER_LOGGER)
 
 
-class DcmrecvDialect:
-    """DCMTK ``dcmrecv``'s lines (DcmStorageSCP and DcmSCP, DCMTK 3.6)."""
+class Dialect:
+    """A tool's wording of the receiver's events; a line it does not print is a no-op."""
 
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(events.ListenerStarting, self.listener_starting)
         bus.subscribe(events.ListenFailed, self.listen_failed)
         bus.subscribe(events.AssociationReceived, self.association_received)
         bus.subscribe(events.AssociationRejected, self.association_rejected)
-        bus.subscribe(events.AssociationAccepted, self.association_accepted)
+        bus.subscribe(events.AssociationAccepted, _acknowledged)
         bus.subscribe(events.EchoReceived, self.echo_received)
         bus.subscribe(events.StoreRequested, self.store_requested)
         bus.subscribe(events.InstanceAnswered, self.instance_answered)
         bus.subscribe(events.ReleaseReceived, self.release_received)
         bus.subscribe(events.AbortReceived, self.abort_received)
-        bus.subscribe(events.AssociationEnded, self.association_ended)
+        bus.subscribe(events.AssociationEnded, _summary)
+
+    def listener_starting(self, event: events.ListenerStarting) -> None:
+        pass
+
+    def listen_failed(self, event: events.ListenFailed) -> None:
+        pass
+
+    def association_received(self, event: events.AssociationReceived) -> None:
+        pass
+
+    def association_rejected(self, event: events.AssociationRejected) -> None:
+        pass
+
+    def echo_received(self, event: events.EchoReceived) -> None:
+        pass
+
+    def store_requested(self, event: events.StoreRequested) -> None:
+        pass
+
+    def instance_answered(self, event: events.InstanceAnswered) -> None:
+        pass
+
+    def release_received(self, event: events.ReleaseReceived) -> None:
+        pass
+
+    def abort_received(self, event: events.AbortReceived) -> None:
+        pass
+
+
+class DcmrecvDialect(Dialect):
+    """DCMTK ``dcmrecv``'s lines (DcmStorageSCP and DcmSCP, DCMTK 3.6)."""
 
     def listener_starting(self, event: events.ListenerStarting) -> None:
         _server_log.info("starting service class provider and listening ...")
@@ -65,9 +96,6 @@ class DcmrecvDialect:
     def association_rejected(self, event: events.AssociationRejected) -> None:
         _association_log.info("Refusing Association (%s)", event.why)
 
-    def association_accepted(self, event: events.AssociationAccepted) -> None:
-        _acknowledged(event)
-
     def echo_received(self, event: events.EchoReceived) -> None:
         log = _association_log
         if log.isEnabledFor(logging.INFO):
@@ -78,14 +106,8 @@ class DcmrecvDialect:
         _association_log.info("Received C-STORE Request (MsgID %d)", event.message_id)
 
     def instance_answered(self, event: events.InstanceAnswered) -> None:
-        log = _association_log
-        shown = event.log_path
-        if event.overwritten and shown is not None:
-            log.warning("file already exists, overwriting: %s", printable(shown))
-        if event.stored and event.status == 0 and shown is not None:
-            log.info("Stored received object to file: %s", printable(shown))
-        _reason_line(event)
-        log.info("Sending C-STORE Response (%s)", store_status_text(event.status))
+        _stored(event, "file already exists, overwriting: %s", "Stored received object to file: %s")
+        _association_log.info("Sending C-STORE Response (%s)", store_status_text(event.status))
 
     def release_received(self, event: events.ReleaseReceived) -> None:
         _association_log.info("Received Association Release Request")
@@ -93,24 +115,9 @@ class DcmrecvDialect:
     def abort_received(self, event: events.AbortReceived) -> None:
         _association_log.info("Received Association Abort Request")
 
-    def association_ended(self, event: events.AssociationEnded) -> None:
-        _summary(event)
 
-
-class StorescpDialect:
+class StorescpDialect(Dialect):
     """DCMTK ``storescp``'s lines (storescp.cc)."""
-
-    def subscribe(self, bus: EventBus) -> None:
-        bus.subscribe(events.ListenFailed, self.listen_failed)
-        bus.subscribe(events.AssociationReceived, self.association_received)
-        bus.subscribe(events.AssociationRejected, self.association_rejected)
-        bus.subscribe(events.AssociationAccepted, self.association_accepted)
-        bus.subscribe(events.EchoReceived, self.echo_received)
-        bus.subscribe(events.StoreRequested, self.store_requested)
-        bus.subscribe(events.InstanceAnswered, self.instance_answered)
-        bus.subscribe(events.ReleaseReceived, self.release_received)
-        bus.subscribe(events.AbortReceived, self.abort_received)
-        bus.subscribe(events.AssociationEnded, self.association_ended)
 
     def listen_failed(self, event: events.ListenFailed) -> None:
         # storescp has one exit code for everything and DCMTK's condition text.
@@ -127,9 +134,6 @@ class StorescpDialect:
         else:
             _association_log.info("Refusing Association (%s)", event.why)
 
-    def association_accepted(self, event: events.AssociationAccepted) -> None:
-        _acknowledged(event)
-
     def echo_received(self, event: events.EchoReceived) -> None:
         _association_log.info("Received Echo Request (MsgID %d)", event.message_id)
 
@@ -144,13 +148,7 @@ class StorescpDialect:
             )
 
     def instance_answered(self, event: events.InstanceAnswered) -> None:
-        log = _association_log
-        shown = event.log_path
-        if event.overwritten and shown is not None:
-            log.warning("DICOM file already exists, overwriting: %s", printable(shown))
-        if event.stored and event.status == 0 and shown is not None:
-            log.info("storing DICOM file: %s", printable(shown))
-        _reason_line(event)
+        _stored(event, "DICOM file already exists, overwriting: %s", "storing DICOM file: %s")
 
     def release_received(self, event: events.ReleaseReceived) -> None:
         _association_log.info("Association Release")
@@ -158,8 +156,16 @@ class StorescpDialect:
     def abort_received(self, event: events.AbortReceived) -> None:
         _association_log.info("Association Aborted")
 
-    def association_ended(self, event: events.AssociationEnded) -> None:
-        _summary(event)
+
+def _stored(event: events.InstanceAnswered, overwriting: str, stored: str) -> None:
+    """The overwrite warning, the stored line, and why it failed (or what it had to do)."""
+    log = _association_log
+    shown = event.log_path
+    if event.overwritten and shown is not None:
+        log.warning(overwriting, printable(shown))
+    if event.stored and event.status == 0 and shown is not None:
+        log.info(stored, printable(shown))
+    _reason_line(event)
 
 
 #: DCMTK's reason text for ``--reject`` (dcmrecv.wire.acceptance uses the same words).

@@ -211,11 +211,7 @@ def encode_response(
         body.append(_element(_TAG_ERROR_COMMENT, _lo(error_comment)))
     if sop_instance_uid:
         body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))
-    if event_type_id is not None:
-        body.append(_element(_TAG_EVENT_TYPE_ID, _U16.pack(event_type_id)))
-    if action_type_id is not None:
-        body.append(_element(_TAG_ACTION_TYPE_ID, _U16.pack(action_type_id)))
-    return _group(body)
+    return _group(body + _type_ids(event_type_id, action_type_id))
 
 
 def encode_request(
@@ -249,11 +245,17 @@ def encode_request(
     )
     if sop_instance_uid:
         body.append(_element(instance_tag, _ui(sop_instance_uid)))
+    return _group(body + _type_ids(event_type_id, action_type_id))
+
+
+def _type_ids(event_type_id: int | None, action_type_id: int | None) -> list[bytes]:
+    """Event Type ID (0000,1002) and Action Type ID (0000,1008), after the UIDs."""
+    ids = []
     if event_type_id is not None:
-        body.append(_element(_TAG_EVENT_TYPE_ID, _U16.pack(event_type_id)))
+        ids.append(_element(_TAG_EVENT_TYPE_ID, _U16.pack(event_type_id)))
     if action_type_id is not None:
-        body.append(_element(_TAG_ACTION_TYPE_ID, _U16.pack(action_type_id)))
-    return _group(body)
+        ids.append(_element(_TAG_ACTION_TYPE_ID, _U16.pack(action_type_id)))
+    return ids
 
 
 def _group(elements: list[bytes]) -> bytes:

@@ -759,6 +759,17 @@ class PDUBuffer:
     def advance(self, count: int) -> None:
         self._end += count
 
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (the copying way in, for callers that hold bytes already)."""
+        offset = 0
+        while offset < len(data):
+            view = self.writable()
+            count = min(len(view), len(data) - offset)
+            view[:count] = data[offset : offset + count]
+            del view
+            self.advance(count)
+            offset += count
+
     @property
     def buffered(self) -> int:
         return self._end - self._start

@@ -181,14 +181,7 @@ class RequestorProtocol:
     # --- received bytes ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        offset = 0
-        while offset < len(data):
-            view = self.buffer.writable()
-            count = min(len(view), len(data) - offset)
-            view[:count] = data[offset : offset + count]
-            del view
-            self.buffer.advance(count)
-            offset += count
+        self.buffer.feed(data)
 
     def next_event(self) -> RequestorEvent:
         """What the acceptor did next, or NEED_DATA; ProtocolError for a broken peer."""

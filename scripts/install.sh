@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the receiver on this host (Debian 12 or later), as root:
 #
-#   sudo bash scripts/install.sh [--root DIR]
+#   sudo bash scripts/install.sh [--root DIR] [--python PYTHON]
 #
 #   /opt/dcmrecv                     a virtual environment with dcmrecv (from this checkout)
 #   /usr/local/bin/dcmrecv, storescp links to its commands
@@ -20,6 +20,8 @@
 # --root DIR (or DESTDIR=DIR) stages everything under DIR instead of /, e.g. to build a
 # package or to test: the venv's scripts still name /opt/dcmrecv/bin/python, so the
 # tree works once copied to /.  The user is created only where DIR/etc/passwd exists.
+# --python: the interpreter of the venv, default Debian's /usr/bin/python3 (3.11 or
+# later): the user dicom must be able to run it (a Python under /root cannot be).
 # scripts/uninstall.sh reverses this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +29,13 @@ checkout=$PWD
 umask 022
 
 root=${DESTDIR:-}
+python=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) root=${2:?--root needs a directory}; shift 2 ;;
         --root=*) root=${1#--root=}; shift ;;
+        --python) python=${2:?--python needs an interpreter}; shift 2 ;;
+        --python=*) python=${1#--python=}; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -55,11 +60,16 @@ LOGS=/var/log/dcmrecv
 USER_NAME=dicom
 say() { printf '== %s\n' "$*"; }
 
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
-    echo "install.sh: dcmrecv needs Python 3.11 or later as python3" >&2
+if [ "$python" = /usr/bin/python3 ] && [ ! -x /usr/bin/python3 ]; then
+    say "installing python3"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+fi
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+    echo "install.sh: dcmrecv needs Python 3.11 or later ($python)" >&2
     exit 1
 }
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     say "installing python3-venv"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
@@ -68,7 +78,7 @@ fi
 # --- the venv ----------------------------------------------------------------------------
 say "virtual environment $root$OPT"
 rm -rf "$root$OPT"
-python3 -m venv "$root$OPT"
+"$python" -m venv "$root$OPT"
 "$root$OPT/bin/python" -m pip install -q --disable-pip-version-check "$checkout"
 # pip and setuptools are not needed to run, and an installation without them offers less.
 "$root$OPT/bin/python" -m pip uninstall -q -y pip setuptools 2>/dev/null || true
@@ -146,6 +156,12 @@ if $have_user; then
     chown "$ids" "$root$DATA" "$root$LOGS"
 fi
 say "received files: $DATA; storescp -id log: $LOGS"
+if [ -z "$root" ]; then
+    # The units and inetd run the commands as dicom: it must be able to.
+    setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups \
+        "$BIN/storescp" --version >/dev/null 2>&1 \
+        || { echo "install.sh: the user $USER_NAME cannot run $BIN/storescp" >&2; exit 1; }
+fi
 
 # --- what is left to do --------------------------------------------------------------------
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then

@@ -409,10 +409,17 @@ service=${line%% *}
 [ "$service" = acr-nema ] || fail "the inetd line's service is $service"
 [ "$(getent services acr-nema/tcp | awk '{print $2}')" = 104/tcp ] || fail "acr-nema is not 104/tcp"
 check "acr-nema is 104/tcp in /etc/services"
-echo "127.0.0.1:$port ${line#* }" >"$WORK/inetd.conf"
-ran "inetd -d $WORK/inetd.conf   # with: 127.0.0.1:$port ${line#* }"
+# Started with another service, then given the README's line and SIGHUP, which is what
+# "service openbsd-inetd reload" sends.
+placeholder=$(free_port)
+echo "127.0.0.1:$placeholder stream tcp nowait nobody /bin/true true" >"$WORK/inetd.conf"
+ran "inetd -d $WORK/inetd.conf   # serving /bin/true on 127.0.0.1:$placeholder"
 start "$WORK/inetd.log" "$WORK" inetd -d "$WORK/inetd.conf"
 INETD_PID=${PIDS[-1]}
+wait_for_port "$placeholder" "$INETD_PID" "$WORK/inetd.log"
+echo "127.0.0.1:$port ${line#* }" >"$WORK/inetd.conf"
+ran "kill -HUP $INETD_PID   # inetd.conf now: 127.0.0.1:$port ${line#* }"
+kill -HUP "$INETD_PID"
 wait_for_port "$port" "$INETD_PID" "$WORK/inetd.log"
 rm -f "/var/lib/dicom/$NAME_CT"
 send_ct "$port"

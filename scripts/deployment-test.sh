@@ -374,6 +374,15 @@ systemd-analyze verify --root="$STAGE" "${units[@]}" >"$WORK/verify.log" 2>&1 \
     || { cat "$WORK/verify.log" >&2; fail "systemd-analyze verify refused the units"; }
 [ ! -s "$WORK/verify.log" ] || { cat "$WORK/verify.log" >&2; fail "systemd-analyze verify warned"; }
 check "systemd-analyze verify accepts ${UNITS[*]}"
+echo "# a site's change" >>"$STAGE/etc/dcmrecv/storescp.cfg"
+ran "bash scripts/install.sh --root $STAGE   # again, storescp.cfg changed"
+(cd "$CLONE" && bash scripts/install.sh --root "$STAGE") >"$WORK/stage.log" 2>&1 \
+    || { cat "$WORK/stage.log" >&2; fail "install.sh --root failed the second time"; }
+tail -n 1 "$STAGE/etc/dcmrecv/storescp.cfg" | grep -qx "# a site's change" \
+    || fail "a second install.sh replaced a changed storescp.cfg"
+cmp -s "$CLONE/storescp.cfg" "$STAGE/etc/dcmrecv/storescp.cfg.new" \
+    || fail "a second install.sh did not put the shipped storescp.cfg beside it as .new"
+check "installed again: the changed storescp.cfg is kept, the shipped one is storescp.cfg.new"
 ran "bash scripts/uninstall.sh --root $STAGE --purge"
 bash "$ROOT/scripts/uninstall.sh" --root "$STAGE" --purge >/dev/null
 for path in opt/dcmrecv usr/local/bin/storescp usr/local/lib/systemd/system/dcmrecv.service etc/dcmrecv; do

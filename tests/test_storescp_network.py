@@ -28,17 +28,13 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
-from dcmrecv.config import AssociationInfo
+from dcmrecv.config import EventSettings, NamingSettings
+from dcmrecv.events import AssociationInfo
 from dcmrecv.ops.hook_command import PLACEHOLDERS
-from dcmrecv.ops.storescp_session import (
-    EventSettings,
-    NamingSettings,
-    StorescpSession,
-    compile_template,
-)
+from dcmrecv.ops.storescp_session import StorescpSession
 from dcmrecv.storage.convert import OutputEncoding, configure_pydicom
 from dcmrecv.storage.sorting import SortMode
-from tests.conftest import require_tool, running_receiver
+from tests.conftest import require_tool, running_receiver, subscribed
 from tests.interop import receiver_process, stored_files
 
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
@@ -334,8 +330,7 @@ def receiver(session: StorescpSession, output: Path) -> Iterator[object]:
         aetitle="STORESCP",
         use_called_aetitle=False,
         profile=storescp_profile(network_transfer_syntaxes("--prefer-little")),
-        events=session,
-        output_policy=session,
+        server_args=subscribed(session, output_policy=session),
     )
 
 
@@ -352,7 +347,7 @@ def test_hostile_ae_titles_reach_the_command_literally(
     session = StorescpSession(
         str(output),
         NamingSettings(),
-        EventSettings(exec_on_reception=compile_template(f"{prefix} #a #c #f"), exec_sync=True),
+        EventSettings(exec_on_reception=f"{prefix} #a #c #f", exec_sync=True),
     )
     cwd = os.getcwd()
     os.chdir(tmp_path)  # a command run by a shell would create its files here
@@ -375,9 +370,7 @@ def test_end_of_study_with_two_concurrent_associations(tmp_path: Path) -> None:
     session = RecordingSession(
         str(output),
         NamingSettings(sort_mode=SortMode.STUDY_UID, sort_prefix="s"),
-        EventSettings(
-            exec_on_eostudy=compile_template("done #p #a"), rename_on_eostudy=True, exec_sync=True
-        ),
+        EventSettings(exec_on_eostudy="done #p #a", rename_on_eostudy=True, exec_sync=True),
         runner=commands,
     )
     with receiver(session, output) as server:
@@ -410,7 +403,7 @@ def test_end_of_study_timeout(tmp_path: Path) -> None:
     session = StorescpSession(
         str(output),
         NamingSettings(sort_mode=SortMode.TIMESTAMP, sort_prefix="t"),
-        EventSettings(exec_on_eostudy=compile_template("eos #p"), eostudy_timeout=0.2),
+        EventSettings(exec_on_eostudy="eos #p", eostudy_timeout=0.2),
         runner=commands,
     )
     try:
@@ -437,8 +430,7 @@ def test_compressed_to_uncompressed_fails_and_stores_nothing(tmp_path: Path) -> 
     with running_receiver(
         output_directory=output,
         profile=storescp_profile(network_transfer_syntaxes("--prefer-jpeg8")),
-        events=session,
-        output_policy=session,
+        server_args=subscribed(session, output_policy=session),
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, jpeg) == 0xA700
@@ -451,7 +443,7 @@ def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
     session = StorescpSession(
         str(tmp_path),
         NamingSettings(),
-        EventSettings(exec_on_reception=compile_template("got #p #f #a")),
+        EventSettings(exec_on_reception="got #p #f #a"),
         runner=commands,
     )
     from dcmrecv.config import StorageMode
@@ -460,8 +452,7 @@ def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
         output_directory=tmp_path,
         storage_mode=StorageMode.IGNORE,
         profile=storescp_profile(network_transfer_syntaxes(None)),
-        events=session,
-        output_policy=session,
+        server_args=subscribed(session, output_policy=session),
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, dataset("1", "1.2")) == 0

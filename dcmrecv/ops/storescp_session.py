@@ -52,12 +52,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, Final
 
-from dcmrecv.config import AssociationInfo
+from dcmrecv import events
+from dcmrecv.config import EventSettings, NamingSettings, ReceiverConfig
+from dcmrecv.events import AssociationInfo, EventBus
 from dcmrecv.ops.hook_command import HookCommand, TemplateError, compile_template
 from dcmrecv.status import is_stored
 from dcmrecv.storage import sorting
-from dcmrecv.storage.convert import OutputEncoding, convert
-from dcmrecv.storage.model import InstanceFacts, StoreResult
+from dcmrecv.storage.convert import OutputEncoding, configure_pydicom, convert
+from dcmrecv.storage.model import InstanceFacts
 from dcmrecv.storage.naming import PathPlan, PlanError, sanitize_uid, uuid_uid
 from dcmrecv.storage.sorting import SortMode
 
@@ -78,6 +80,19 @@ Clock = Callable[[], datetime]
 __all__ = ["HookCommand", "StorescpSession", "TemplateError", "compile_template"]
 
 
+def storescp_session(config: ReceiverConfig) -> StorescpSession:
+    """The session of a ``storescp`` run (``config.storescp`` set), its options in effect."""
+    settings = config.storescp
+    assert settings is not None
+    configure_pydicom(settings.convert_un)
+    return StorescpSession(
+        settings.output_directory,
+        settings.naming,
+        settings.events,
+        settings.encoding,
+    )
+
+
 def run_command(argv: Sequence[str], sync: bool) -> None:
     """Start ``argv`` (HookCommand.argv); wait for it with ``sync`` (``--exec-sync``).
 
@@ -93,29 +108,6 @@ def run_command(argv: Sequence[str], sync: bool) -> None:
         process.wait()
     else:
         threading.Thread(target=process.wait, name="storescp-exec", daemon=True).start()
-
-
-@dataclass(frozen=True)
-class EventSettings:
-    """storescp's event options, already checked."""
-
-    exec_on_reception: HookCommand | None = None
-    exec_on_eostudy: HookCommand | None = None
-    rename_on_eostudy: bool = False
-    #: ``--eostudy-timeout`` in seconds; None waits for an object of another study.
-    eostudy_timeout: float | None = None
-    exec_sync: bool = False
-
-
-@dataclass(frozen=True)
-class NamingSettings:
-    """storescp's file naming and sorting options, already checked."""
-
-    sort_mode: SortMode = SortMode.NONE
-    sort_prefix: str = ""
-    unique_filenames: bool = False
-    time_names: bool = False
-    extension: str = ""
 
 
 @dataclass
@@ -148,6 +140,8 @@ class StorescpSession:
         self.naming = naming
         self.events = events
         self.encoding = encoding
+        self._on_reception = _compiled(events.exec_on_reception)
+        self._on_eostudy = _compiled(events.exec_on_eostudy)
         self._run = runner
         self._clock = clock
         self._monotonic = monotonic
@@ -177,9 +171,6 @@ class StorescpSession:
             self._timer.join(5)
 
     # --- OutputPolicy: names and conversions ------------------------------------------
-
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request arrived; the command line's log dialect overrides this."""
 
     def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan:
         naming = self.naming
@@ -286,16 +277,23 @@ class StorescpSession:
         assert self.encoding is not None
         convert(source, source_path, facts.transfer_syntax_uid, self.encoding, target)
 
-    # --- ReceiverEvents ---------------------------------------------------------------
+    # --- events ------------------------------------------------------------------------
 
-    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None:
-        """After every C-STORE whose data set arrived, stored or not (``result.status``)."""
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.InstanceAnswered, self.instance_stored)
+        bus.subscribe(events.AssociationEnded, lambda e: self.association_ended(e.association))
+
+    def instance_stored(self, event: events.InstanceAnswered) -> None:
+        """After every C-STORE whose data set went to storage, stored or not."""
+        if not event.stored:
+            return
+        association = event.association
         facts: InstanceFacts | None = getattr(self._facts, "current", None)
         self._facts.current = None
-        stored = is_stored(result.status)
+        stored = is_stored(event.status)
         values = self._association_values(association)
-        if result.log_path is not None:
-            values["#p"], values["#f"] = os.path.split(result.log_path)
+        if event.log_path is not None:
+            values["#p"], values["#f"] = os.path.split(event.log_path)
         elif not stored:
             if facts is None:
                 # Unreadable or not the announced instance: no name to give (DCMTK does
@@ -303,10 +301,15 @@ class StorescpSession:
                 return
             values["#p"], values["#f"] = self._unstored_location(facts)
         ended: list[_Study] = []
-        if stored and self.naming.sort_mode is not SortMode.NONE and result.study_instance_uid:
-            ended = self._record(association, result)
-        if self.events.exec_on_reception is not None:
-            self._run(self.events.exec_on_reception.argv(values), self.events.exec_sync)
+        if (
+            stored
+            and self.naming.sort_mode is not SortMode.NONE
+            and event.study_instance_uid
+            and event.log_path is not None
+        ):
+            ended = self._record(association, event.study_instance_uid, event.log_path)
+        if self._on_reception is not None:
+            self._run(self._on_reception.argv(values), self.events.exec_sync)
         for study in ended:
             self._end_of_study(study, association)
 
@@ -344,10 +347,11 @@ class StorescpSession:
             name = f"{modality}.{sanitize_uid(facts.sop_instance_uid)}{naming.extension}"
         return directory, name
 
-    def _record(self, association: AssociationInfo, result: StoreResult) -> list[_Study]:
-        assert result.log_path is not None and result.study_instance_uid is not None
-        uid = sorting.first_value(result.study_instance_uid)
-        directory, filename = os.path.split(result.log_path)
+    def _record(
+        self, association: AssociationInfo, study_instance_uid: str, log_path: str
+    ) -> list[_Study]:
+        uid = sorting.first_value(study_instance_uid)
+        directory, filename = os.path.split(log_path)
         with self._wakeup:
             study = self._studies.get(uid)
             if study is None:  # ended by the timeout while this object was written
@@ -393,10 +397,10 @@ class StorescpSession:
         """storescp's executeEndOfStudyEvents(): rename first, then run the command."""
         if self.events.rename_on_eostudy:
             self._rename(study)
-        if self.events.exec_on_eostudy is not None:
+        if self._on_eostudy is not None:
             values = self._association_values(association) if association else {}
             values["#p"] = os.path.join(self.root, study.directory)
-            self._run(self.events.exec_on_eostudy.argv(values), self.events.exec_sync)
+            self._run(self._on_eostudy.argv(values), self.events.exec_sync)
 
     def _rename(self, study: _Study) -> None:
         directory = os.path.join(self.root, study.directory)
@@ -425,3 +429,7 @@ class StorescpSession:
             "#c": association.called_ae_title,
             "#r": association.peer_host,
         }
+
+
+def _compiled(template: str | None) -> HookCommand | None:
+    return compile_template(template) if template is not None else None

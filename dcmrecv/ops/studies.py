@@ -25,10 +25,13 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dcmrecv import events
+from dcmrecv.events import EventBus
 from dcmrecv.logs.printable import printable
+from dcmrecv.ops.eventlog import file_size, now_iso
+from dcmrecv.status import is_stored
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,6 @@ class OpenStudy:
             ],
         }
 
-    def summary(self) -> dict[str, object]:
-        """The event-log fields of a completion (the files are in the instance events)."""
-        manifest = self.manifest("")
-        del manifest["files"], manifest["state"]
-        return manifest
-
 
 class StudyTracker:
     """Which studies are open and when each completes (pure, not thread-safe)."""
@@ -139,9 +136,6 @@ class StudyTracker:
         return studies
 
 
-EventWriter = Callable[[str, dict[str, object]], None]
-
-
 class StudyCompletion:
     """Runs a StudyTracker in a thread; announces each completed study."""
 
@@ -151,18 +145,37 @@ class StudyCompletion:
         *,
         command: str | None,
         command_timeout: float,
-        write_event: EventWriter | None,
+        bus: EventBus,
     ) -> None:
         self._tracker = StudyTracker(timeout)
         self._command = command
         self._command_timeout = command_timeout
-        self._write_event = write_event
+        self._bus = bus
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="study-completion", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.InstanceAnswered, self._on_instance)
+
+    def _on_instance(self, event: events.InstanceAnswered) -> None:
+        study_uid = event.study_instance_uid
+        if not study_uid or event.path is None or not is_stored(event.status):
+            return
+        path = os.path.abspath(event.path)
+        size = file_size(path)
+        file = StudyFile(
+            path=path,
+            sop_class_uid=event.sop_class_uid,
+            sop_instance_uid=event.sop_instance_uid,
+            series_instance_uid=event.series_instance_uid,
+            size=size if size is not None else event.received_bytes,
+            received=now_iso(),
+        )
+        self.instance_stored(study_uid, file, event.association.calling_ae_title)
 
     def instance_stored(
         self, study_instance_uid: str, file: StudyFile, calling_ae_title: str
@@ -178,7 +191,8 @@ class StudyCompletion:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
         with self._cond:
             still_open = self._tracker.pop_all()
         for study in still_open:
@@ -187,7 +201,9 @@ class StudyCompletion:
                 printable(study.study_instance_uid),
                 len(study.files),
             )
-            self._event("study_open_at_shutdown", study.summary())
+            self._bus.publish(
+                events.StudyOpenAtShutdown(study.study_instance_uid, study.manifest("open"))
+            )
 
     def _run(self) -> None:
         while True:
@@ -211,17 +227,11 @@ class StudyCompletion:
             len(study.files),
             ", ".join(printable(t) for t in sorted(study.calling_ae_titles)),
         )
-        self._event("study_complete", study.summary())
+        self._bus.publish(
+            events.StudyCompleted(study.study_instance_uid, study.manifest("complete"))
+        )
         if self._command is not None:
             self._run_command(study)
-
-    def _event(self, kind: str, fields: dict[str, object]) -> None:
-        if self._write_event is None:
-            return
-        try:
-            self._write_event(kind, fields)
-        except OSError as exc:
-            log.error("cannot write %s event to the event log: %s", kind, exc)
 
     def _run_command(self, study: OpenStudy) -> None:
         manifest = json.dumps(study.manifest("complete"), indent=1).encode()

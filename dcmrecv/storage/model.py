@@ -124,7 +124,7 @@ class InstanceFacts:
 
 
 class OutputPolicy(Protocol):
-    """storescp's naming, sorting and output conversions (``ReceiverConfig.output_policy``).
+    """storescp's naming, sorting and output conversions (given to ``InstanceStore``).
 
     Called in the association's thread once the last fragment is on disk.  ``plan``
     replaces dcmrecv's naming (``plan_path``): raising PlanError refuses the instance
@@ -134,9 +134,6 @@ class OutputPolicy(Protocol):
     set, positioned at 0) into ``target``; ConversionError refuses the instance with
     0xA700 as DCMTK does when it cannot write the file.
     """
-
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request for ``sop_class_uid`` arrived (before its data set)."""
 
     def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan: ...
 
@@ -162,8 +159,6 @@ class StorageOptions(Protocol):
     def storage_mode(self) -> StorageMode: ...
     @property
     def fsync(self) -> bool: ...
-    @property
-    def output_policy(self) -> OutputPolicy | None: ...
     @property
     def output_template(self) -> Template | None: ...
     @property

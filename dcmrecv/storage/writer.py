@@ -291,12 +291,15 @@ class InstanceStore:
         *,
         modality_prefix: ModalityLookup | None = None,
         clock: Clock = datetime.now,
+        output_policy: OutputPolicy | None = None,
     ) -> None:
         """``modality_prefix`` maps a SOP Class UID to DCMTK's short modality code
         (default ``dcmrecv.negotiation.uids.modality_prefix``); ``clock`` gives local time (for
         ``undef/YYYYMMDD`` and ``+fst`` names).  Raises ValueError (PlanError) when the
         ``-fe`` extension contains a path separator."""
         self.config = config
+        #: storescp's naming, sorting and conversions; None: dcmrecv's naming.
+        self.output_policy = output_policy
         check_extension(config.filename_extension)
         self.root = os.fspath(config.output_directory)
         self.clock = clock
@@ -377,8 +380,6 @@ class InstanceStore:
     ) -> IncomingInstance:
         """``called_aetitle`` and ``peer_address`` serve ``--output-template``, they
         and ``association_serial`` the quarantine's sidecar."""
-        if self.config.output_policy is not None:
-            self.config.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
             return _IgnoredInstance()
         shortage = self.shortage()
@@ -659,7 +660,7 @@ class _FileInstance(IncomingInstance):
             del self._pending[:]
         assert self._root_fd is not None and self._temp_name is not None
 
-        policy = config.output_policy
+        policy = store.output_policy
         facts = InstanceFacts(
             sop_class_uid=self._request.sop_class_uid,
             sop_instance_uid=self._request.sop_instance_uid,

@@ -24,7 +24,7 @@ import click
 import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.commands import common as dcmtkcli
-from dcmrecv.commands import policy_options
+from dcmrecv.commands import inetd_start, policy_options
 from dcmrecv.commands.argv import ArgvError, CommandLine, expand_command_files, format_help
 from dcmrecv.commands.dictionaries import load_dictionaries
 from dcmrecv.commands.storescp_options import (
@@ -73,6 +73,11 @@ class CommandLineError(dcmtkcli.DcmtkCommandLineError):
 
     def banner(self) -> str:
         return header()
+
+    def show(self, file: Any = None) -> None:
+        # Under --inetd descriptors 0-2 are /dev/null by now: the log is all there is.
+        if self.quiet or not inetd_start.report(self.message):
+            super().show(file)
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -223,15 +228,14 @@ def _inetd_connection(ctx: click.Context, settings: Settings, cmdline: CommandLi
     """``--inetd``: the descriptor of inetd's connection, standard input, output and
     error then on ``/dev/null`` (storescp.cc); None otherwise.
 
-    Unlike DCMTK, which does this before it reads most options (so that its later
-    command line errors vanish), every command line error has been printed by now;
-    from here on messages are log lines, which reach only a ``--log-config`` file.
-    ``--check-config`` serves nothing and keeps its output.
+    The connection was moved off descriptors 0-2 at the start of ``main``, as DCMTK
+    does (:mod:`dcmrecv.commands.inetd_start`): messages are log lines, which reach
+    only a ``--log-config`` file.  ``--check-config`` serves nothing and keeps its output.
     """
     if not settings.inetd or cmdline.has("--check-config"):
         return None
     try:
-        return inherited.take_inetd_connection()
+        return inetd_start.connection()
     except OSError as exc:
         # storescp.cc exits with 99 when it cannot duplicate standard input.
         log.fatal("cannot take the connection from standard input: %s", exc.strerror or exc)
@@ -250,4 +254,5 @@ def _socket_activated() -> bool:
 @click.pass_context
 def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
     """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options."""
+    inetd_start.protect_connection(argv)  # first: under inetd, 0-2 are the connection
     _run(ctx, argv)

@@ -11,19 +11,24 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from dcmrecv.negotiation.asconfig import Profile
-from dcmrecv.storage.convert import OutputEncoding
-from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
 from dcmrecv.storage.model import StorageMode as StorageMode
-from dcmrecv.storage.model import StoreResult
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
 from dcmrecv.storage.sorting import SortMode
-from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
-from dcmrecv.tlsconfig import TLSOptions
+from dcmrecv.storage.template import DEFAULT_FALLBACK
+
+if TYPE_CHECKING:
+    # Types of fields only: the commands import this module on every start, and
+    # storage.convert brings pydicom (about 0.1 s), asconfig the UID table.
+    from dcmrecv.negotiation.asconfig import Profile
+    from dcmrecv.storage.convert import OutputEncoding
+    from dcmrecv.storage.freespace import Watermark
+    from dcmrecv.storage.model import StoreResult
+    from dcmrecv.storage.template import Template
+    from dcmrecv.tlsconfig import TLSOptions
 
 
 @dataclass(frozen=True)

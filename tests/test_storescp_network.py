@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
+from dcmrecv.commands.storescp_syntaxes import network_transfer_syntaxes, storescp_profile
 from dcmrecv.config import AssociationInfo, EventSettings, NamingSettings
 from dcmrecv.ops.hook_command import PLACEHOLDERS
 from dcmrecv.ops.storescp_session import StorescpSession

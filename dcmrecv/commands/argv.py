@@ -188,23 +188,20 @@ def parse(
     arguments: list[str] = []
     occurrences: list[Occurrence] = []
     params: list[str] = []
-    # A long @file repeats a few spellings many times: classify each spelling once
-    # (None: a parameter), so a million words cost a million dictionary lookups; an
-    # option without values is the same (immutable) Occurrence wherever it appears.
-    seen: dict[str, Option | None] = {}
+    # A long @file repeats a few spellings many times: a word costs one dictionary
+    # lookup (every spelling of the table is an option, so a word that is not one is
+    # a parameter or an unknown option), and an option without values is the same
+    # (immutable) Occurrence wherever it appears.
     flags: dict[str, Occurrence] = {}
     count = len(args)
     i = 0
     while i < count:
         arg = args[i]
         i += 1
-        if arg in seen:
-            spec = seen[arg]
-        else:
-            spec = seen[arg] = lookup(arg) if is_option(arg) else None
-            if spec is None and is_option(arg):
-                raise ArgvError(f"Unknown option {arg}")
+        spec = lookup(arg)
         if spec is None:
+            if is_option(arg):
+                raise ArgvError(f"Unknown option {arg}")
             arguments.append(arg)
             params.append(arg)
             continue

@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import click
+
 from dcmrecv import exitcodes
 from dcmrecv.commands import pipeline
-from dcmrecv.commands.argv import ArgvError, CommandLine, param_unsigned
+from dcmrecv.commands.argv import ArgvError, param_unsigned
 from dcmrecv.commands.checks import Check, Step
 from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
 from dcmrecv.commands.options import DCMRECV_TABLE
@@ -150,8 +152,6 @@ def _check_output_directory(run: pipeline.Run) -> pipeline.Run | int:
 DIALECT = pipeline.Dialect(
     name="dcmrecv",
     description="Simple DICOM storage SCP (receiver)",
-    usage="usage: dcmrecv [options] port",
-    params=(("port", "tcp/ip port number to listen on"),),
     table=DCMRECV_TABLE,
     plan=PLAN,
     base_config=_base_config,
@@ -169,15 +169,16 @@ DIALECT = pipeline.Dialect(
 )
 
 
-def parse(args: list[str]) -> CommandLine:
-    """dcmrecv's grammar over expanded arguments (no environment): ArgvError or the line."""
-    return DIALECT.parse(args)
+#: dcmrecv's grammar over expanded arguments (no environment), and the configuration
+#: its options ask for, before any file is read (both raise ArgvError).
+parse, evaluate = DIALECT.parse, DIALECT.evaluate
 
 
-def evaluate(cmdline: CommandLine, verbose: bool = False) -> ReceiverConfig:
-    """The configuration dcmrecv's options ask for, before any file is read."""
-    return DIALECT.evaluate(cmdline, verbose)
+@click.command(cls=pipeline.DcmtkCommand, name="dcmrecv", add_help_option=False)
+@click.pass_context
+def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
+    """Simple DICOM storage SCP (receiver); run ``dcmrecv --help`` for the options.
 
-
-#: The console script (pyproject.toml) and ``python -m dcmrecv``.
-main = pipeline.main(DIALECT)
+    The console script (pyproject.toml) and ``python -m dcmrecv``.
+    """
+    ctx.exit(pipeline.run(DIALECT, argv, ctx.info_name or DIALECT.name))

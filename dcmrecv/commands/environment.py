@@ -192,24 +192,16 @@ def _scan(args: Sequence[str]) -> tuple[bool, set[str]]:
     """
     has_param = False
     longs: set[str] = set()
-    # Each spelling is classified once (None: a parameter or an unknown option), as in
-    # argv.parse, so a long @file costs one dictionary lookup per word.
-    find = _dcmrecv_table().find
-    seen: dict[str, Option | None] = {}
-    count = len(args)
-    i = 0
-    while i < count:
-        arg = args[i]
-        i += 1
-        if arg in seen:
-            spec = seen[arg]
-        else:
-            spec = seen[arg] = find(arg) if is_option(arg) else None
-        if spec is not None:
-            longs.add(spec.long)
-            i += spec.nargs
-        elif not is_option(arg):
-            has_param = True
+    find = _dcmrecv_table().find  # one dictionary lookup per word, as in argv.parse
+    words = iter(args)
+    for arg in words:
+        spec = find(arg)
+        if spec is None:
+            has_param = has_param or not is_option(arg)
+            continue
+        longs.add(spec.long)
+        for _ in range(spec.nargs):  # the values, whatever they look like
+            next(words, None)
     return has_param, longs
 
 

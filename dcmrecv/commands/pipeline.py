@@ -17,8 +17,9 @@ run as it stands for the next step:
 
 What differs between the commands is data and a few functions of their
 :class:`Dialect` (dcmrecv.commands.dcmrecv, dcmrecv.commands.storescp).  Modules that
-cost start-up time are imported by the step that needs them: ``--help`` and
-``--version`` load neither the configuration, pydicom, TLS nor the engine.
+cost start-up time are imported by the step that needs them: ``--help``,
+``--version`` and command line errors load neither pydicom, the configuration, the
+wire protocol nor the engine (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -68,9 +69,6 @@ class Dialect:
 
     name: str
     description: str
-    #: ``usage: dcmrecv [options] port``
-    usage: str
-    params: tuple[tuple[str, str], ...]
     table: Table
     #: The option checks in DCMTK's order (dcmrecv.commands.checks).
     plan: tuple[checks.Step, ...]
@@ -90,6 +88,7 @@ class Dialect:
     environment: bool = False
     #: The port parameter is required by the grammar (storescp's is not, for --inetd).
     params_required: bool = True
+    params: tuple[tuple[str, str], ...] = (("port", "tcp/ip port number to listen on"),)
     #: Without ``-xf``, warn that only Verification is supported (dcmrecv).
     warn_without_profile: bool = False
     #: ``--version`` lists these libraries with their versions.
@@ -106,7 +105,9 @@ class Dialect:
         return f"{self.identification()}\n\n{self.name}: {self.description}\n"
 
     def usage_text(self) -> str:
-        return self.header() + self.table.format_help(self.usage, self.params) + self.help_end
+        names = " ".join(name if self.params_required else f"[{name}]" for name, _ in self.params)
+        usage = f"usage: {self.name} [options] {names}"
+        return self.header() + self.table.format_help(usage, self.params) + self.help_end
 
     def version_text(self) -> str:
         """``--version``: DCMTK's layout (header, host type), then our libraries."""
@@ -132,7 +133,7 @@ class Dialect:
         names = [name for name, _ in self.params]
         return parse(args, self.table.find, names, params_required=self.params_required)
 
-    def evaluate(self, cmdline: CommandLine, verbose: bool) -> ReceiverConfig:
+    def evaluate(self, cmdline: CommandLine, verbose: bool = False) -> ReceiverConfig:
         """The configuration the options ask for, checked in the command's order
         (raises ArgvError); the profile and files are read by later steps."""
         return checks.evaluate(self.table, self.plan, cmdline, self.base_config(), verbose)
@@ -473,24 +474,14 @@ def run(dialect: Dialect, argv: Sequence[str], program: str) -> int:
     return state
 
 
-def main(dialect: Dialect) -> click.Command:
-    """The click entry point of ``dialect``'s command.  DCMTK's grammar is not click's
-    (``-ssd`` is one unknown option, values may look like options, ``@file`` expands,
-    ``--`` is an error), so click hands over the raw arguments and provides output
-    and exit handling only."""
+class DcmtkCommand(click.Command):
+    """A click command that hands its raw arguments to the command's own parser.
 
-    class DcmtkCommand(click.Command):
-        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-            ctx.params["argv"] = tuple(args)
-            return []
+    DCMTK's grammar is not click's (``-ssd`` is one unknown option, values may look
+    like options, ``@file`` expands, ``--`` is an error): click provides the entry
+    point, output and exit handling only.
+    """
 
-    def callback(argv: tuple[str, ...]) -> None:
-        ctx = click.get_current_context()
-        ctx.exit(run(dialect, argv, ctx.info_name or dialect.name))
-
-    return DcmtkCommand(
-        dialect.name,
-        callback=callback,
-        add_help_option=False,
-        help=f"{dialect.description}; run ``{dialect.name} --help`` for the options.",
-    )
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.params["argv"] = tuple(args)
+        return []

@@ -19,10 +19,11 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
+import click
+
 from dcmrecv import exitcodes
 from dcmrecv.commands import pipeline
 from dcmrecv.commands import storescp_groups as group
-from dcmrecv.commands.argv import CommandLine
 from dcmrecv.commands.checks import Step
 from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
 from dcmrecv.commands.options import STORESCP_TABLE
@@ -166,8 +167,6 @@ def _exit_code(code: int) -> int:
 DIALECT = pipeline.Dialect(
     name="storescp",
     description="DICOM storage (C-STORE) SCP",
-    usage="usage: storescp [options] [port]",
-    params=(("port", "tcp/ip port number to listen on"),),
     table=STORESCP_TABLE,
     plan=PLAN,
     base_config=_base_config,
@@ -181,16 +180,17 @@ DIALECT = pipeline.Dialect(
 )
 
 
-def parse(args: list[str]) -> CommandLine:
-    """storescp's grammar over expanded arguments: the port is optional here (checked
-    by the plan: DCMTK says "Missing parameter port" unless --inetd)."""
-    return DIALECT.parse(args)
+#: storescp's grammar over expanded arguments (the port is optional here, and checked
+#: by the plan: "Missing parameter port" unless --inetd), and the configuration its
+#: options ask for, before any file is read (both raise ArgvError).
+parse, evaluate = DIALECT.parse, DIALECT.evaluate
 
 
-def evaluate(cmdline: CommandLine, verbose: bool = False) -> ReceiverConfig:
-    """The configuration storescp's options ask for, before any file is read."""
-    return DIALECT.evaluate(cmdline, verbose)
+@click.command(cls=pipeline.DcmtkCommand, name="storescp", add_help_option=False)
+@click.pass_context
+def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
+    """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options.
 
-
-#: The console script (pyproject.toml).
-main = pipeline.main(DIALECT)
+    The console script (pyproject.toml).
+    """
+    ctx.exit(pipeline.run(DIALECT, argv, ctx.info_name or DIALECT.name))

@@ -9,7 +9,7 @@ order, rows within a section in table order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from dcmrecv.commands.option import Option, Section
 
@@ -38,6 +38,9 @@ class Table:
             sorted(self.options, key=lambda option: place[option.section])
         )
         self._by_spelling: dict[str, Option] = {}
+        #: The option spelled exactly so (long, short or old), or None; the dictionary's
+        #: own lookup, as the parser asks it for every word of a long ``@file``.
+        self.find: Callable[[str], Option | None] = self._by_spelling.get
         for option in self.options:
             for name in (option.long, option.short):
                 if name is None:
@@ -61,10 +64,6 @@ class Table:
         for option in self.options:
             if option.field is not None:
                 self._blocks[option.field] = (*self._blocks.get(option.field, ()), option)
-
-    def find(self, spelling: str) -> Option | None:
-        """The option spelled exactly ``spelling`` (long, short or old), or None."""
-        return self._by_spelling.get(spelling)
 
     def option(self, long: str) -> Option:
         """The option named ``long`` (a KeyError for a name the command lacks)."""

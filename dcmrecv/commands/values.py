@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from dcmrecv.commands.argv import ArgvError, option_number, option_unsigned
 from dcmrecv.commands.option import Occurrence
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from dcmrecv.storage.freespace import Watermark
     from dcmrecv.storage.template import Template
     from dcmrecv.tlsconfig import TLSOptions
+
+_Value = TypeVar("_Value")
 
 
 def invalid(occurrence: Occurrence, why: object) -> ArgvError:
@@ -165,25 +167,27 @@ def tls_files(occurrence: Occurrence) -> TLSOptions:
 # --- storage policies (not in DCMTK) -----------------------------------------------------------
 
 
+def _checked(occurrence: Occurrence, read: Callable[[str], _Value]) -> _Value:
+    """``read`` of the option's value; its ValueError (the reason) in DCMTK's message."""
+    try:
+        return read(occurrence.values[0])
+    except ValueError as exc:
+        raise invalid(occurrence, exc) from None
+
+
 def output_template(occurrence: Occurrence) -> Template:
     """``--output-template``: checked once; one that could leave the output directory is
     refused here (exit 1).  Read after DCMDICTPATH is installed, so the dictionary's
     names work too."""
-    from dcmrecv.storage.template import TemplateError, parse_template
+    from dcmrecv.storage.template import parse_template
 
-    try:
-        return parse_template(occurrence.values[0])
-    except TemplateError as exc:
-        raise invalid(occurrence, exc) from None
+    return _checked(occurrence, parse_template)
 
 
 def template_fallback(occurrence: Occurrence) -> str:
-    from dcmrecv.storage.template import TemplateError, check_fallback
+    from dcmrecv.storage.template import check_fallback
 
-    try:
-        return check_fallback(occurrence.values[0])
-    except TemplateError as exc:
-        raise invalid(occurrence, exc) from None
+    return _checked(occurrence, check_fallback)
 
 
 def duplicate_policy(occurrence: Occurrence) -> DuplicatePolicy:
@@ -200,20 +204,12 @@ def watermark(occurrence: Occurrence) -> Watermark:
     """``--min-free-space``: ``5G``, ``500M`` or ``10%``."""
     from dcmrecv.storage.freespace import parse_watermark
 
-    try:
-        return parse_watermark(occurrence.values[0])
-    except ValueError as exc:
-        raise invalid(occurrence, exc) from None
+    return _checked(occurrence, parse_watermark)
 
 
 def size(occurrence: Occurrence) -> int:
     """``--quarantine-limit``: a size such as ``1G`` (no percentage)."""
-    from dcmrecv.storage.freespace import parse_watermark
-
-    try:
-        mark = parse_watermark(occurrence.values[0])
-    except ValueError as exc:
-        raise invalid(occurrence, exc) from None
+    mark = watermark(occurrence)
     if mark.size is None or mark.size <= 0:
         raise invalid(occurrence, "expected a size such as 1G or 500M")
     return mark.size

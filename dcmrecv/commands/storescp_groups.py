@@ -149,7 +149,7 @@ def output_encoding(check: Check, config: ReceiverConfig) -> ReceiverConfig:
 
     cmdline = check.cmdline
     bit_preserving = _bit_preserving(cmdline)
-    write_xfer: Final = {
+    write_xfer = {
         "--write-xfer-same": None,
         "--write-xfer-little": uids.EXPLICIT_VR_LITTLE_ENDIAN,
         "--write-xfer-big": uids.EXPLICIT_VR_BIG_ENDIAN,

@@ -67,7 +67,7 @@ def test_version_and_help_load_nothing_heavy(tmp_path: Path, command: str, args:
     assert _among(modules, HEAVY) == []
 
 
-def test_a_command_line_error_loads_nothing_heavy(tmp_path: Path) -> None:
+def test_a_mistyped_option_loads_nothing_heavy(tmp_path: Path) -> None:
     code, modules = _loaded(tmp_path, _command("dcmrecv", ["-ssd", "104"]))
     assert code == 1
     assert _among(modules, HEAVY) == []

@@ -18,7 +18,7 @@ run as it stands for the next step:
 What differs between the commands is data and a few functions of their
 :class:`Dialect` (dcmrecv.commands.dcmrecv, dcmrecv.commands.storescp).  Modules that
 cost start-up time are imported by the step that needs them: ``--help``,
-``--version`` and command line errors load neither pydicom, the configuration, the
+``--version`` and a mistyped option load neither pydicom, the configuration, the
 wire protocol nor the engine (tests/test_startup.py).
 """
 
@@ -60,7 +60,8 @@ class Run:
     config: ReceiverConfig
 
 
-Step = Callable[[Run], "Run | int"]
+#: A step of a run: the run as it goes on, or the exit code that ends it.
+RunStep = Callable[[Run], "Run | int"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ class Dialect:
     #: The exit code of a command line error.
     error_code: int
     #: After the checks: announce the start, take inetd's connection...
-    start: Step
+    start: RunStep
     #: The output directory's checks, with the command's messages and exit codes.
-    check_output_directory: Step
+    check_output_directory: RunStep
     #: ``-xf`` cannot be loaded: the log message (``%s`` the reason) and exit code.
     profile_failure: tuple[str, int]
     #: The receiver's exit code as the command reports it.
@@ -454,7 +455,7 @@ def run(dialect: Dialect, argv: Sequence[str], program: str) -> int:
     if shown is not None:
         return shown
     state = start_logging(dialect, cmdline, program)
-    steps: tuple[Step, ...] = (
+    steps: tuple[RunStep, ...] = (
         load_dictionaries,
         evaluate_options,
         dialect.start,

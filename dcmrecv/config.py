@@ -11,17 +11,23 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcmrecv.negotiation.asconfig import Profile
-from dcmrecv.storage.encoding import OutputEncoding
-from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
 from dcmrecv.storage.model import StorageMode as StorageMode
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
 from dcmrecv.storage.sorting import SortMode
-from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
-from dcmrecv.tlsconfig import TLSOptions
+from dcmrecv.storage.template import DEFAULT_FALLBACK
+
+if TYPE_CHECKING:
+    # Types of fields only: the commands import this module on every start, and
+    # asconfig brings the UID table, the template module pydicom's dictionary.
+    from dcmrecv.negotiation.asconfig import Profile
+    from dcmrecv.storage.encoding import OutputEncoding
+    from dcmrecv.storage.freespace import Watermark
+    from dcmrecv.storage.template import Template
+    from dcmrecv.tlsconfig import TLSOptions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

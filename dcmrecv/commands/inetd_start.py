@@ -23,10 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from dcmrecv.commands.argv import ArgvError, expand_command_files
-from dcmrecv.commands.common import read_text
-from dcmrecv.commands.storescp_options import parse
 from dcmrecv.logs.layout import BASE_LOGGER
-from dcmrecv.wire import inherited
 
 #: storescp's spellings of ``--inetd`` (storescp.man).
 INETD_SPELLINGS: Final = frozenset({"-id", "--inetd"})
@@ -41,6 +38,9 @@ def wants_inetd(argv: Sequence[str]) -> bool:
     named = any(word in INETD_SPELLINGS for word in argv)
     if not named and not any(word.startswith("@") for word in argv):
         return False  # the common case costs no parse
+    from dcmrecv.commands.pipeline import read_text
+    from dcmrecv.commands.storescp import parse
+
     try:
         cmdline = parse(expand_command_files(argv, read_text))
     except ArgvError:
@@ -68,6 +68,8 @@ def protect_connection(argv: Sequence[str]) -> None:
     global _taken
     if _taken is not None or not wants_inetd(argv):
         return
+    from dcmrecv.wire import inherited
+
     try:
         _taken = Taken(inherited.take_inetd_connection(), None)
     except OSError as exc:
@@ -79,6 +81,8 @@ def connection() -> int:
     standard input was closed."""
     global _taken
     if _taken is None:
+        from dcmrecv.wire import inherited
+
         _taken = Taken(inherited.take_inetd_connection(), None)
     if _taken.error is not None:
         raise _taken.error

@@ -16,6 +16,7 @@ not dcmrecv's (dcmrecv.logs.storescp_dialect), because scripts grep for these te
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
@@ -24,6 +25,7 @@ import click
 from dcmrecv import exitcodes
 from dcmrecv.commands import inetd_start, pipeline
 from dcmrecv.commands import storescp_groups as group
+from dcmrecv.commands.argv import ArgvError, expand_command_files
 from dcmrecv.commands.checks import Step
 from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
 from dcmrecv.commands.options import STORESCP_TABLE
@@ -185,6 +187,26 @@ DIALECT = pipeline.Dialect(
 parse, evaluate = DIALECT.parse, DIALECT.evaluate
 
 
+#: storescp's spellings of ``--inetd`` (storescp.man).
+INETD_SPELLINGS: Final = frozenset({"-id", "--inetd"})
+
+
+def wants_inetd(argv: Sequence[str]) -> bool:
+    """Whether this storescp command line serves an inetd connection.
+
+    ``--check-config`` serves nothing and keeps its output, as in
+    :func:`dcmrecv.commands.storescp._inetd_connection`.  Reads ``@file`` arguments.
+    """
+    named = any(word in INETD_SPELLINGS for word in argv)
+    if not named and not any(word.startswith("@") for word in argv):
+        return False  # the common case costs no parse
+    try:
+        cmdline = parse(expand_command_files(argv, pipeline.read_text))
+    except ArgvError:
+        return named
+    return cmdline.has("--inetd") and not cmdline.has("--check-config")
+
+
 @click.command(cls=pipeline.DcmtkCommand, name="storescp", add_help_option=False)
 @click.pass_context
 def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
@@ -192,5 +214,6 @@ def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
 
     The console script (pyproject.toml).
     """
-    inetd_start.protect_connection(argv)  # first: under inetd, 0-2 are the connection
+    # First: under inetd, descriptors 0-2 are the connection.
+    inetd_start.protect_connection(wants_inetd(argv))
     ctx.exit(pipeline.run(DIALECT, argv, ctx.info_name or DIALECT.name))

@@ -12,8 +12,7 @@ is set up (:func:`report`), else nowhere, as in DCMTK.
 Whether ``--inetd`` is asked for is decided from the whole command line (``@file``
 words included) with storescp's own parser (``storescp.wants_inetd``), so a value such as
 ``-aet -id`` is not taken for the option; a command line that does not parse falls back
-to DCMTK's test,
-any word spelled ``-id`` or ``--inetd``, and is refused later anyway.
+to DCMTK's test, any word spelled ``-id`` or ``--inetd``, and is refused later anyway.
 """
 
 from __future__ import annotations

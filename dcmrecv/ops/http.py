@@ -25,7 +25,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from dcmrecv.ops.metrics import CONTENT_TYPE, ReceiverMetrics
+from dcmrecv.ops.metrics import CONTENT_TYPE, Exposition
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class OpsEndpoint:
         self,
         address: str,
         port: int,
-        metrics: ReceiverMetrics,
+        metrics: Exposition,
         readiness: Readiness,
     ) -> None:
         self.metrics = metrics

@@ -87,10 +87,18 @@ RECORD_INSTANCE: Final = (
 class PostgresStore:
     """The :class:`~dcmrecv.state.model.StateStore` on a PostgreSQL database."""
 
-    def __init__(self, url: str, description: str, *, durable: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        description: str,
+        *,
+        durable: bool,
+        migrations: dict[int, tuple[str, ...]] = schema.MIGRATIONS,
+    ) -> None:
         self.url = url
         self.description = description
         self.durable = durable
+        self._migrations = migrations
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._pid = 0
@@ -263,11 +271,10 @@ class PostgresStore:
         extra = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
         return conninfo.make_conninfo(self.url, **extra)
 
-    def _migrate(
-        self, connection: Connection, migrations: dict[int, tuple[str, ...]] = schema.MIGRATIONS
-    ) -> int:
+    def _migrate(self, connection: Connection) -> int:
         """Bring the schema to the newest version, once however many replicas start;
         the version now."""
+        migrations = self._migrations
         current = self._read_version(connection)
         if current is None or current < max(migrations):
             with connection.transaction():

@@ -122,7 +122,8 @@ class StateStore(Protocol):
     ) -> list[StudyClaim]:
         """Atomically lease up to ``limit`` open studies quiet since ``now - quiet``
         whose lease is free, expired, or held by an owner silent for DEAD_AFTER.
-        Also records a heartbeat of ``owner``.  Two owners never get the same study."""
+        Records a heartbeat of ``owner`` with the leases it grants (none written when
+        nothing is due).  Two owners never get the same study."""
         ...
 
     def study_instances(self, study_instance_uid: str) -> list[InstanceRecord]:
@@ -146,7 +147,9 @@ class StateStore(Protocol):
         ...
 
     def heartbeat(self, owner: str, now: float) -> None:
-        """``owner`` is alive at ``now``; owners silent for DEAD_AFTER lose their leases."""
+        """``owner`` is alive at ``now``; owners silent for DEAD_AFTER lose their leases
+        (so an owner holding leases calls this every HEARTBEAT_INTERVAL; one holding
+        none need not)."""
         ...
 
     def open_studies(self, replica: str) -> list[str]:

@@ -119,10 +119,10 @@ class PostgresStore:
 
         def work(connection: Connection) -> list[StudyClaim]:
             with connection.transaction():
-                connection.execute(_sql(schema.HEARTBEAT), parameters)
                 locked = connection.execute(_sql(schema.LOCK_DUE), parameters).fetchall()
                 if not locked:
-                    return []
+                    return []  # nothing written
+                connection.execute(_sql(schema.HEARTBEAT), parameters)
                 rows = connection.execute(
                     _sql(schema.LEASE_LOCKED), {**parameters, "uids": [row[0] for row in locked]}
                 ).fetchall()
@@ -172,12 +172,15 @@ class PostgresStore:
         return instance_from_row(rows[0]) if rows else None
 
     def check(self) -> str:
-        version = self._run(lambda connection: connection.info.server_version)
+        def facts(connection: Connection) -> tuple[int, str]:
+            row = connection.execute("SHOW synchronous_commit").fetchone()
+            return connection.info.server_version, str(row[0]) if row else "?"
+
+        version, synchronous_commit = self._run(facts)
         major, minor = divmod(version, 10000)
         return (
             f"{self.description}: PostgreSQL {major}.{minor},"
-            f" synchronous_commit {'as the server sets it' if self.durable else 'off'},"
-            f" schema version {self._version}"
+            f" synchronous_commit={synchronous_commit}, schema version {self._version}"
         )
 
     def close(self) -> None:
@@ -237,6 +240,8 @@ class PostgresStore:
         if self._usable():
             assert self._connection is not None
             return self._connection
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()  # broken: only its resources are freed
         # A connection inherited across fork is the parent's: closing it here would
         # end the parent's session, so it is only dropped.
         self._connection = None

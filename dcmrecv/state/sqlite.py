@@ -71,7 +71,7 @@ _TOUCH_STUDY: Final = _sql(schema.TOUCH_STUDY)
 
 
 class SqliteStore:
-    """The :class:`~dcmrecv.state.store.StateStore` on a SQLite file."""
+    """The :class:`~dcmrecv.state.model.StateStore` on a SQLite file."""
 
     def __init__(
         self,
@@ -107,9 +107,11 @@ class SqliteStore:
         parameters = due_parameters(owner, now, quiet, lease, limit)
 
         def work(connection: sqlite3.Connection) -> list[StudyClaim]:
-            connection.execute(_sql(schema.HEARTBEAT), parameters)
             # The write lock is held: what this sees is what the lease changes.
             rows = connection.execute(_sql(schema.SELECT_DUE), parameters).fetchall()
+            if not rows:
+                return []  # nothing written: an idle receiver's claims cost no flush
+            connection.execute(_sql(schema.HEARTBEAT), parameters)
             connection.executemany(
                 _sql(schema.LEASE),
                 [{**parameters, "study_instance_uid": row[0]} for row in rows],
@@ -250,6 +252,8 @@ class SqliteStore:
                 try:
                     result = work(connection)
                     connection.execute("COMMIT")
+                    if self._checkpointer is not None:
+                        self._checkpointer.dirty = True
                 except BaseException:
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
@@ -265,10 +269,13 @@ class SqliteStore:
             connection = self._connect()
             try:
                 text = _sql(statement)
-                return _retry(lambda: connection.execute(text, parameters).rowcount > 0)
+                changed = _retry(lambda: connection.execute(text, parameters).rowcount > 0)
             except sqlite3.Error as exc:
                 self._forget(connection)
                 raise self._unavailable(exc) from None
+            if changed and self._checkpointer is not None:
+                self._checkpointer.dirty = True
+            return changed
 
     def _read(self, statement: str, parameters: Mapping[str, object]) -> list[tuple[object, ...]]:
         with self._lock:
@@ -309,18 +316,22 @@ def _wall_clock() -> float:
 
 
 class Checkpointer:
-    """Copies the write-ahead log into the database file every CHECKPOINT_INTERVAL,
-    in a thread of its own, on a connection of its own.
+    """Copies the write-ahead log into the database file every CHECKPOINT_INTERVAL
+    after this process wrote, in a thread of its own, on a connection of its own.
 
     A checkpoint writes the changed pages and flushes the file (milliseconds); in
     the commit that happens to cross SQLite's threshold it would stall a C-STORE.
     Here it runs beside them (the sqlite3 module releases the GIL while SQLite
     works), and ``PASSIVE`` waits for no reader or writer: commits go on meanwhile.
+    An idle receiver wakes twice a second and does nothing.
     """
 
     def __init__(self, path: str, durable: bool) -> None:
         self.path = path
         self.durable = durable
+        #: Set by the store after a commit (a plain attribute: one store thread sets
+        #: it, this thread clears it before it checkpoints, so no commit is missed).
+        self.dirty = False
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="state-checkpoint", daemon=True)
         self._thread.start()
@@ -333,6 +344,9 @@ class Checkpointer:
     def _run(self) -> None:
         connection: sqlite3.Connection | None = None
         while not self._stopping.wait(CHECKPOINT_INTERVAL):
+            if not self.dirty:
+                continue
+            self.dirty = False
             try:
                 if connection is None:
                     connection = sqlite3.connect(self.path, isolation_level=None)

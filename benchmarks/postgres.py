@@ -4,8 +4,10 @@ Issue 20 measures the shared state store on PostgreSQL against no state at all.
 The cluster lives in a temporary directory of its own (``initdb`` with trust
 authentication for one user, ``pg_ctl start`` listening on 127.0.0.1 and a Unix
 socket in that directory only), never the system's, and is stopped and deleted
-afterwards.  Debian keeps the server programs in ``/usr/lib/postgresql/VERSION/bin``,
-off PATH; either place is looked at.  PostgreSQL refuses to run as root: as root,
+afterwards.  The tests (``tests/pgcluster.py``) run the state store's behaviour
+tests on the same cluster, stopping and starting it to play an outage.  Debian
+keeps the server programs in ``/usr/lib/postgresql/VERSION/bin``, off PATH; either
+place is looked at.  PostgreSQL refuses to run as root: as root,
 the cluster belongs to the ``postgres`` user the Debian package creates.
 """
 
@@ -66,9 +68,9 @@ def missing_reason(bin_dir: Path | None) -> str | None:
 class Cluster:
     """A PostgreSQL cluster started in a temporary directory, stopped and removed on exit."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, prefix: str = "dcmrecv-bench-pg-") -> None:
         self.bin_dir = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="dcmrecv-bench-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
@@ -106,24 +108,35 @@ class Cluster:
         finally:
             self._remove()
 
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are ended); ``start`` brings it back."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same port."""
+        if self._start_on(self.port).returncode != 0:
+            raise BenchmarkError(f"PostgreSQL did not start again: {self._log_tail()}")
+
     def _start(self) -> None:
         # free_port() releases the port before the server binds it; another process
         # may take it meanwhile, so a failed start is tried again on a new port.
         for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
-            # pg_ctl hands -o to a shell: the directory is quoted.
-            options = f"-p {self.port} -k {shlex.quote(str(self.root))}"
-            options += " -c listen_addresses=127.0.0.1"
-            started = self._run(
-                "pg_ctl",
-                *("-D", str(self.data), "-l", str(self.log), "-o", options),
-                *("-w", "-t", str(WAIT_SECONDS), "start"),
-                check=False,
-            )
-            if started.returncode == 0:
+            if self._start_on(self.port).returncode == 0:
                 return
             if attempt == PORT_ATTEMPTS - 1:
                 raise BenchmarkError(f"PostgreSQL did not start: {self._log_tail()}")
+
+    def _start_on(self, port: int) -> subprocess.CompletedProcess[str]:
+        # pg_ctl hands -o to a shell: the directory is quoted.
+        options = f"-p {port} -k {shlex.quote(str(self.root))}"
+        options += " -c listen_addresses=127.0.0.1"
+        return self._run(
+            "pg_ctl",
+            *("-D", str(self.data), "-l", str(self.log), "-o", options),
+            *("-w", "-t", str(WAIT_SECONDS), "start"),
+            check=False,
+        )
 
     def _run(
         self, program: str, *args: str, check: bool = True

@@ -18,8 +18,9 @@ checkout=$PWD
 
 suite=trixie
 # What scripts/test.sh would otherwise install at every run (dcmtk, prometheus for
-# promtool, python3-venv), plus openssl for the TLS test certificates and the CA bundle.
-packages=(dcmtk prometheus python3-venv openssl ca-certificates)
+# promtool, postgresql, python3-venv), plus openssl for the TLS test certificates and
+# the CA bundle.
+packages=(dcmtk prometheus postgresql python3-venv openssl ca-certificates)
 cache=${DCMRECV_CI_CACHE:-/var/cache/dcmrecv-ci}
 
 if [ "$(id -u)" -ne 0 ]; then

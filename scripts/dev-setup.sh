@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the development environment scripts/test.sh runs in (it calls this first):
 #   - Debian packages: dcmtk (the real peers we test against), prometheus (promtool),
-#     python3-venv if missing;
+#     postgresql (the state store's server, started by the tests in a temporary
+#     directory; tests/pgcluster.py), python3-venv if missing;
 #   - .venv with this package (editable) and its test extras;
 #   - the test peer pynetdicom (tests/peers.txt) in .venv/peers, importable by
 #     .venv/bin/python through a .pth file but with its console scripts off PATH: its
@@ -15,6 +16,10 @@ need_apt=()
 command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
 # promtool lints the /metrics exposition (tests/test_ops.py)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# initdb and pg_ctl (tests/test_state.py, the benchmark's --state postgresql:// row);
+# Debian keeps them off PATH, in /usr/lib/postgresql/VERSION/bin
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || command -v pg_ctl >/dev/null 2>&1 ||
+    need_apt+=(postgresql)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${need_apt[*]}"

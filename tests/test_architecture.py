@@ -24,7 +24,7 @@ LAYERS = [
         "logs",
         "negotiation",
     },
-    {"storage"},
+    {"storage", "state"},
     {"config"},
     {"wire"},
     {"ops"},

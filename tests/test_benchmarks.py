@@ -1011,7 +1011,8 @@ def test_postgresql_cluster_answers_on_loopback_and_is_removed() -> None:
     bin_dir = postgres.find_bin_dir()
     reason = postgres.missing_reason(bin_dir)
     if reason is not None or bin_dir is None:
-        # Optional in the benchmark (a row saying skipped), and not installed in CI yet.
+        # Optional in the benchmark (a row saying skipped); tests/test_state.py is what
+        # fails under CI without it.
         pytest.skip(reason or "PostgreSQL not installed")
 
     with postgres.Cluster(bin_dir) as cluster:

@@ -62,3 +62,50 @@ def test_a_uid_with_bytes_that_are_not_text_takes_the_invalid_uid_path(
     assert stored.name.startswith("CT.1.2.3.70.3__")
     assert stored.read_bytes().count(uid) == 2  # file meta (0002,0003) and data set
     assert "is not a valid UID" in caplog.text
+
+
+# --- 8. A DCMDICTPATH range that expands without bound --------------------------------
+
+
+def test_a_dictionary_range_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """``(0009-o-FFFF,"EVIL",00-FF) SQ`` cost 15.7 s and 547 MB at start-up: now the
+    line is refused with its file and line before anything is expanded."""
+    from dcmrecv.commands.dictionaries import read_dictionaries
+    from dcmrecv.storage.dictionary import MAX_EXPANDED_TAGS, DictionaryError
+
+    evil = tmp_path / "evil.dic"
+    evil.write_text('(0009-o-FFFF,"EVIL",00-FF)\tSQ\tEvil\t1\tPrivateTag\n')
+    with pytest.raises(DictionaryError, match=r"evil\.dic:1: the entry stands for 4193792 tags"):
+        read_dictionaries(str(evil))
+    # The bound counts every line of every file: modest lines cannot add up past it.
+    line = '(0009-o-00FF,"WIDE",00-u-FF)\tSQ\tWide\t1\tPrivateTag\n'  # 124 groups x 256
+    assert 2 * 124 * 256 <= MAX_EXPANDED_TAGS < 3 * 124 * 256
+    wide = tmp_path / "wide.dic"
+    wide.write_text(line * 3)
+    with pytest.raises(DictionaryError, match=r"wide\.dic:3: the entry stands for 31744 tags"):
+        read_dictionaries(str(wide))
+    one = tmp_path / "one.dic"
+    one.write_text(line)
+    with pytest.raises(DictionaryError, match=r"one\.dic:1: "):
+        read_dictionaries(f"{one}:{one}:{one}")
+    assert len(read_dictionaries(f"{one}:{one}")) == 2
+
+
+def test_dcmrecv_refuses_the_expanding_dictionary_at_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    evil = tmp_path / "evil.dic"
+    evil.write_text('(0009-o-FFFF,"EVIL",00-FF)\tSQ\tEvil\t1\tPrivateTag\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "dcmrecv", "104"],
+        env={**os.environ, "DCMDICTPATH": str(evil)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"error: cannot load data dictionary: {evil}:1: the entry stands for" in done.stderr

@@ -109,3 +109,53 @@ def test_dcmrecv_refuses_the_expanding_dictionary_at_once(tmp_path: Path) -> Non
     )
     assert done.returncode == 1
     assert f"error: cannot load data dictionary: {evil}:1: the entry stands for" in done.stderr
+
+
+# --- 6. Output-template collisions ---------------------------------------------------------
+
+
+def patient_data_set(sop_instance_uid: str, patient_id: str) -> bytes:
+    """A CT data set with a Patient ID, elements in tag order (Explicit VR LE)."""
+    from tests.rawpeer import explicit, text
+
+    return b"".join(
+        [
+            explicit(0x00080016, "UI", text(CT_IMAGE_STORAGE, b"\x00")),
+            explicit(0x00080018, "UI", text(sop_instance_uid, b"\x00")),
+            explicit(0x00080060, "CS", text("CT")),
+            explicit(0x00100020, "LO", text(patient_id)),
+            explicit(0x0020000D, "UI", text("1.2.3.4.5.1", b"\x00")),
+            explicit(0x7FE00010, "OB", bytes(64)),
+        ]
+    )
+
+
+def test_template_values_that_differ_never_share_a_file(
+    tmp_path: Path, default_profile: Profile
+) -> None:
+    """``1.2.3/4``, ``1.2.3_4`` and ``1.2.3\\4`` (Patient IDs ``A/B``, ``A_B``, ``A\\B``)
+    all went to ``A_B/S/1.2.3_4.dcm``: three Successes, one file.  A value that had to
+    be changed now ends in a hash of itself, as the default naming does."""
+    from dcmrecv.storage.template import parse_template
+
+    template = parse_template("{PatientID}/S/{SOPInstanceUID}.dcm")
+    sent = [("1.2.3/4", "A/B"), ("1.2.3_4", "A_B"), ("1.2.3\\4", "A\\B")]
+    with running_receiver(
+        output_directory=tmp_path, profile=default_profile, output_template=template
+    ) as server:
+        statuses = [raw_store(server.port, uid, patient_data_set(uid, pid)) for uid, pid in sent]
+    assert statuses == [0x0000] * 3
+    files = sorted(path for path in tmp_path.rglob("*.dcm"))
+    assert len(files) == 3
+    stored = {}
+    for path in files:
+        data = path.read_bytes()
+        stored[next(uid for uid, _ in sent if f"{uid}\0".encode() in data)] = path
+    assert set(stored) == {uid for uid, _ in sent}
+    # The unchanged value keeps its name; the others are told apart by the hash that
+    # the default naming gives the same UID (storage.naming.sanitize_uid).
+    from dcmrecv.storage.naming import sanitize_uid
+
+    assert stored["1.2.3_4"].relative_to(tmp_path).as_posix() == "A_B/S/1.2.3_4.dcm"
+    assert stored["1.2.3/4"].name == f"{sanitize_uid('1.2.3/4')}.dcm"
+    assert stored["1.2.3\\4"].name == f"{sanitize_uid('1.2.3' + chr(92) + '4')}.dcm"

@@ -159,3 +159,81 @@ def test_template_values_that_differ_never_share_a_file(
     assert stored["1.2.3_4"].relative_to(tmp_path).as_posix() == "A_B/S/1.2.3_4.dcm"
     assert stored["1.2.3/4"].name == f"{sanitize_uid('1.2.3/4')}.dcm"
     assert stored["1.2.3\\4"].name == f"{sanitize_uid('1.2.3' + chr(92) + '4')}.dcm"
+
+
+# --- 7. +B and a truncated data set ---------------------------------------------------------
+
+
+def test_bit_preserving_mode_refuses_a_truncated_data_set(
+    tmp_path: Path, default_profile: Profile, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pydicom-data's rtplan_truncated.dcm got Success in +B with no log line, and the
+    stored file did not read; normal mode refused it.  A Success is a file that reads."""
+    from pydicom.data import get_testdata_file
+    from pynetdicom import AE
+
+    from dcmrecv.config import StorageMode
+
+    caplog.set_level(logging.INFO, logger="dcmrecv")
+    truncated = get_testdata_file("rtplan_truncated.dcm")
+    ae = AE(ae_title="TRUNCATING")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.481.5", "1.2.840.10008.1.2")
+    statuses = {}
+    for mode in (StorageMode.BIT_PRESERVING, StorageMode.NORMAL):
+        out = tmp_path / mode.name
+        out.mkdir()
+        with running_receiver(
+            output_directory=out, profile=default_profile, storage_mode=mode
+        ) as server:
+            assoc = ae.associate("127.0.0.1", server.port)
+            assert assoc.is_established
+            answer = assoc.send_c_store(truncated)
+            assoc.release()
+        statuses[mode] = answer.Status
+        assert list(out.iterdir()) == []
+    assert statuses == {StorageMode.BIT_PRESERVING: 0xC000, StorageMode.NORMAL: 0xC000}
+    assert "bad data set: " in caplog.text
+
+
+def odd_deflated_data_set(uid: str) -> bytes:
+    """A deflated data set whose stream has odd length, as gdcmscu sends image_dfl.dcm."""
+    import zlib
+
+    for size in range(64, 4096, 2):
+        plain = ct_data_set(uid, pixel_data=bytes(range(256)) * (size // 256) + bytes(size % 256))
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        deflated = compressor.compress(plain) + compressor.flush()
+        if len(deflated) % 2:
+            return deflated
+    raise AssertionError("no odd-length stream found")
+
+
+def test_an_odd_length_deflated_stream_is_stored_readable_in_both_modes(
+    tmp_path: Path, default_profile: Profile
+) -> None:
+    """Where DCMTK aborts (odd fragment length), the inflated data set is whole and
+    even: it is stored, and reads (README, "How it differs from DCMTK's dcmrecv")."""
+    import pydicom
+
+    from dcmrecv.config import StorageMode
+
+    deflated_ts = "1.2.840.10008.1.2.1.99"
+    for number, mode in enumerate((StorageMode.BIT_PRESERVING, StorageMode.NORMAL)):
+        out = tmp_path / mode.name
+        out.mkdir()
+        uid = f"1.2.3.4.7.{number}"
+        with (
+            running_receiver(
+                output_directory=out, profile=default_profile, storage_mode=mode
+            ) as server,
+            RawPeer(server.port) as peer,
+        ):
+            accepted = peer.associate(
+                associate_rq([(CT_CONTEXT, CT_IMAGE_STORAGE, [deflated_ts])], calling="GDCM")
+            )
+            assert accepted == {CT_CONTEXT: deflated_ts}
+            peer.send(message(CT_CONTEXT, True, c_store_rq(CT_IMAGE_STORAGE, uid)))
+            peer.send(message(CT_CONTEXT, False, odd_deflated_data_set(uid)))
+            assert rawpeer.status_of(peer.receive_command()) == 0x0000
+        (stored,) = out.iterdir()
+        assert pydicom.dcmread(stored).SOPInstanceUID == uid

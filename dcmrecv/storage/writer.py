@@ -46,8 +46,11 @@ Storage modes (dcmrecv.man, "storage mode"):
   sequence and item gets undefined length, Data Set Trailing Padding (FFFC,FFFC) is
   dropped, and (0002,0016) is not written); we keep the bytes the sender sent, which is
   faster and loses nothing, and a reader sees the same attributes.
-* bit-preserving (``+B``): the received bytes, not checked.  Unlike DCMTK, ``+ssd``
-  works here: the Series Date is read from the temporary file before it is renamed.
+* bit-preserving (``+B``): the received bytes, unchanged, once the same walk has
+  found that they read (a truncated data set gets 0xC000, where DCMTK aborts); the
+  UIDs, the length and the Pixel Data's encoding are not checked against the request
+  and the transfer syntax.  Unlike DCMTK, ``+ssd`` works here: the
+  Series Date is read in that walk.
 * ignore: nothing is written; Success with ``path`` None.
 
 Deflated transfer syntaxes are stored as received (deflated) behind the file meta
@@ -76,7 +79,6 @@ from dcmrecv.logs.printable import printable_value
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
     EXPLICIT_VR_BIG_ENDIAN,
-    SERIES_DATE_TAG,
     DatasetError,
     DatasetSummary,
     scan_buffer,
@@ -94,7 +96,6 @@ from dcmrecv.storage.model import (
     FilenameMode,
     StorageMode,
     StorageOptions,
-    SubdirectoryMode,
 )
 from dcmrecv.storage.model import (
     InstanceFacts as InstanceFacts,
@@ -308,8 +309,6 @@ class InstanceStore:
         template = config.output_template
         #: What the data set check collects: with a template, its attributes too.
         self.wanted = wanted_tags(template.tags if template is not None else None)
-        #: ``+B`` reads the received file only as far as the template needs.
-        self.template_stop = max(template.tags, default=None) if template is not None else None
         #: ``--min-free-space``: None when not set.
         self.free_space = (
             FreeSpace(self.root, config.min_free_space, config.free_space_interval)
@@ -640,16 +639,14 @@ class _FileInstance(IncomingInstance):
                 notes.append(
                     "encapsulated Pixel Data received with VR OW, stored as OB (PS3.5 A.4)"
                 )
-        elif template is not None:
-            # +B keeps any bytes; one look at the received file, as far as the
-            # template reads; an unreadable data set gives the fallback words.
-            if store.template_stop is not None:
-                with contextlib.suppress(DatasetError):
-                    summary = self._scan(stop_after=store.template_stop, wanted=store.wanted)
-        elif config.subdirectory is SubdirectoryMode.SERIES_DATE:
-            # +B keeps any bytes; an unreadable data set just has no Series Date.
-            with contextlib.suppress(DatasetError):
-                summary = self._scan(stop_after=SERIES_DATE_TAG)
+        else:
+            # +B stores the received bytes unchanged, but only a data set that reads
+            # (issue 22; DCMTK's +B aborts on a truncated one).  The same walk gives
+            # the template's values and the Series Date.
+            try:
+                summary = self._scan(stop_after=None, wanted=store.wanted, structure_only=True)
+            except DatasetError as exc:
+                return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
         series_date = summary.series_date if summary is not None else None
         modality = store.modality(self._request.sop_class_uid)
 
@@ -772,7 +769,11 @@ class _FileInstance(IncomingInstance):
             os.pwrite(self._fd, b"OB", position)
 
     def _scan(
-        self, *, stop_after: int | None, wanted: frozenset[int] | None = None
+        self,
+        *,
+        stop_after: int | None,
+        wanted: frozenset[int] | None = None,
+        structure_only: bool = False,
     ) -> DatasetSummary:
         size = self._received
         ts = self._request.transfer_syntax_uid
@@ -780,7 +781,11 @@ class _FileInstance(IncomingInstance):
             data = memoryview(self._pending)[self._meta_length :]
             try:
                 return scan_buffer(
-                    data, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                    data,
+                    ts,
+                    stop_after=stop_after,
+                    wanted=wanted or self._store.wanted,
+                    structure_only=structure_only,
                 )
             finally:
                 data.release()
@@ -792,7 +797,12 @@ class _FileInstance(IncomingInstance):
             stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
             with stream:
                 return scan_dataset(
-                    stream, size, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                    stream,
+                    size,
+                    ts,
+                    stop_after=stop_after,
+                    wanted=wanted or self._store.wanted,
+                    structure_only=structure_only,
                 )
         finally:
             os.lseek(self._fd, 0, os.SEEK_END)

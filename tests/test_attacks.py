@@ -6,7 +6,14 @@ One test (at least) per numbered case of the issue; each failed before its fix.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +32,8 @@ from tests.rawpeer import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+DCMRECV = [sys.executable, "-m", "dcmrecv"]
+PROFILE = ["-v", "-xf", str(ROOT / "storescp.cfg"), "Default"]
 CT_CONTEXT = 1
 
 
@@ -237,3 +246,135 @@ def test_an_odd_length_deflated_stream_is_stored_readable_in_both_modes(
             assert rawpeer.status_of(peer.receive_command()) == 0x0000
         (stored,) = out.iterdir()
         assert pydicom.dcmread(stored).SOPInstanceUID == uid
+
+
+# --- 2. An event log that cannot seek ---------------------------------------------------
+
+
+def dcmrecv_process(
+    workdir: Path, *arguments: str, stdout: int | None = None, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``dcmrecv -xf storescp.cfg Default -od out ... port`` in ``workdir``; standard
+    error in ``workdir/receiver.log``, standard output where ``stdout`` says."""
+    from tests.conftest import free_port
+
+    (workdir / "out").mkdir(exist_ok=True)
+    port = port or free_port()
+    with (workdir / "receiver.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*DCMRECV, *PROFILE, "-od", "out", *arguments, str(port)],
+            stdout=log if stdout is None else stdout,
+            stderr=log,
+            cwd=workdir,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    return process, port
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return process.wait(60)
+
+
+def store_ct(port: int, uid: str) -> int:
+    """One CT_small.dcm under ``uid`` from pynetdicom; the status."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pynetdicom import AE
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = uid
+    ds.StudyInstanceUID = uid + ".0"
+    ae = AE(ae_title="EVENTS")
+    ae.add_requested_context(CT_IMAGE_STORAGE, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port)
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    return int(status.Status)
+
+
+@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+def test_an_event_log_on_a_pipe_serves_every_store(tmp_path: Path, target: str) -> None:
+    """``--event-log /dev/stdout`` with standard output a pipe (as under docker) answered
+    every C-STORE with A700 "Illegal seek".  Now the lines go down the pipe, and ``-``
+    names standard output."""
+    from tests.conftest import wait_for_port
+
+    process, port = dcmrecv_process(tmp_path, "--event-log", target, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_for_port(port, process)  # type: ignore[arg-type]
+        assert [store_ct(port, f"1.2.3.22.2.{n}") for n in range(3)] == [0, 0, 0]
+    finally:
+        assert stop(process) == 0
+    reader.join(30)
+    events = [json.loads(line) for line in lines]
+    stored = [e["sop_instance_uid"] for e in events if e["event"] == "instance_stored"]
+    assert stored == [f"1.2.3.22.2.{n}" for n in range(3)]
+    assert [e["event"] for e in events].count("association_ended") == 3
+
+
+def test_an_event_log_fifo_without_a_reader_is_refused_at_start_up(tmp_path: Path) -> None:
+    """Start-up blocked silently on a FIFO nobody reads; now it says why and exits 40."""
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    process, _port = dcmrecv_process(tmp_path, "--event-log", str(fifo))
+    try:
+        returncode = process.wait(60)
+    finally:
+        stop(process)
+    assert returncode == 40
+    log = (tmp_path / "receiver.log").read_text()
+    assert f"F: cannot open event log {fifo}: no process is reading it" in log
+
+
+def test_a_store_whose_event_is_lost_says_where_its_file_is(
+    tmp_path: Path, default_profile: Profile, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader that stops reading, then goes away: the store fails (A700) and its E:
+    line says the received file stays, and where; the next line starts a line."""
+    import fcntl
+
+    from dcmrecv.ops.eventlog import EventLog
+    from dcmrecv.ops.runtime import Operations
+
+    caplog.set_level(logging.INFO, logger="dcmrecv")
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    events = EventLog(str(fifo), durable=True, write_timeout=1.0)
+    fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ: a page, so a few lines fill it
+    out = tmp_path / "out"
+    out.mkdir()
+    statuses = []
+    with running_receiver(
+        output_directory=out,
+        profile=default_profile,
+        observer=Operations(None, events, None),
+    ) as server:
+        # Nothing reads: the pipe fills, and a store waits 1 s, then fails.
+        for n in range(10):
+            statuses.append(store_ct(server.port, f"1.2.3.22.3.{n}"))
+            if statuses[-1] != 0:
+                break
+        assert statuses[-1] == 0xA700
+        failed = f"1.2.3.22.3.{len(statuses) - 1}"
+        path = (out / f"CT.{failed}").resolve()
+        assert path.exists()
+        assert (
+            f"C-STORE of SOP instance {failed}: cannot write the event log: its reader took"
+            f" nothing for 1 s; the received file stays as {path} (status 0xA700)"
+        ) in caplog.text
+        # The reader goes away: Broken pipe, and the same account of the file.
+        with contextlib.suppress(BlockingIOError):
+            while os.read(reader, 65536):
+                pass
+        os.close(reader)
+        assert store_ct(server.port, "1.2.3.22.3.99") == 0xA700
+        assert "cannot write the event log: Broken pipe; the received file stays as" in caplog.text
+    events.close()

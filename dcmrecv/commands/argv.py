@@ -352,7 +352,7 @@ def _specs() -> tuple[OptionSpec, ...]:
         None,
         "append one JSON line per stored or failed\ninstance, association end and study to f",
         nargs=1,
-        values="[f]ilename: string",
+        values="[f]ilename: string (- for standard output)",
     )
     add(
         "--log-format",

@@ -22,7 +22,7 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
 )
-from dcmrecv.ops.eventlog import EventLog, now_iso
+from dcmrecv.ops.eventlog import EventLog, now_iso, store_event_failure
 from dcmrecv.ops.studies import StudyCompletion, StudyFile
 from dcmrecv.status import is_stored
 from dcmrecv.wire import server as wire_server
@@ -78,11 +78,12 @@ class Operations:
                     "instance_stored" if stored else "instance_failed",
                     _instance_fields(association, answer, path, size),
                 )
-        except OSError:
+        except OSError as exc:
             # The association answers 0xA700 instead: count that, not the Success.
             if self.metrics is not None:
                 self.metrics.instance_answered(0xA700, answer.received_bytes, answer.seconds)
-            raise
+            # ... and its E: line says what became of the file (issue 22).
+            raise store_event_failure(exc, path if stored else None, answer.reason) from exc
         if self.metrics is not None:
             # The event line is written (and flushed) before the response: its time
             # is part of the store's.

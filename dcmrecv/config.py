@@ -104,8 +104,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_AETITLE = "DCMRECV"
 DEFAULT_ACSE_TIMEOUT = 30.0
 DEFAULT_MAX_PDU = 16384
-#: ``--quarantine-limit``'s default: the quarantine's size before the oldest go.
-DEFAULT_QUARANTINE_LIMIT = 1 << 30
+#: ``--quarantine-limit``'s default: 5% of the quarantine's file system (storage.quarantine).
+DEFAULT_QUARANTINE_LIMIT = Watermark("5%", percent=5.0)
 #: The range dcmrecv accepts for ``-pdu`` (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE as DCMTK
 #: allows on the command line).
 MIN_MAX_PDU = 4096
@@ -204,8 +204,9 @@ class ReceiverConfig:
     free_space_interval: float = 1.0
     #: ``--quarantine-dir``: refused data sets are kept there with a JSON sidecar.
     quarantine_directory: Path | None = None
-    #: ``--quarantine-limit``: bytes the quarantine may hold; the oldest go first.
-    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
+    #: ``--quarantine-limit``: allocated bytes (or a percentage of its file system)
+    #: the quarantine may hold; the oldest go first.
+    quarantine_limit: Watermark = DEFAULT_QUARANTINE_LIMIT
     # Operations (README, "Operations"); all off by default, DCMTK's behaviour.
     #: ``--http-port``: serve /metrics, /healthz and /readyz; None: no HTTP endpoint.
     http_port: int | None = None

@@ -464,7 +464,7 @@ def _specs() -> tuple[OptionSpec, ...]:
         None,
         "quarantine holds at most s, oldest removed first",
         nargs=1,
-        values="[s]ize: e.g. 1G (default: 1G)",
+        values="[s]ize: e.g. 1G or 5% (default: 5%)",
     )
     add(
         "--check-config",

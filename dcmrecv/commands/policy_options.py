@@ -61,14 +61,15 @@ def _watermark(occurrence: Occurrence) -> object:
         raise _invalid(occurrence, exc) from None
 
 
-def _size(occurrence: Occurrence) -> int:
+def _limit(occurrence: Occurrence) -> object:
+    """``--quarantine-limit``: a size, or a percentage of the quarantine's file system."""
     try:
         mark = parse_watermark(occurrence.values[0])
     except ValueError as exc:
         raise _invalid(occurrence, exc) from None
-    if mark.size is None or mark.size <= 0:
-        raise _invalid(occurrence, "expected a size such as 1G or 500M")
-    return mark.size
+    if mark.size is not None and mark.size <= 0:
+        raise _invalid(occurrence, "expected a size such as 1G or 500M, or 5%")
+    return mark
 
 
 #: Storage policies (our own options, after the port): all off by default.  The
@@ -77,7 +78,7 @@ STORESCP_OPTIONS: tuple[rules.Rule, ...] = (
     rules.value("--on-duplicate", "on_duplicate", _on_duplicate),
     rules.value("--min-free-space", "min_free_space", _watermark),
     rules.value("--quarantine-dir", "quarantine_directory", lambda o: Path(o.values[0])),
-    rules.value("--quarantine-limit", "quarantine_limit", _size),
+    rules.value("--quarantine-limit", "quarantine_limit", _limit),
 )
 POLICY_OPTIONS: tuple[rules.Rule, ...] = (
     rules.value("--output-template", "output_template", _output_template),

@@ -521,7 +521,7 @@ class Settings:
     on_duplicate: DuplicatePolicy = DuplicatePolicy.OVERWRITE
     min_free_space: Watermark | None = None
     quarantine_directory: Path | None = None
-    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
+    quarantine_limit: Watermark = DEFAULT_QUARANTINE_LIMIT
     # Operations (not in DCMTK): see ReceiverConfig.
     http_port: int | None = None
     http_address: str = "127.0.0.1"

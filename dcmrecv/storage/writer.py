@@ -323,7 +323,7 @@ class InstanceStore:
         self.one_flush = self.durability is not None and self.durability.covers_names
         #: ``--quarantine-dir``: None when not set.
         self.quarantine = (
-            Quarantine(config.quarantine_directory, config.quarantine_limit)
+            Quarantine(config.quarantine_directory, config.quarantine_limit, config.min_free_space)
             if config.quarantine_directory is not None
             else None
         )
@@ -602,14 +602,11 @@ class _FileInstance(IncomingInstance):
                 del self._pending[:]
             assert self._root_fd is not None and self._temp_name is not None
             kept = quarantine.keep(self._root_fd, self._temp_name, fd, record)
-        except OSError as exc:
+        except OSError as exc:  # quarantine.NotKept says why it may not be kept
             note = f"not quarantined: {exc.strerror or exc}"
         else:
-            if kept is None:
-                note = f"not quarantined: larger than --quarantine-limit {quarantine.limit}"
-            else:
-                self._temp_name = None
-                note = f"quarantined as {quarantine.directory / kept}"
+            self._temp_name = None
+            note = f"quarantined as {quarantine.directory / kept}"
         return replace(result, reason=f"{result.reason or result.error_comment}; {note}")
 
     def _commit(self) -> StoreResult:

@@ -538,3 +538,99 @@ def test_a_refusal_costs_the_same_with_ten_or_twenty_thousand_entries(tmp_path: 
     few = cpu_per_refusal(tmp_path, 10, 200)
     many = cpu_per_refusal(tmp_path, 20_000, 200)
     assert many < 3 * few + 0.002, f"{many * 1000:.2f} ms against {few * 1000:.2f} ms"
+
+
+# --- 1. Slow HTTP clients and the health probes -----------------------------------------
+
+
+def probe(port: int, path: str = "/healthz", source: str = "127.0.0.1") -> str:
+    """One HTTP request as a liveness probe makes it: the status line, or why not."""
+    import socket
+
+    try:
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=5, source_address=(source, 0)
+        ) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        return answer.split(b"\r\n", 1)[0].decode()
+    except OSError as exc:
+        return f"failed: {exc}"
+
+
+def test_slow_clients_never_lock_out_the_health_probes() -> None:
+    """Eight clients sending one byte every 3 s held all 8 slots, and every /healthz
+    failed for as long as they kept it up.  Now 8 (and 64, from several addresses)
+    such clients hold connections and every probe is answered."""
+    import socket
+
+    from dcmrecv.ops.http import OpsEndpoint
+    from dcmrecv.ops.metrics import ReceiverMetrics
+
+    served = OpsEndpoint("127.0.0.1", 0, ReceiverMetrics(), lambda: None)
+    served.start()
+    stopping = threading.Event()
+
+    def trickle(source: str) -> None:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(
+                ("127.0.0.1", served.port), source_address=(source, 0)
+            ) as sock,
+        ):
+            for byte in b"GET /healthz HTTP/1.1\r\n" * 100:
+                sock.sendall(bytes([byte]))
+                if stopping.wait(0.5):
+                    return
+
+    try:
+        for count in (8, 64):
+            clients = [
+                threading.Thread(target=trickle, args=(f"127.0.0.{2 + n % 8}",), daemon=True)
+                for n in range(count)
+            ]
+            for client in clients:
+                client.start()
+            answers = []
+            for _ in range(10):
+                answers.append(probe(served.port))
+                stopping.wait(0.2)
+            assert answers == ["HTTP/1.0 200 OK"] * 10, f"with {count} slow clients"
+            stopping.set()
+            for client in clients:
+                client.join(10)
+            stopping.clear()
+    finally:
+        stopping.set()
+        served.stop()
+
+
+def test_a_request_must_be_complete_within_its_deadline_from_the_first_byte() -> None:
+    """The 5 s timeout was per read: a byte every 3 s kept a connection for ever."""
+    import socket
+    import time
+
+    from dcmrecv.ops.http import CLIENT_TIMEOUT, OpsEndpoint
+    from dcmrecv.ops.metrics import ReceiverMetrics
+
+    served = OpsEndpoint("127.0.0.1", 0, ReceiverMetrics(), lambda: None)
+    served.start()
+    try:
+        with socket.create_connection(("127.0.0.1", served.port)) as sock:
+            started = time.monotonic()
+            sock.settimeout(1.0)
+            closed = False
+            while not closed and time.monotonic() - started < 6 * CLIENT_TIMEOUT:
+                try:
+                    sock.sendall(b"G")
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+            assert closed, "a client trickling bytes kept its connection"
+            assert time.monotonic() - started < 6 * CLIENT_TIMEOUT
+    finally:
+        served.stop()

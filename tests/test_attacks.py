@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from tests.rawpeer import (
 
 ROOT = Path(__file__).resolve().parent.parent
 DCMRECV = [sys.executable, "-m", "dcmrecv"]
+STORESCP = [sys.executable, "-c", "from dcmrecv.commands.storescp import main; main()"]
 PROFILE = ["-v", "-xf", str(ROOT / "storescp.cfg"), "Default"]
 CT_CONTEXT = 1
 
@@ -41,6 +42,15 @@ CT_CONTEXT = 1
 @pytest.fixture(scope="module")
 def default_profile() -> Profile:
     return load_profile(ROOT / "storescp.cfg", "Default")
+
+
+def require_program_or_skip(name: str) -> str:
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
 
 
 def raw_store(port: int, request_uid: str | bytes, data_set: bytes) -> int:
@@ -634,3 +644,208 @@ def test_a_request_must_be_complete_within_its_deadline_from_the_first_byte() ->
             assert time.monotonic() - started < 6 * CLIENT_TIMEOUT
     finally:
         served.stop()
+
+
+# --- 3. A hook that forks a daemon -------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
+        time.sleep(0.05)
+
+
+def log_text(workdir: Path) -> str:
+    return (workdir / "receiver.log").read_text(errors="replace")
+
+
+def kill_daemons(pid_file: Path) -> None:
+    """The daemons a test's hooks left (their pids, one a line)."""
+    if pid_file.exists():
+        for line in pid_file.read_text().split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(line), signal.SIGKILL)
+
+
+def test_a_hook_that_leaves_a_daemon_ends_when_it_exits(tmp_path: Path) -> None:
+    """``setsid sleep 45 & exit 0`` was "killed after 3 s", then waited for without a
+    timeout until the daemon closed its output pipes.  The hook exited at once: now
+    that is what is reported, and nobody waits for the daemon."""
+    import time
+
+    from dcmrecv.ops.studies import run_hook
+
+    started = time.monotonic()
+    done = run_hook(f"setsid sleep 45 & echo $! >> {tmp_path}/daemons; exit 0", b"{}", 3)
+    try:
+        assert time.monotonic() - started < 10  # not the 45 s of the daemon
+        assert (done.returncode, done.killed, done.pipes_held) == (0, None, True)
+    finally:
+        kill_daemons(tmp_path / "daemons")
+
+
+def test_study_completions_do_not_wait_for_a_hooks_daemon(tmp_path: Path) -> None:
+    """The next study's completion waited for the daemon of the one before."""
+    from tests.conftest import wait_for_port
+
+    process, port = dcmrecv_process(
+        tmp_path,
+        *("--eostudy-timeout", "0.5", "--exec-timeout", "3"),
+        *("--exec-on-eostudy", f"setsid sleep 45 & echo $! >> {tmp_path}/daemons; exit 0"),
+    )
+    try:
+        wait_for_port(port, process)  # type: ignore[arg-type]
+        for study in (1, 2):
+            assert store_ct(port, f"1.2.3.22.6.{study}") == 0
+            wait_for(
+                lambda s=study: log_text(tmp_path).count("exited with 0") == s,  # type: ignore[misc]
+                f"study {study} to complete",
+                timeout=30,  # far from the 45 s a daemon held the one before
+            )
+    finally:
+        assert stop(process) == 0
+        kill_daemons(tmp_path / "daemons")
+    log = log_text(tmp_path)
+    assert "killed after" not in log
+    assert "a process it started keeps its output open; not read further" in log
+
+
+def test_sigterm_during_a_hook_takes_the_shutdown_timeout_not_the_hooks(tmp_path: Path) -> None:
+    """SIGTERM took 35 s whatever --shutdown-timeout said while a hook ran.  Now a hook
+    still running at the shut-down's deadline is killed: the process exits in about
+    --shutdown-timeout (2 s; checked against 20 s, far from the hook's 60 s)."""
+    import time
+
+    from tests.conftest import wait_for_port
+
+    process, port = dcmrecv_process(
+        tmp_path,
+        *("--shutdown-timeout", "2", "--eostudy-timeout", "0.2", "--exec-timeout", "60"),
+        *("--exec-on-eostudy", f"echo $$ > {tmp_path}/hook-started; exec sleep 60"),
+    )
+    try:
+        wait_for_port(port, process)  # type: ignore[arg-type]
+        assert store_ct(port, "1.2.3.22.7.1") == 0
+        wait_for((tmp_path / "hook-started").exists, "the hook to start")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert time.monotonic() - started < 20
+        assert_gone(tmp_path / "hook-started")
+    finally:
+        stop(process)
+    assert "E: --exec-on-eostudy for study 1.2.3.22.7.1.0 killed at shut-down" in log_text(tmp_path)
+
+
+def test_sigterm_during_a_synchronous_storescp_hook_takes_the_shutdown_timeout(
+    tmp_path: Path,
+) -> None:
+    """storescp --exec-sync waits for its -xcr hook in the association; at the shut-down
+    deadline the hook is killed (it was left running), so the association and the
+    process end in time."""
+    import time
+
+    from tests.conftest import free_port, wait_for_port
+
+    (tmp_path / "out").mkdir()
+    port = free_port()
+    hook = ["-xcr", f"echo $$ > {tmp_path}/hook-started; exec sleep 60"]
+    with (tmp_path / "receiver.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*STORESCP, "-od", "out", "--exec-sync", "--shutdown-timeout", "2", *hook, str(port)],
+            stdout=log,
+            stderr=log,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def send() -> None:
+        with contextlib.suppress(Exception):  # its association ends with the receiver
+            store_ct(port, "1.2.3.22.8.1")
+
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        wait_for_port(port, process)  # type: ignore[arg-type]
+        sender.start()
+        wait_for((tmp_path / "hook-started").exists, "the hook to start")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert time.monotonic() - started < 20
+        assert_gone(tmp_path / "hook-started")
+    finally:
+        stop(process)
+
+
+def assert_gone(pid_file: Path) -> None:
+    """The hook whose pid is in ``pid_file`` was killed, not left running."""
+    pid = int(pid_file.read_text())
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        return state == "Z"
+
+    try:
+        wait_for(gone, f"the hook {pid} to be killed", timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def zombie_children(pid: int) -> list[int]:
+    """The children of ``pid`` (a host pid) that are zombies."""
+    zombies = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state == "Z":
+                    zombies.append(int(child))
+    return zombies
+
+
+def test_no_zombies_when_the_receiver_is_process_1(tmp_path: Path) -> None:
+    """In a container the receiver is process 1: the processes a hook leaves behind
+    become its children when the hook exits, and were never reaped."""
+    from tests.conftest import free_port, wait_for_port
+
+    unshare = require_program_or_skip("unshare")
+    probe_run = subprocess.run(
+        [unshare, "--pid", "--fork", "--mount-proc", "true"], capture_output=True, check=False
+    )
+    if probe_run.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {probe_run.stderr.decode().strip()}")
+    (tmp_path / "out").mkdir()
+    port = free_port()
+    orphans = "setsid sh -c 'sleep 0.2' & setsid sh -c 'sleep 0.3' & exit 0"
+    hook = ["--eostudy-timeout", "0.2", "--exec-on-eostudy", orphans]
+    namespace = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+    with (tmp_path / "receiver.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*namespace, *DCMRECV, *PROFILE, "-od", "out", *hook, str(port)],
+            stdout=log,
+            stderr=log,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    receiver = None
+    try:
+        wait_for_port(port, process)  # type: ignore[arg-type]
+        (child,) = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        receiver = int(child)
+        for study in range(3):
+            assert store_ct(port, f"1.2.3.22.9.{study}") == 0
+        wait_for(lambda: log_text(tmp_path).count("exited with 0") == 3, "three hooks")
+        # The orphans sleep 0.3 s at most; then they are zombies until reaped.
+        wait_for(lambda: not zombie_children(receiver), "no zombie children", timeout=20)
+    finally:
+        if receiver is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(receiver, signal.SIGTERM)
+        stop(process)

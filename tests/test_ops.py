@@ -276,12 +276,14 @@ def test_open_studies_at_shutdown_are_recorded() -> None:
 def test_a_hanging_hook_and_its_children_are_killed(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_hook("sleep 60 & sleep 60; echo never", b"", timeout=0.5)
-    assert result is None
+    assert result.returncode is None and result.killed == "timeout"
     assert time.monotonic() - started < 10
 
 
 def test_hook_gets_stdin_and_reports_status() -> None:
-    assert run_hook("cat; exit 3", b"manifest", timeout=10) == (3, b"manifest", b"")
+    result = run_hook("cat; echo oops >&2; exit 3", b"manifest", timeout=10)
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"manifest", b"oops\n")
+    assert result.killed is None and not result.pipes_held
 
 
 def test_a_line_cut_off_on_a_stream_is_ended_by_the_next(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
 )
+from dcmrecv.ops import process
 from dcmrecv.ops.eventlog import EventLog, now_iso, store_event_failure
 from dcmrecv.ops.studies import StudyCompletion, StudyFile
 from dcmrecv.status import is_stored
@@ -186,6 +187,11 @@ class _Readiness:
         return free_bytes(self.output_directory)
 
 
+def _hooks_end_by_the_shutdown(server: wire_server.Server) -> None:
+    """Hook processes (study and storescp hooks) are killed by --shutdown-timeout."""
+    server.on_stop(process.RUNNER.shutdown)
+
+
 def serve(config: ReceiverConfig) -> int:
     """Run the receiver with the operations parts the configuration asks for."""
     wanted = (
@@ -194,7 +200,7 @@ def serve(config: ReceiverConfig) -> int:
         or config.study_timeout is not None
     )
     if not wanted:
-        return wire_server.serve(config)
+        return wire_server.serve(config, _hooks_end_by_the_shutdown)
 
     metrics = None
     endpoint = None
@@ -240,6 +246,7 @@ def serve(config: ReceiverConfig) -> int:
 
     def listening(server: wire_server.Server) -> None:
         ready.server = server
+        _hooks_end_by_the_shutdown(server)
 
     try:
         return wire_server.serve(

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -54,6 +53,7 @@ from typing import BinaryIO, Final
 
 from dcmrecv.config import AssociationInfo
 from dcmrecv.ops.hook_command import HookCommand, TemplateError, compile_template
+from dcmrecv.ops.process import RUNNER
 from dcmrecv.status import is_stored
 from dcmrecv.storage import sorting
 from dcmrecv.storage.convert import OutputEncoding, convert
@@ -81,18 +81,17 @@ __all__ = ["HookCommand", "StorescpSession", "TemplateError", "compile_template"
 def run_command(argv: Sequence[str], sync: bool) -> None:
     """Start ``argv`` (HookCommand.argv); wait for it with ``sync`` (``--exec-sync``).
 
-    Without ``sync`` a thread reaps the process, so no zombie is left behind.
-    Standard input is /dev/null; output goes where ours goes, as in DCMTK.
+    Standard input is /dev/null; output goes where ours goes, as in DCMTK.  The one
+    process runner (dcmrecv.ops.process) starts and reaps it, and at shut-down kills
+    one that is waited for when ``--shutdown-timeout`` has passed.
     """
     try:
-        process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, close_fds=True)
+        if sync:
+            RUNNER.run(argv)
+        else:
+            RUNNER.start(argv)
     except OSError as exc:
         log.error("cannot execute command '%s': %s", " ".join(argv[:3]), exc.strerror or exc)
-        return
-    if sync:
-        process.wait()
-    else:
-        threading.Thread(target=process.wait, name="storescp-exec", daemon=True).start()
 
 
 @dataclass(frozen=True)

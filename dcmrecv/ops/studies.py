@@ -16,12 +16,8 @@ nothing a peer sent is ever part of it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dcmrecv.logs.printable import printable
+from dcmrecv.ops.process import RUNNER, Finished
 
 log = logging.getLogger(__name__)
 
@@ -230,46 +227,31 @@ class StudyCompletion:
         except OSError as exc:
             log.error("--exec-on-eostudy could not run: %s", exc)
             return
-        if done is None:
-            log.error(
-                "--exec-on-eostudy for study %s killed after %g s",
-                printable(study.study_instance_uid),
-                self._command_timeout,
-            )
+        uid = printable(study.study_instance_uid)
+        if done.returncode is None:
+            if done.killed == "shutdown":
+                log.error("--exec-on-eostudy for study %s killed at shut-down", uid)
+            else:
+                log.error(
+                    "--exec-on-eostudy for study %s killed after %g s", uid, self._command_timeout
+                )
             return
-        returncode, stdout, stderr = done
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
         level = logging.INFO if returncode == 0 else logging.WARNING
-        log.log(
-            level,
-            "--exec-on-eostudy for study %s exited with %d",
-            printable(study.study_instance_uid),
-            returncode,
-        )
+        log.log(level, "--exec-on-eostudy for study %s exited with %d", uid, returncode)
+        if done.pipes_held:
+            log.info(
+                "--exec-on-eostudy for study %s: a process it started keeps its output open;"
+                " not read further",
+                uid,
+            )
         for name, data in (("stdout", stdout), ("stderr", stderr)):
             if data:
                 text = data[:MAX_COMMAND_OUTPUT].decode("utf-8", "replace")
                 log.log(level, "--exec-on-eostudy %s: %s", name, printable(text.rstrip()))
 
 
-def run_hook(command: str, stdin: bytes, timeout: float) -> tuple[int, bytes, bytes] | None:
-    """Run ``/bin/sh -c command`` with ``stdin``; (status, stdout, stderr), None on timeout.
-
-    The command runs in a session of its own, so at the timeout the whole process
-    group is killed: a hook that started ``sleep 1000 &`` or a pipeline cannot
-    outlive it and keep its output pipes (and us) waiting.
-    """
-    process = subprocess.Popen(
-        ["/bin/sh", "-c", command],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        return None
-    return process.returncode, stdout, stderr
+def run_hook(command: str, stdin: bytes, timeout: float) -> Finished:
+    """Run ``/bin/sh -c command`` with ``stdin``, its output captured, killed (with its
+    process group) after ``timeout`` seconds or at shut-down: dcmrecv.ops.process."""
+    return RUNNER.run(["/bin/sh", "-c", command], stdin=stdin, capture=True, timeout=timeout)

@@ -99,6 +99,10 @@ class Server:
         os.set_blocking(self._wake_w, False)
         self._wake_closed = False
         self._stopping = False
+        #: Set by stop(): when the drain aborts what is left (monotonic time).
+        self.shutdown_deadline: float | None = None
+        #: Told the shut-down's deadline when stop() is first asked (hook processes).
+        self._stop_callbacks: list[Callable[[float], None]] = []
         #: Near a limit a connection gets a short time to send its request (PS3.8 9.1.5).
         self._hurried_config = replace(
             config, acse_timeout=min(config.acse_timeout, limits.hurried_request_timeout)
@@ -369,8 +373,18 @@ class Server:
         """True once ``stop`` was asked (readiness: no new associations are taken)."""
         return self._stopping
 
+    def on_stop(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(deadline)`` when stop() is first asked: the monotonic time
+        by which the drain aborts what is left (``--shutdown-timeout``).  It must be
+        quick and safe in a signal handler."""
+        self._stop_callbacks.append(callback)
+
     def stop(self) -> None:
         """Ask the accept loop to end; safe from any thread and from signal handlers."""
+        if self.shutdown_deadline is None:
+            self.shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
+            for callback in self._stop_callbacks:
+                callback(self.shutdown_deadline)
         self._stopping = True
         try:
             os.write(self._wake_w, b"x")
@@ -384,7 +398,7 @@ class Server:
             log.info("stopping: %d association(s) still running", len(running))
         for association in running:
             association.request_stop()
-        deadline = time.monotonic() + self.config.shutdown_timeout
+        deadline = self.shutdown_deadline or time.monotonic() + self.config.shutdown_timeout
         for thread in self._snapshot_threads():
             thread.join(max(deadline - time.monotonic(), 0))
         with self._lock:

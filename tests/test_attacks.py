@@ -849,3 +849,35 @@ def test_no_zombies_when_the_receiver_is_process_1(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(receiver, signal.SIGTERM)
         stop(process)
+
+
+# --- 8. The hook caveat: eval and sh -c parse their argument again -------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "injected"),
+    [
+        ("echo #a > seen.txt", False),
+        ('echo "#a" > seen.txt', False),
+        # The README's caveat: a command that takes its argument as shell source
+        # parses the peer's text again, whatever the quoting of the placeholder.
+        ('eval "echo #a" > seen.txt', True),
+        ('sh -c "echo #a" > seen.txt', True),
+        # ... and its remedy: the value as an argument of the inner shell.
+        ("sh -c 'echo \"$1\"' sh #a > seen.txt", False),
+    ],
+)
+def test_a_placeholder_is_text_unless_the_hook_runs_it_as_source(
+    tmp_path: Path, template: str, injected: bool
+) -> None:
+    from dcmrecv.ops.hook_command import compile_template
+
+    title = "$(touch INJECTED)"
+    values = {"#p": "out", "#f": "CT.1", "#a": title, "#c": "STORESCP", "#r": "host"}
+    done = subprocess.run(
+        compile_template(template).argv(values), cwd=tmp_path, timeout=20, check=False
+    )
+    assert done.returncode == 0
+    assert (tmp_path / "INJECTED").exists() == injected
+    if not injected:
+        assert (tmp_path / "seen.txt").read_text() == title + "\n"

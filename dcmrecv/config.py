@@ -146,6 +146,9 @@ class ReceiverConfig:
     #: ``--max-associations``: concurrent associations; the next is rejected (2,3,2).
     #: None means unlimited.
     max_associations: int | None = None
+    #: ``--max-associations-per-peer``: connections one peer may hold
+    #: (wire.admission.Limits.max_per_peer; None: its default, 256).
+    max_associations_per_peer: int | None = None
     #: ``+v``: log the presentation contexts in verbose mode.
     verbose_pc: bool = False
     #: Address to listen on; DCMTK listens on all interfaces.

@@ -881,3 +881,102 @@ def test_a_placeholder_is_text_unless_the_hook_runs_it_as_source(
     assert (tmp_path / "INJECTED").exists() == injected
     if not injected:
         assert (tmp_path / "seen.txt").read_text() == title + "\n"
+
+
+# --- 9. Connection slots and the local health probe ----------------------------------------
+
+
+def association_answer(port: int, source: str) -> tuple[RawPeer, str | tuple[int, int, int]]:
+    """An A-ASSOCIATE-RQ from ``source``: the peer and "AC", the RJ's fields or "closed"."""
+    peer = RawPeer(port, source=source)
+    peer.send(rawpeer.ECHO_RQ_FIXTURE)
+    answer = peer.receive()
+    if answer is None:
+        return peer, "closed"
+    if answer.pdu_type == rawpeer.A_ASSOCIATE_AC:
+        return peer, "AC"
+    return peer, answer.reject_fields()
+
+
+def probe_echo(port: int) -> str:
+    """The container's health probe (one C-ECHO from 127.0.0.1): "healthy" or why not."""
+    from dcmrecv.commands.healthcheck import Unhealthy, echo
+
+    try:
+        echo("127.0.0.1", port, called="ANY-SCP", timeout=10)
+    except Unhealthy as exc:
+        return str(exc)
+    return "healthy"
+
+
+@pytest.mark.parametrize("limit", ["connection slots", "--max-associations"])
+def test_a_health_probe_from_loopback_is_never_refused_for_slots(limit: str) -> None:
+    """Five addresses holding busy associations filled the 1024 slots, and a sixth
+    address (the probe's) was refused 12 times of 12.  Scaled down: four addresses fill
+    20 slots (or --max-associations 20) with associations that never go quiet long
+    enough to be reclaimed; the probe from 127.0.0.1 is still served."""
+    from dataclasses import replace
+
+    from dcmrecv.wire.admission import DEFAULT_LIMITS
+    from tests.test_overload import serving
+
+    limits = replace(
+        DEFAULT_LIMITS, max_connections=20, max_per_peer=5, pressure_at=20, reclaim_idle=3600
+    )
+    settings = {"max_associations": 20} if limit == "--max-associations" else {}
+    if limit == "--max-associations":
+        limits = replace(limits, max_connections=1024, max_per_peer=256)
+    held: list[RawPeer] = []
+    with serving(limits, **settings) as server:  # type: ignore[arg-type]
+        try:
+            for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+                for _ in range(5):
+                    peer, answer = association_answer(server.port, source)
+                    held.append(peer)
+                    assert answer == "AC"
+            # Full: a flooding address gets "local limit exceeded"...
+            peer, answer = association_answer(server.port, "127.0.0.2")
+            peer.close()
+            assert answer == (2, 3, 2)
+            # ... and the health probe is served, again and again.
+            assert [probe_echo(server.port) for _ in range(12)] == ["healthy"] * 12
+            # The reserve is two connections: a third loopback newcomer at once is not.
+            extra = [association_answer(server.port, f"127.0.0.{n}") for n in (6, 7, 8)]
+            held += [peer for peer, _ in extra]
+            assert [answer for _, answer in extra] == ["AC", "AC", (2, 3, 2)]
+        finally:
+            for peer in held:
+                peer.close()
+
+
+def test_the_per_peer_limit_is_the_operators_choice(tmp_path: Path) -> None:
+    """``--max-associations-per-peer 2``: a third connection from one address is
+    refused (2,3,2), another address is served."""
+    import click.testing
+
+    from dcmrecv.commands.dcmrecv import main
+    from tests.conftest import FakeServer
+
+    held: list[RawPeer] = []
+    with running_receiver(max_associations_per_peer=2) as server:
+        try:
+            answers = []
+            for source in ("127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3"):
+                peer, answer = association_answer(server.port, source)
+                held.append(peer)
+                answers.append(answer)
+            assert answers == ["AC", "AC", (2, 3, 2), "AC"]
+        finally:
+            for peer in held:
+                peer.close()
+    fake = FakeServer()
+    with pytest.MonkeyPatch.context() as patch:
+        import dcmrecv
+
+        patch.setattr(dcmrecv, "serve", fake.serve)
+        patch.chdir(tmp_path)
+        result = click.testing.CliRunner().invoke(
+            main, ["--max-associations-per-peer", "16", "104"], prog_name="dcmrecv"
+        )
+    assert result.exit_code == 0, result.output
+    assert fake.config.max_associations_per_peer == 16

@@ -204,6 +204,14 @@ def _specs() -> tuple[OptionSpec, ...]:
         nargs=1,
         values="[n]etwork: address or CIDR, e.g. 10.0.0.0/8",
     )
+    add(
+        "--max-associations-per-peer",
+        None,
+        "let one peer (IPv4 address, IPv6 /64) hold at most\n"
+        "n connections; reject more (default: 256)",
+        nargs=1,
+        values="[n]umber: integer",
+    )
 
     tls = "transport layer security (TLS) options:"
     add = section(tls, "transport protocol stack:")

@@ -50,4 +50,13 @@ HTTP_AND_EVENT_LOG_OPTIONS: tuple[rules.Rule, ...] = (
     rules.value("--event-log", "event_log", lambda o: Path(o.values[0])),
 )
 #: dcmrecv's rows.
-OPERATIONS_OPTIONS: tuple[rules.Rule, ...] = (*HTTP_AND_EVENT_LOG_OPTIONS, _study_completion)
+OPERATIONS_OPTIONS: tuple[rules.Rule, ...] = (
+    *HTTP_AND_EVENT_LOG_OPTIONS,
+    _study_completion,
+    # Connection limits (README, "Limits under load"): with the rows after the port.
+    rules.value(
+        "--max-associations-per-peer",
+        "max_associations_per_peer",
+        lambda o: option_unsigned(o, 1, 1024),
+    ),
+)

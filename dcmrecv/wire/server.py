@@ -26,6 +26,7 @@ listener: the one connection inetd accepted is served as an accepted one would b
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import resource
@@ -75,6 +76,12 @@ class _Held:
     refusing: bool
     #: Closed to make room; no longer counted against its peer.
     reclaimed: bool = False
+    #: May use the loopback reserve (admission.probe_like: the health probe).
+    newcomer_from_loopback: bool = False
+    #: Held in the loopback reserve, beyond the connection limits.
+    reserved: bool = False
+    #: Its association was accepted beyond --max-associations (the loopback reserve).
+    beyond_limit: bool = False
 
 
 class Server:
@@ -82,6 +89,8 @@ class Server:
 
     def __init__(self, config: ReceiverConfig, limits: Limits = DEFAULT_LIMITS) -> None:
         self.config = config
+        if config.max_associations_per_peer is not None:
+            limits = replace(limits, max_per_peer=config.max_associations_per_peer)
         self.limits = limits
         self.store = InstanceStore(config)
         self._listener: socket.socket | None = None
@@ -94,6 +103,9 @@ class Server:
         self._admitted = 0
         self._tally = admission.Tally()
         self._refusing = 0
+        #: Connections in the loopback reserve, and associations beyond --max-associations.
+        self._reserved = 0
+        self._beyond_limit = 0
         self._threads: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -116,11 +128,21 @@ class Server:
 
     # --- admission ----------------------------------------------------------------
 
-    def _admit(self) -> bool:
-        limit = self.config.max_associations
+    def _admit(self, held: _Held) -> bool:
         with self._lock:
-            if self._stopping or (limit is not None and self._admitted >= limit):
+            if self._stopping:
                 return False
+            accept, beyond = admission.may_associate(
+                self._admitted,
+                self.config.max_associations,
+                held.newcomer_from_loopback,
+                self._beyond_limit,
+                self.limits,
+            )
+            if not accept:
+                return False
+            held.beyond_limit = beyond
+            self._beyond_limit += beyond
             self._admitted += 1
             return True
 
@@ -140,7 +162,10 @@ class Server:
         if association.admitted:
             self._admitted -= 1
         held = self._associations.pop(association)
-        if held.refusing:
+        self._beyond_limit -= held.beyond_limit
+        if held.reserved:
+            self._reserved -= 1
+        elif held.refusing:
             self._refusing -= 1
         elif not held.reclaimed:
             self._tally.remove(held.peer)
@@ -258,15 +283,17 @@ class Server:
             if self._stopping:
                 sock.close()
                 return True
-            held = self._place(admission.peer_key(peer), peer, now)
+            key = admission.peer_key(peer)
+            newcomer = admission.probe_like(peer, self._tally.count(key), self.limits)
+            held = self._place(key, peer, now, newcomer)
             if held is None:
                 sock.close()
                 return True
             sock.setblocking(True)
             config = self.config
-            if held.refusing or self._hurried(now):
+            if held.refusing or held.reserved or self._hurried(now):
                 config = self._hurried_config
-            admit = _refuse if held.refusing else self._admit
+            admit = _refuse if held.refusing else functools.partial(self._admit, held)
             association = Association(sock, address[:2], config, self.store, admit)
             thread = threading.Thread(
                 target=self._run_association,
@@ -289,12 +316,20 @@ class Server:
     def _hurried(self, now: float) -> bool:
         return now < self._short_until or self._tally.total >= self.limits.pressure_at
 
-    def _place(self, peer: str, address: str, now: float) -> _Held | None:
+    def _place(self, peer: str, address: str, now: float, newcomer: bool) -> _Held | None:
         """Count a new connection in, making room if need be; None: close it.  Holds the lock."""
         limits = self.limits
         verdict = admission.admit(
-            self._tally.count(peer), self._tally.total, limits, now < self._short_until
+            self._tally.count(peer),
+            self._tally.total,
+            limits,
+            now < self._short_until,
+            newcomer_from_loopback=newcomer,
+            reserved=self._reserved,
         )
+        if verdict is Verdict.SERVE_RESERVED:
+            self._reserved += 1
+            return _Held(peer, now, refusing=False, newcomer_from_loopback=True, reserved=True)
         if verdict in (Verdict.MAKE_ROOM_IN_PEER, Verdict.MAKE_ROOM):
             within = peer if verdict is Verdict.MAKE_ROOM_IN_PEER else None
             if not self._reclaim(now, within, "Connection limit reached"):
@@ -312,14 +347,17 @@ class Server:
                 self._refusing += 1
                 return _Held(peer, now, refusing=True)
         self._tally.add(peer)
-        return _Held(peer, now, refusing=False)
+        return _Held(peer, now, refusing=False, newcomer_from_loopback=newcomer)
 
     def _reclaim(self, now: float, peer: str | None, why: str) -> bool:
         """Close the quietest connection (of ``peer``, if given) to make room.  Holds the lock."""
         candidates = [
             Candidate(association, held.peer, association.admitted, _quiet(association, held, now))
             for association, held in self._associations.items()
-            if not held.refusing and not held.reclaimed and (peer is None or held.peer == peer)
+            if not held.refusing
+            and not held.reclaimed
+            and not held.reserved
+            and (peer is None or held.peer == peer)
         ]
         chosen = admission.choose_reclaim(candidates, self.limits, peer)
         if chosen is None:

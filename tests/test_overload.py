@@ -550,11 +550,11 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Path) -> 
 def test_the_loopback_reserve_is_for_probes_only() -> None:
     limits = Limits(max_connections=10, max_per_peer=4, loopback_reserve=2)
     full = {"total": 10, "limits": limits, "short_of_descriptors": False}
-    assert admission.probe_like("127.0.0.1", 0, limits)
-    assert admission.probe_like("::1", 1, limits)
-    assert admission.probe_like("::ffff:127.0.0.9", 0, limits)
-    assert not admission.probe_like("127.0.0.1", 2, limits)  # holds connections: a flood
-    assert not admission.probe_like("10.1.2.3", 0, limits)  # not loopback
+    assert admission.probe_like("127.0.0.1", 0)
+    assert admission.probe_like("::1", 0)
+    assert admission.probe_like("::ffff:127.0.0.9", 0)
+    assert not admission.probe_like("127.0.0.1", 1)  # holds a connection: a sender, a flood
+    assert not admission.probe_like("10.1.2.3", 0)  # not loopback
     assert admission.admit(0, **full, newcomer_from_loopback=True) is Verdict.SERVE_RESERVED
     assert admission.admit(0, **full, newcomer_from_loopback=True, reserved=2) is (
         Verdict.MAKE_ROOM

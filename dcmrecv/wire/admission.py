@@ -21,7 +21,7 @@ every other sender.  So:
   exceeded" (PS3.8 9.3.4), as DCMTK answers over ``--max-associations`` -- a
   bounded number of those at once, beyond that it is closed;
 * a few connections are held beyond the limits for a loopback address that holds
-  (almost) no other connection: the local health probe (a container's HEALTHCHECK,
+  no other connection: the local health probe (a container's HEALTHCHECK,
   an operator's echoscu) is never refused because remote peers hold every slot
   (issue 22: five busy addresses filled the 1024 slots).  A flooding peer holds
   connections, so it cannot take them; a local process that floods from many
@@ -63,7 +63,7 @@ class Limits:
     #: reclaimed to make room (it may be between two studies, or stalled).
     reclaim_idle: float = 10.0
     #: Connections (and associations beyond ``--max-associations``) held beyond the
-    #: limits for loopback addresses that hold fewer than this: the local health probe.
+    #: limits for loopback addresses that hold no other: the local health probe.
     loopback_reserve: int = 2
 
 
@@ -98,11 +98,11 @@ def is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
-def probe_like(address: str, peer_count: int, limits: Limits) -> bool:
+def probe_like(address: str, peer_count: int) -> bool:
     """Whether a new connection may use the loopback reserve: from a loopback address
-    that holds fewer than ``loopback_reserve`` connections (a probe's earlier one may
-    not be counted out yet; a flood holds many)."""
-    return peer_count < limits.loopback_reserve and is_loopback(address)
+    that holds no other connection, as a health probe does (a flood holds many, a
+    sender's second association one)."""
+    return peer_count == 0 and is_loopback(address)
 
 
 def address_allowed(address: str, networks: tuple[IPNetwork, ...] | None) -> bool:

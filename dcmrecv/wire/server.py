@@ -128,6 +128,11 @@ class Server:
 
     # --- admission ----------------------------------------------------------------
 
+    def held_by(self, address: str) -> int:
+        """Connections the peer of ``address`` holds now (what its limit counts)."""
+        with self._lock:
+            return self._tally.count(admission.peer_key(address))
+
     def _admit(self, held: _Held) -> bool:
         with self._lock:
             if self._stopping:
@@ -284,7 +289,7 @@ class Server:
                 sock.close()
                 return True
             key = admission.peer_key(peer)
-            newcomer = admission.probe_like(peer, self._tally.count(key), self.limits)
+            newcomer = admission.probe_like(peer, self._tally.count(key))
             held = self._place(key, peer, now, newcomer)
             if held is None:
                 sock.close()

@@ -1,6 +1,7 @@
 # dcmrecv: DICOM storage receiver (C-STORE SCP) image.
 #
 #   docker build -t dcmrecv .
+#   podman build --format docker -t dcmrecv .    (the OCI format has no HEALTHCHECK)
 #   docker run -d -p 11112:11112 -v "$PWD/data:/data" dcmrecv
 #
 # Configuration: DCMRECV_* environment variables (an option's long name, upper-cased,
@@ -58,12 +59,14 @@ ENV PATH=/opt/dcmrecv/bin:$PATH \
     DCMRECV_CONFIG_FILE=/etc/dcmrecv/storescp.cfg \
     DCMRECV_PROFILE=Default \
     DCMRECV_OUTPUT_DIRECTORY=/data \
-    DCMRECV_LOG_LEVEL=info
+    DCMRECV_LOG_LEVEL=info \
+    DCMRECV_SHUTDOWN_TIMEOUT=8
 
 VOLUME ["/data"]
-# 9090: /metrics, /healthz and /readyz when the receiver runs with
-# DCMRECV_HTTP_PORT=9090 DCMRECV_HTTP_ADDRESS=0.0.0.0 (off by default).
-EXPOSE 11112 9090
+# 11180: /metrics, /healthz and /readyz when the receiver runs with
+# DCMRECV_HTTP_PORT=11180 DCMRECV_HTTP_ADDRESS=0.0.0.0 (off by default).  Not 9090,
+# Prometheus' own port, nor 9091-9999, the ports Prometheus lists for its exporters.
+EXPOSE 11112 11180
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
 WORKDIR /data
@@ -74,9 +77,13 @@ WORKDIR /data
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
     CMD ["python", "-m", "dcmrecv.commands.healthcheck"]
 
-# docker stop sends SIGTERM: the receiver stops accepting, lets running C-STOREs
-# finish (up to --shutdown-timeout, 30 s by default: give `docker stop -t` more) and
-# exits 0.  Incomplete files are never renamed into place.
+# docker stop sends SIGTERM: the receiver stops accepting, lets running associations
+# finish for up to DCMRECV_SHUTDOWN_TIMEOUT=8 s, aborts what is left and exits 0.
+# 8 s, not the receiver's own 30 s: `docker stop`, `podman stop` and `docker compose
+# down` send SIGKILL after 10 s, Kubernetes after 30 s.  For longer transfers raise
+# both: DCMRECV_SHUTDOWN_TIMEOUT=30 and `docker stop -t 45` (stop_grace_period,
+# terminationGracePeriodSeconds), as docker-compose.yml and deploy/kubernetes.yaml do.
+# Incomplete files are never renamed into place.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dcmrecv"]
 CMD []

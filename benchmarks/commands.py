@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.peers import CALLED_AE, orthanc_files, write_orthanc_configuration
 from benchmarks.procs import Command, Receiver, free_port, start_receiver
-from benchmarks.scenarios import Scenario
+from benchmarks.scenarios import STUDY_TIMEOUT_SECONDS, Scenario
 from benchmarks.stats import (
     DCMTK_IGNORE,
     ORTHANC,
@@ -24,9 +24,14 @@ from benchmarks.stats import (
     OURS_DURABLE,
     OURS_HTTP,
     OURS_IGNORE,
+    OURS_POSTGRESQL,
+    OURS_STATE,
+    OURS_WORKERS,
+    OURS_WORKERS_4,
     PYNETDICOM,
     STORESCP,
     STORESCP_FORK,
+    WORKERS,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +44,35 @@ OURS_DEFAULT = (
     "sys.argv[0] = 'dcmrecv'; sys.exit(main())",
 )
 DEFAULT_CONFIG = Path("/etc/dcmtk/storescp.cfg")
+#: Runs our storescp from this checkout, like OURS_DEFAULT our dcmrecv.
+OURS_STORESCP = (
+    sys.executable,
+    "-c",
+    "import sys; from dcmrecv.commands.storescp import main; "
+    "sys.argv[0] = 'storescp'; sys.exit(main())",
+)
 #: Our variants, and the options of ours that DCMTK's dcmrecv does not have.
-OURS_VARIANTS = (OURS, OURS_DURABLE, OURS_IGNORE, OURS_HTTP)
-OURS_ONLY_OPTIONS = ("--no-fsync", "--http-port")
+OURS_VARIANTS = (
+    OURS,
+    OURS_DURABLE,
+    OURS_IGNORE,
+    OURS_HTTP,
+    OURS_WORKERS,
+    OURS_WORKERS_4,
+    OURS_STATE,
+    OURS_POSTGRESQL,
+)
+OURS_ONLY_OPTIONS = ("--no-fsync", "--http-port", "--workers", "--state")
+#: Variants run like for like with DCMTK, which never fsyncs.
+NO_FSYNC_VARIANTS = tuple(v for v in OURS_VARIANTS if v != OURS_DURABLE)
+#: Variants that need an option of ours that may not exist yet -> that option.
+NEEDS_OPTION = {
+    OURS_HTTP: "--http-port",
+    OURS_WORKERS: "--workers",
+    OURS_WORKERS_4: "--workers",
+    OURS_STATE: "--state",
+    OURS_POSTGRESQL: "--state",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,11 @@ class Tools:
     strace: str | None = None
     #: Our ``--help`` lists ``--http-port`` (issue 15); False skips that scenario.
     http_option: bool = False
+    #: The options of ours from NEEDS_OPTION that our ``--help`` lists (issue 20:
+    #: ``--workers``, ``--state``); variants needing another one are left out.
+    options: frozenset[str] = frozenset()
+    #: ``--state`` URL of the throwaway PostgreSQL cluster, while one runs.
+    state_url: str | None = None
 
 
 def receiver_command(
@@ -92,16 +128,31 @@ def receiver_command(
         argv += ["-pdu", str(scenario.max_pdu)]
     if variant in (OURS_IGNORE, DCMTK_IGNORE):
         argv.append("--ignore")
-    if variant in (OURS, OURS_IGNORE, OURS_HTTP) and not tools.stand_in:
+    if variant in NO_FSYNC_VARIANTS and not tools.stand_in:
         # Like with like: DCMTK never fsyncs.
         argv.append("--no-fsync")
-    if variant == OURS_HTTP and not tools.stand_in:
-        # Port 0: the OS picks one; the endpoint serves, nobody polls it.
-        argv += ["--http-port", "0"]
+    if not tools.stand_in:
+        argv += ours_only_options(tools, variant)
     argv.append(str(port))
     if ours:
         env.update(ours_environment(tools))
     return Command(tuple(argv), env)
+
+
+def ours_only_options(tools: Tools, variant: str) -> list[str]:
+    """The options a variant of ours adds beyond --no-fsync (none for DCMTK's)."""
+    if variant == OURS_HTTP:
+        # Port 0: the OS picks one; the endpoint serves, nobody polls it.
+        return ["--http-port", "0"]
+    if variant in WORKERS and variant != OURS:
+        return ["--workers", str(WORKERS[variant])]
+    if variant in (OURS_STATE, OURS_POSTGRESQL):
+        # The state is used only by study completion (issue 20): switch it on.
+        options = ["--eostudy-timeout", str(STUDY_TIMEOUT_SECONDS)]
+        if variant == OURS_POSTGRESQL:
+            options += ["--state", _required(tools.state_url, variant)[0]]
+        return options
+    return []
 
 
 def ours_environment(tools: Tools) -> dict[str, str | None]:
@@ -139,6 +190,10 @@ def available(tools: Tools, variant: str) -> bool:
         return tools.orthanc is not None
     if variant == OURS_HTTP:
         return tools.http_option or tools.stand_in
+    if variant == OURS_POSTGRESQL and tools.state_url is None:
+        return False
+    if variant in NEEDS_OPTION:
+        return NEEDS_OPTION[variant] in tools.options or tools.stand_in
     return True
 
 

@@ -18,6 +18,7 @@ from benchmarks.scenarios import (
     FLUSHES,
     LARGE,
     SCALE,
+    STARTUP,
     TINY,
     TINY_DEFAULTS,
     Scenario,
@@ -57,6 +58,10 @@ def prepare(scenario: Scenario, sizes: Sizes, work: Path, cache: dict[str, Datas
     elif name == TINY:
         spec = data.SeriesSpec(sizes.tiny, sizes.tiny_side, sizes.tiny_side)
         dataset = Dataset([work / name], len(data.write_series(work / name, spec, seed=2)))
+    elif name == STARTUP:
+        # One tiny instance: an inetd connection measures the start, not the data.
+        spec = data.SeriesSpec(1, sizes.tiny_side, sizes.tiny_side)
+        dataset = Dataset([work / name], len(data.write_series(work / name, spec, seed=5)))
     elif name in (CT, CONCURRENT, FLUSHES):
         ct = _ct_paths(sizes, work)
         if name in (CT, FLUSHES):

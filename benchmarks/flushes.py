@@ -26,9 +26,10 @@ from benchmarks.stats import FLUSH_CALLS, OURS_DURABLE, FlushRow
 #: Seconds strace may take to report that it has attached to the receiver.
 ATTACH_TIMEOUT = 10.0
 #: Issue 14: at most one flush per instance for one sender; with 8 concurrent
-#: senders at most one per 4 instances (group commit).
+#: senders (group commit) issue 14 asked at most one per 4 instances, issue 21
+#: restates it as at most 0.3.
 SINGLE_SENDER_LIMIT = 1.0
-GROUP_COMMIT_LIMIT = 0.25
+GROUP_COMMIT_LIMIT = 0.3
 
 
 def parse_strace_summary(text: str) -> dict[str, int]:

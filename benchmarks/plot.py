@@ -45,7 +45,8 @@ def plot_all(
         2, 2, figsize=(16, 11), gridspec_kw={"width_ratios": [3, 2]}, constrained_layout=True
     )
     (ratios, absolute), (per_instance, curve) = axes
-    ratio_rows = [r for r in rows if r.goal.kind == RATIO_AT_MOST and r.ratio is not None]
+    # Log scale: a ratio at or below 0 (a durable overhead lost in the noise) is left out.
+    ratio_rows = [r for r in rows if r.goal.kind == RATIO_AT_MOST and (r.ratio or 0.0) > 0]
     _bars(
         ratios,
         [_short(r.scenario) for r in ratio_rows],
@@ -54,9 +55,9 @@ def plot_all(
         [r.met for r in ratio_rows],
     )
     ratios.set_yscale("log")
-    ratios.set_ylabel("time ours / reference (lower is better)")
+    ratios.set_ylabel("ours / reference: time, CPU, flushes (lower is better)")
     ratios.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ratios.set_title("time against DCMTK (tick = goal)")
+    ratios.set_title("ratios against DCMTK and the disk (tick = goal)")
 
     absolute_rows = [
         r

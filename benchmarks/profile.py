@@ -5,6 +5,14 @@ scenario's data a few times with DCMTK's storescu, stops the receiver, and print
 the functions with the most samples: *self* (the frame on top of the stack, where
 the CPU was) and *inclusive* (anywhere on the stack).  The raw folded stacks are
 kept for flame graph tools (e.g. speedscope, inferno, flamegraph.pl).
+
+CPU time, not wall time (issue 21): py-spy runs without ``--idle``, so a thread
+waiting (in ``recv``, ``select``, a lock) is not sampled, and the shares are of
+the receiver's CPU.  A wall-time profile of a receiver that waits for
+``storescu`` between instances mostly measures the sender.  ``--idle`` switches
+waiting threads back in (e.g. to see where an association stalls).  The receiver's
+own CPU seconds over the run (from /proc) are printed beside samples / rate, so
+the two can be compared.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.cputime import tree_cpu_seconds
 from benchmarks.procs import BenchmarkError, Command, Receiver, find_dcmtk_tool, free_port
 from benchmarks.run import (
     OURS_DEFAULT,
@@ -97,13 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", default="ct", help="tiny, ct, max-pdu, concurrent, ...")
     parser.add_argument("--repeat", type=int, default=5, help="send the data this often")
     parser.add_argument("--durable", action="store_true", help="profile the fsync default")
-    parser.add_argument("--idle", action="store_true", help="also sample waiting threads")
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="also sample waiting threads (wall time; default: on-CPU samples only)",
+    )
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--output", type=Path, help="folded stacks file (default: temp dir)")
     args = parser.parse_args(argv)
 
-    py_spy = shutil.which("py-spy")
+    # On PATH, or beside this Python (a virtual environment run without activating it).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise BenchmarkError("py-spy not found: pip install py-spy")
     (scenario,) = select(scenarios(FULL), [args.scenario])
@@ -127,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         variant = OURS_DURABLE if args.durable else OURS
         command = receiver_command(tools, variant, scenario, out, port)
         with Receiver(command, port, tools.echoscu, work / "receiver.log") as receiver:
+            cpu_before = tree_cpu_seconds(receiver.pid)
             spy_argv = [py_spy, "record", "--pid", str(receiver.pid), "-f", "raw"]
             spy_argv += ["-r", str(args.rate), "-o", str(output)]
             if args.idle:
@@ -138,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _send(sender)
                 shutil.rmtree(out)
                 out.mkdir()
+            cpu = tree_cpu_seconds(receiver.pid) - cpu_before
         # py-spy writes its file when the process it samples exits.
         _, spy_errors = spy.communicate(timeout=60)
         if spy.returncode != 0:
@@ -146,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     profile = summarize_folded(output.read_text().splitlines())
     print(f"# Profile of our receiver: {scenario.title}, sent {args.repeat} times\n")
+    kind = "every thread, waiting or not (--idle)" if args.idle else "on-CPU samples only"
+    print(
+        f"{kind}; receiver CPU over the run {cpu:.2f} s (utime + stime),"
+        f" samples / rate {profile.total / args.rate:.2f} s\n"
+    )
     print(top_table(profile, args.top))
     print(f"\nfolded stacks: {output}")
     return 0

@@ -5,23 +5,30 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.goals import Figure, goals_table
 from benchmarks.stats import (
+    CPU_COLUMNS,
+    OURS,
+    WORKERS,
     DetailRow,
     FlushRow,
     HeldResult,
     PeerRow,
     Row,
     ScalePoint,
+    StartupResults,
     detail_table,
     flush_table,
     held_table,
     main_table,
     peer_table,
     scale_table,
+    startup_table,
+    workers_table,
 )
 
 
@@ -87,9 +94,12 @@ def document(
     rows: Sequence[Row],
     details: Sequence[DetailRow],
     peers: Sequence[PeerRow] = (),
+    cpu: Sequence[PeerRow] = (),
     flushes: Sequence[FlushRow] = (),
     scale: Sequence[ScalePoint] = (),
     held: Sequence[tuple[str, HeldResult]] = (),
+    startup: StartupResults | None = None,
+    previous: Mapping[str, Figure] | None = None,
     machine: Sequence[tuple[str, str]],
     settings: Sequence[tuple[str, str]],
     notes: Sequence[str],
@@ -105,6 +115,18 @@ def document(
         "",
         main_table(rows),
     ]
+    if any(row.issue for row in rows):
+        parts += [
+            "",
+            "## Goals of issues 20 and 21",
+            "",
+            "Each goal of the current issues, from the table above; a goal counts when it"
+            " holds in two runs in a row, so the previous report's figure (the"
+            " `latest.md` this run replaces, matched by row title) stands beside this"
+            " run's." + ("" if previous is not None else " No previous report to compare with."),
+            "",
+            goals_table(rows, previous),
+        ]
     if peers:
         parts += [
             "",
@@ -115,6 +137,19 @@ def document(
             " per run than ours (slow peers, see benchmarks/README.md); `-` not measured.",
             "",
             peer_table(peers),
+        ]
+    if cpu:
+        parts += [
+            "",
+            "## Receiver CPU per instance",
+            "",
+            "Milliseconds of CPU (utime + stime of the receiver's process tree, including"
+            " children it reaped, from /proc) per instance sent, from just before the"
+            " first sender starts to just after the last one exits; medians of rounds. In"
+            " brackets ours `--no-fsync` / that receiver. One clock tick is 10 ms, so a"
+            " small run's figures are coarse.",
+            "",
+            peer_table(cpu, CPU_COLUMNS),
         ]
     parts += [
         "",
@@ -143,8 +178,22 @@ def document(
             "",
             scale_table(scale),
         ]
+        if any(point.variant in WORKERS and point.variant != OURS for point in scale):
+            parts += ["", "Workers (issue 20), instances per second:", "", workers_table(scale)]
     if held:
         parts += ["", "## Held associations", "", held_table(held)]
+    if startup is not None:
+        parts += [
+            "",
+            "## Start-up",
+            "",
+            "Short processes measured to their end (wait4): wall time and user + system"
+            " CPU, medians. The inetd connection's wall time is the sender's (storescu"
+            " started, one tiny instance sent, storescu exited), its CPU the receiver's;"
+            " the probe runs against our running receiver.",
+            "",
+            startup_table(startup),
+        ]
     parts += [
         "",
         "## Machine and settings",

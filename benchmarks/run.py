@@ -11,7 +11,9 @@ scenarios, each on its own.  See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -23,9 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import commands, concurrency, flushes, idle, peers, plot, report
+from benchmarks import (
+    commands,
+    concurrency,
+    cputime,
+    disk,
+    flushes,
+    goals,
+    idle,
+    issue_rows,
+    peers,
+    plot,
+    postgres,
+    report,
+    startup,
+)
 from benchmarks.commands import (
     DEFAULT_CONFIG,
+    NEEDS_OPTION,
     OURS_DEFAULT,
     REPO,
     Tools,
@@ -54,6 +71,8 @@ from benchmarks.scenarios import (
     QUICK,
     SCALE,
     SLOW_PEERS,
+    STARTUP,
+    STATE,
     Scenario,
     Sizes,
     instances_sent,
@@ -71,6 +90,9 @@ from benchmarks.stats import (
     OURS_AT_MOST,
     OURS_DURABLE,
     OURS_HTTP,
+    OURS_POSTGRESQL,
+    OURS_STATE,
+    OURS_WORKERS,
     STORESCP_FORK,
     DetailRow,
     FlushRow,
@@ -80,6 +102,8 @@ from benchmarks.stats import (
     Row,
     Samples,
     ScalePoint,
+    StartupResults,
+    median_or_none,
     round_order,
     throughput_kept,
 )
@@ -113,8 +137,16 @@ class Results:
     flushes: list[FlushRow] = field(default_factory=list)
     scale: list[ScalePoint] = field(default_factory=list)
     held: list[tuple[str, HeldResult]] = field(default_factory=list)
+    #: Receiver CPU (process tree, utime + stime) in ms per instance sent.
+    cpu_ms: dict[str, Samples] = field(default_factory=dict)
+    #: This disk's cost of one fdatasync of a fresh small file, measured before each
+    #: round of a scenario with a durable-overhead row: scenario -> one median per round.
+    flush_seconds: dict[str, list[float]] = field(default_factory=dict)
+    startup: StartupResults = field(default_factory=StartupResults)
     #: Scenario keys that could not run, and why (shown in place of our value).
     missing: dict[str, str] = field(default_factory=dict)
+    #: Variants that could not run, and why (e.g. no --state option, no PostgreSQL).
+    variants_missing: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
@@ -134,6 +166,10 @@ def measure_transfer(
     with commands.start(tools, variant, scenario, out) as receiver:
         port = receiver.port
         senders = [sender_command(tools, scenario, d, port) for d in dataset.directories]
+        # Nothing dirty left for this run's flushes to write back (issue 21: a durable
+        # run after a --no-fsync one was inflated by the other's pages otherwise).
+        os.sync()
+        cpu_before = cputime.tree_cpu_seconds(receiver.pid)
         if variant in SAMPLED_VARIANTS:
             with TreeSampler(receiver.pid) as sampler:
                 sent = run_senders(senders)
@@ -141,6 +177,7 @@ def measure_transfer(
         else:
             sent = run_senders(senders)
             peak = receiver.peak_rss_kib()
+        cpu = cputime.tree_cpu_seconds(receiver.pid) - cpu_before
     if any(sent.returncodes):
         raise BenchmarkError(
             f"{scenario.key}/{variant}: sender exit codes {sent.returncodes}:"
@@ -157,11 +194,13 @@ def measure_transfer(
     per_instance = 1000.0 * sent.elapsed / dataset.instances
     results.ms_per_instance.setdefault(scenario.key, Samples()).add(variant, per_instance)
     results.instances.setdefault(scenario.key, {})[variant] = dataset.instances
+    cpu_ms = 1000.0 * cpu / dataset.instances
+    results.cpu_ms.setdefault(scenario.key, Samples()).add(variant, cpu_ms)
     if peak is not None:
         results.rss_mb.setdefault(scenario.key, Samples()).add(variant, peak / 1024)
     print(
-        f"    {variant:13s} {sent.elapsed:8.3f} s  {per_instance:7.3f} ms/instance"
-        f"  peak RSS {(peak or 0) / 1024:7.1f} MB",
+        f"    {variant:15s} {sent.elapsed:8.3f} s  {per_instance:7.3f} ms/instance"
+        f"  CPU {cpu_ms:6.3f} ms/instance  peak RSS {(peak or 0) / 1024:7.1f} MB",
         flush=True,
     )
 
@@ -194,7 +233,9 @@ def round_variants(
     tools: Tools, scenario: Scenario, sizes: Sizes, round_index: int, floors: bool, with_peers: bool
 ) -> list[str]:
     """The variants of one round: the scenario's own, then the peers that take part."""
-    variants = [v for v in scenario.variants if floors or not stores_nothing(v)]
+    variants = [
+        v for v in scenario.variants if (floors or not stores_nothing(v)) and available(tools, v)
+    ]
     if with_peers:
         variants += [
             peer
@@ -226,19 +267,46 @@ def run_scenario(
     if scenario.dataset == HELD:
         run_held(tools, scenario, sizes, work, results)
         return
+    if scenario.dataset == STARTUP:
+        one = prepare(scenario, sizes, work, cache)
+        results.startup = startup.measure(tools, scenario, one, sizes.startup_runs, work)
+        return
+    if scenario.key == STATE:
+        run_state(tools, scenario, sizes, rounds, work, cache, results)
+        return
     if scenario.key == HTTP and not available(tools, OURS_HTTP):
         results.missing[scenario.key] = OPTION_MISSING
         results.note(f"{scenario.key}: our dcmrecv --help has no --http-port yet; not measured")
         print(f"  skipped: {OPTION_MISSING}", flush=True)
         return
-    dataset = prepare(scenario, sizes, work, cache)
     for peer, reason in tools_missing(tools).items():
         if with_peers and peer in scenario.peers:
             results.note(f"{LABELS[peer]} skipped: {reason}")
+    for variant in scenario.variants:
+        if not available(tools, variant) and variant in NEEDS_OPTION and variant != OURS_HTTP:
+            results.variants_missing[variant] = issue_rows.NOT_AVAILABLE
+    run_rounds(tools, scenario, sizes, rounds, work, cache, results, floors, with_peers)
+
+
+def run_rounds(
+    tools: Tools,
+    scenario: Scenario,
+    sizes: Sizes,
+    rounds: int,
+    work: Path,
+    cache: dict[str, Dataset],
+    results: Results,
+    floors: bool,
+    with_peers: bool,
+) -> None:
+    """The rounds of a transfer (or idle) scenario: every variant, order rotating."""
+    dataset = prepare(scenario, sizes, work, cache)
     if scenario.max_rounds is not None:
         rounds = min(rounds, scenario.max_rounds)
     for round_index in range(rounds):
         print(f"  round {round_index + 1}/{rounds}", flush=True)
+        if scenario.overhead_goal is not None:
+            measure_flush_cost(scenario, sizes, work, results)
         for variant in round_variants(tools, scenario, sizes, round_index, floors, with_peers):
             divisor = scenario.peers.get(variant, 1)
             sent = subset(dataset, divisor, work / f"{scenario.dataset}-1of{divisor}")
@@ -250,6 +318,43 @@ def run_scenario(
                     measure_transfer(tools, scenario, sent, variant, out, results)
             finally:
                 _clean(out)
+
+
+def measure_flush_cost(scenario: Scenario, sizes: Sizes, work: Path, results: Results) -> None:
+    """This disk's cost of one flush now, where the receivers write (disk.py)."""
+    seconds = disk.fdatasync_seconds(work / "out" / "flush-probe", sizes.flush_probes)
+    results.flush_seconds.setdefault(scenario.key, []).append(seconds)
+    size = f"{disk.FLUSH_BYTES // 1024} KiB"
+    print(f"    fdatasync of a fresh {size} file: {1000 * seconds:.3f} ms (median)", flush=True)
+
+
+def run_state(
+    tools: Tools,
+    scenario: Scenario,
+    sizes: Sizes,
+    rounds: int,
+    work: Path,
+    cache: dict[str, Dataset],
+    results: Results,
+) -> None:
+    """Issue 20: study state on (embedded, PostgreSQL) against off, once --state exists."""
+    if not available(tools, OURS_STATE):
+        for variant in (OURS_STATE, OURS_POSTGRESQL):
+            results.variants_missing[variant] = issue_rows.NOT_AVAILABLE
+        results.note(f"{scenario.key}: our dcmrecv --help has no --state yet; not measured")
+        print(f"  skipped: {issue_rows.NOT_AVAILABLE}", flush=True)
+        return
+    bin_dir = postgres.find_bin_dir()
+    reason = "stand-in run" if tools.stand_in else postgres.missing_reason(bin_dir)
+    if reason is not None or bin_dir is None:
+        results.variants_missing[OURS_POSTGRESQL] = f"skipped ({reason})"
+        results.note(f"{scenario.key}: PostgreSQL row skipped: {reason}")
+        run_rounds(tools, scenario, sizes, rounds, work, cache, results, False, False)
+        return
+    with postgres.Cluster(bin_dir) as cluster:
+        print(f"  PostgreSQL {bin_dir.parent.name} on {cluster.url}", flush=True)
+        with_cluster = dataclasses.replace(tools, state_url=cluster.url)
+        run_rounds(with_cluster, scenario, sizes, rounds, work, cache, results, False, False)
 
 
 def _clean(out: Path) -> None:
@@ -319,8 +424,12 @@ def run_scale(
 ) -> None:
     series = prepare(scenario, sizes, work, cache)
     variants = [v for v in scenario.variants if available(tools, v)]
-    for missing in set(scenario.variants) - set(variants):
-        results.note(f"scale: {LABELS[missing]} skipped, not installed")
+    for missing in (v for v in scenario.variants if v not in variants):
+        if missing in NEEDS_OPTION:
+            results.variants_missing[missing] = issue_rows.NOT_AVAILABLE
+            results.note(f"scale: {LABELS[missing]} skipped, {issue_rows.NOT_AVAILABLE}")
+        else:
+            results.note(f"scale: {LABELS[missing]} skipped, not installed")
     # Two rounds at most: the curve has many points, and a collapse is not subtle.
     scale_rounds = min(rounds, 2)
     results.scale = concurrency.scale_points(
@@ -349,14 +458,21 @@ def run_held(tools: Tools, scenario: Scenario, sizes: Sizes, work: Path, results
     )
 
 
-def build_rows(selected: Sequence[Scenario], results: Results) -> list[Row]:
+def build_rows(selected: Sequence[Scenario], sizes: Sizes, results: Results) -> list[Row]:
     rows: list[Row] = []
     for scenario in selected:
         missing = results.missing.get(scenario.key)
         if scenario.dataset == IDLE:
             samples = results.cpu_percent.get(scenario.key, Samples())
             rows.append(
-                Row(scenario.title, "%", samples.median(OURS), samples.median(DCMTK), scenario.goal)
+                Row(
+                    scenario.title,
+                    "%",
+                    samples.median(OURS),
+                    samples.median(DCMTK),
+                    scenario.goal,
+                    issue=scenario.issue,
+                )
             )
         elif scenario.dataset == FLUSHES:
             rows += _flush_rows(scenario, results.flushes, missing)
@@ -373,11 +489,31 @@ def build_rows(selected: Sequence[Scenario], results: Results) -> list[Row]:
                     missing=missing,
                 )
             )
+            workers = OURS_WORKERS not in results.variants_missing
+            rows += issue_rows.workers_scale_rows(scenario, results.scale, workers)
         elif scenario.dataset == HELD:
             rows += _held_rows(scenario, results.held)
+        elif scenario.dataset == STARTUP:
+            rows += issue_rows.startup_rows(results.startup)
+        elif scenario.key == STATE:
+            seconds = results.seconds.get(scenario.key, Samples())
+            rows += issue_rows.state_rows(seconds, results.variants_missing)
         else:
             rows += _transfer_rows(scenario, results, missing)
+            rows += _issue_transfer_rows(scenario, sizes, results)
     return rows
+
+
+def _issue_transfer_rows(scenario: Scenario, sizes: Sizes, results: Results) -> list[Row]:
+    """Receiver CPU, the durable overhead in flushes and --workers 2 (issues 20, 21)."""
+    seconds = results.seconds.get(scenario.key, Samples())
+    flush = median_or_none(results.flush_seconds.get(scenario.key, []))
+    added = issue_rows.cpu_rows(scenario, results.cpu_ms.get(scenario.key, Samples()))
+    added += issue_rows.overhead_row(scenario, seconds, instances_sent(scenario, sizes), flush)
+    if OURS_WORKERS in scenario.variants:
+        workers = OURS_WORKERS not in results.variants_missing
+        added.append(issue_rows.workers_row(scenario, seconds, workers))
+    return added
 
 
 _NO_POINT = ScalePoint("none", 0, 0, 0.0, None, None, None, None)
@@ -394,6 +530,7 @@ def _transfer_rows(scenario: Scenario, results: Results, missing: str | None) ->
             scenario.goal,
             against=LABELS[scenario.reference],
             missing=missing,
+            issue=scenario.issue,
         )
     ]
     if scenario.durable_goal is not None:
@@ -415,6 +552,7 @@ def _transfer_rows(scenario: Scenario, results: Results, missing: str | None) ->
                 rss.median(OURS),
                 rss.median(DCMTK),
                 Goal(OURS_AT_MOST, scenario.rss_goal_mb),
+                issue=scenario.issue,
             )
         )
     return rows
@@ -431,6 +569,8 @@ def _flush_rows(scenario: Scenario, rows: Sequence[FlushRow], missing: str | Non
             None,
             Goal(OURS_AT_MOST, row.limit),
             against="DCMTK (never flushes)",
+            # Issue 21 restates the group-commit goal (8 senders).
+            issue="21" if row.limit == flushes.GROUP_COMMIT_LIMIT else "",
         )
         for row in rows
     ]
@@ -448,8 +588,17 @@ def _held_rows(scenario: Scenario, held: Sequence[tuple[str, HeldResult]]) -> li
                 None,
                 Goal(OURS_AT_LEAST, float(result.opened)),
                 "-",
+                issue=scenario.issue,
             ),
-            Row(f"{name}, CPU % of one core", "%", result.cpu_percent, None, scenario.goal, "-"),
+            Row(
+                f"{name}, CPU % of one core",
+                "%",
+                result.cpu_percent,
+                None,
+                scenario.goal,
+                "-",
+                issue=scenario.issue,
+            ),
             Row(f"{name}, RSS while held", "MB", result.rss_mb, None, INFO, "-"),
             Row(
                 f"{name}, threads",
@@ -466,7 +615,7 @@ def _held_rows(scenario: Scenario, held: Sequence[tuple[str, HeldResult]]) -> li
 def build_details(selected: Sequence[Scenario], sizes: Sizes, results: Results) -> list[DetailRow]:
     details = []
     for scenario in selected:
-        if scenario.key not in results.seconds or scenario.key == HTTP:
+        if scenario.key not in results.seconds or scenario.key in (HTTP, STATE):
             continue
         seconds = results.seconds[scenario.key]
         rss = results.rss_mb.get(scenario.key, Samples())
@@ -501,15 +650,35 @@ def build_peer_rows(selected: Sequence[Scenario], results: Results) -> list[Peer
     return rows
 
 
-def has_http_option(ours: Sequence[str], env: dict[str, str]) -> bool:
-    """Whether our receiver's ``--help`` lists ``--http-port`` (issue 15)."""
+def build_cpu_rows(selected: Sequence[Scenario], results: Results) -> list[PeerRow]:
+    """Receiver CPU per instance, every variant measured, per transfer scenario."""
+    rows = []
+    for scenario in selected:
+        samples = results.cpu_ms.get(scenario.key)
+        if samples is None:
+            continue
+        rows.append(
+            PeerRow(
+                scenario.key,
+                {v: samples.median(v) for v in samples.values},
+                dict(results.instances.get(scenario.key, {})),
+            )
+        )
+    return rows
+
+
+def listed_options(ours: Sequence[str], env: dict[str, str], options: Sequence[str]) -> set[str]:
+    """Which of ``options`` our receiver's ``--help`` lists (the ones still to come:
+    ``--http-port`` of issue 15, ``--workers`` and ``--state`` of issue 20)."""
     try:
         result = subprocess.run(
             [*ours, "--help"], capture_output=True, text=True, timeout=30, env=env, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "--http-port" in result.stdout + result.stderr
+        return set()
+    # Whole words only: "--state-dir" or "--workers-limit" would not be --state or --workers.
+    words = set(re.split(r"[\s,=\[\]]+", result.stdout + result.stderr))
+    return {option for option in options if option in words}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -571,6 +740,11 @@ def find_tools(args: argparse.Namespace) -> Tools:
         storescp = None
     probe = Tools(dcmrecv, "", "", ours, args.stand_in_dcmtk, args.config)
     env = Command((), ours_environment(probe)).environment()
+    listed = (
+        set()
+        if args.stand_in_dcmtk
+        else listed_options(ours, env, sorted(set(NEEDS_OPTION.values())))
+    )
     return Tools(
         dcmrecv=dcmrecv,
         storescu=find_dcmtk_tool("storescu"),
@@ -582,7 +756,8 @@ def find_tools(args: argparse.Namespace) -> Tools:
         pynetdicom=peers.pynetdicom_storescp(),
         orthanc=peers.find_orthanc(),
         strace=shutil.which("strace"),
-        http_option=not args.stand_in_dcmtk and has_http_option(ours, env),
+        http_option="--http-port" in listed,
+        options=frozenset(listed),
     )
 
 
@@ -632,16 +807,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
-    rows = build_rows(selected, results)
+    rows = build_rows(selected, sizes, results)
+    # The goals table compares with the report this run replaces (if any).
+    previous = args.results / "latest.md"
     text = report.document(
         rows=rows,
         details=build_details(selected, sizes, results),
         peers=build_peer_rows(selected, results),
+        cpu=build_cpu_rows(selected, results),
         flushes=results.flushes,
         scale=results.scale,
         held=results.held,
+        startup=results.startup if results.startup.wall else None,
+        previous=goals.previous_figures(previous.read_text()) if previous.is_file() else None,
         machine=report.machine_info(tools.dcmrecv, REPO),
-        settings=settings(args, tools, rounds, sizes, elapsed, load_before),
+        settings=settings(args, tools, rounds, sizes, elapsed, load_before, results),
         notes=results.notes,
     )
     print()
@@ -664,7 +844,13 @@ def settings(
     sizes: Sizes,
     elapsed: float,
     load_before: float,
+    results: Results,
 ) -> list[tuple[str, str]]:
+    flushes_ms = [
+        f"{key} {', '.join(f'{1000 * seconds:.3f}' for seconds in values)}"
+        for key, values in results.flush_seconds.items()
+    ]
+    options = ", ".join(sorted(tools.options)) or "none of them"
     return [
         ("rounds", f"{rounds} (median){' --quick' if args.quick else ''}"),
         (
@@ -684,6 +870,15 @@ def settings(
         ("pynetdicom storescp", shlex.join(tools.pynetdicom) if tools.pynetdicom else "not found"),
         ("Orthanc", report.orthanc_version(tools.orthanc) if tools.orthanc else "not installed"),
         ("strace", tools.strace or "not installed"),
+        (
+            f"this disk: fdatasync of a fresh {disk.FLUSH_BYTES // 1024} KiB file, ms"
+            f" (median of {sizes.flush_probes}, before each round)",
+            "; ".join(flushes_ms) or "not measured",
+        ),
+        (
+            f"options of ours still to come ({', '.join(sorted(set(NEEDS_OPTION.values())))})",
+            f"--help lists {options}",
+        ),
         ("benchmark wall time", f"{elapsed:.0f} s"),
         # Other work on a shared machine shows here; compare runs with similar load.
         ("load average (1 min) before / after", f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"),

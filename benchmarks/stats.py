@@ -22,6 +22,11 @@ STORESCP_FORK = "storescp-fork"  # DCMTK's storescp --fork: a child process per 
 PYNETDICOM = "pynetdicom"  # pynetdicom's storescp app (python -m pynetdicom storescp)
 ORTHANC = "orthanc"  # Orthanc, started with a configuration file of its own
 OURS_HTTP = "ours-http"  # our receiver --no-fsync with the HTTP endpoint on (--http-port 0)
+#: Issue 20 (scale-out), measured once our --help lists the option:
+OURS_WORKERS = "ours-workers-2"  # our receiver --no-fsync --workers 2
+OURS_WORKERS_4 = "ours-workers-4"  # our receiver --no-fsync --workers 4
+OURS_STATE = "ours-state"  # --no-fsync --eostudy-timeout 5: study state in the embedded store
+OURS_POSTGRESQL = "ours-postgresql"  # the same with --state postgresql://... on loopback
 
 #: What each variant is called in tables and charts.
 LABELS = {
@@ -35,7 +40,13 @@ LABELS = {
     PYNETDICOM: "pynetdicom storescp",
     ORTHANC: "Orthanc",
     OURS_HTTP: "ours --no-fsync --http-port 0",
+    OURS_WORKERS: "ours --no-fsync --workers 2",
+    OURS_WORKERS_4: "ours --no-fsync --workers 4",
+    OURS_STATE: "ours --no-fsync, study state embedded",
+    OURS_POSTGRESQL: "ours --no-fsync, study state in PostgreSQL",
 }
+#: Our receiver with 1, 2 and 4 workers (1 is the default): the workers scale curve.
+WORKERS = {OURS: 1, OURS_WORKERS: 2, OURS_WORKERS_4: 4}
 
 #: Kinds of goal.
 RATIO_AT_MOST = "ratio<="  # ours / DCMTK must not exceed the limit
@@ -138,6 +149,8 @@ class Row:
     goal: Goal
     against: str = LABELS[DCMTK]
     missing: str | None = None
+    #: The issue whose goal this row checks, for the goals table ("" for earlier ones).
+    issue: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -254,6 +267,22 @@ def detail_table(rows: Sequence[DetailRow]) -> str:
 
 #: Column order of the peer table.
 PEER_COLUMNS = (OURS, OURS_DURABLE, DCMTK, STORESCP, STORESCP_FORK, PYNETDICOM, ORTHANC)
+#: Column order of the receiver CPU table: the floors and the workers too.
+CPU_COLUMNS = (
+    OURS,
+    OURS_DURABLE,
+    DCMTK,
+    OURS_IGNORE,
+    DCMTK_IGNORE,
+    STORESCP,
+    STORESCP_FORK,
+    OURS_WORKERS,
+    OURS_STATE,
+    OURS_POSTGRESQL,
+    OURS_HTTP,
+    PYNETDICOM,
+    ORTHANC,
+)
 
 
 @dataclass(frozen=True)
@@ -266,9 +295,12 @@ class PeerRow:
     instances: Mapping[str, int]
 
 
-def peer_table(rows: Sequence[PeerRow]) -> str:
-    """ms per instance per receiver; in brackets ours --no-fsync / that receiver."""
-    columns = [v for v in PEER_COLUMNS if any(v in row.ms_per_instance for row in rows)]
+def peer_table(rows: Sequence[PeerRow], order: Sequence[str] = PEER_COLUMNS) -> str:
+    """ms per instance per receiver; in brackets ours --no-fsync / that receiver.
+
+    The receiver CPU table has the same shape (CPU ms per instance, ``CPU_COLUMNS``).
+    """
+    columns = [v for v in order if any(v in row.ms_per_instance for row in rows)]
     body = []
     for row in rows:
         ours = row.ms_per_instance.get(OURS)
@@ -404,6 +436,23 @@ def scale_table(points: Sequence[ScalePoint]) -> str:
     return markdown_table(header, body)
 
 
+def workers_table(points: Sequence[ScalePoint]) -> str:
+    """The workers curve: senders | inst/s with 1, 2 and 4 workers | storescp --fork."""
+    variants = [*WORKERS, STORESCP_FORK]
+    by_key = {(p.variant, p.senders): p for p in points}
+    header = ["senders", *(f"{n} worker{'s' if n > 1 else ''}: inst/s" for n in WORKERS.values())]
+    header.append(f"{LABELS[STORESCP_FORK]}: inst/s")
+    body = []
+    for count in sorted({p.senders for p in points}):
+        cells = [str(count)]
+        for variant in variants:
+            point = by_key.get((variant, count))
+            rate = None if point is None else point.instances_per_second
+            cells.append("-" if point is None else "n/a" if rate is None else f"{rate:.0f}")
+        body.append(cells)
+    return markdown_table(header, body)
+
+
 def _count(value: int | None) -> str:
     return "n/a" if value is None else str(value)
 
@@ -436,4 +485,59 @@ def held_table(results: Sequence[tuple[str, HeldResult]]) -> str:
         ]
         for variant, held in results
     ]
+    return markdown_table(header, body)
+
+
+# --- Start-up: short processes measured to their end ---------------------------------
+
+#: What is measured (the keys of StartupResults.wall and .cpu).
+DCMRECV_VERSION = "dcmrecv --version"
+STORESCP_VERSION = "storescp --version"
+INETD = "storescp --inetd, one connection"
+PROBE = "health probe, one C-ECHO"
+BARE_PYTHON = "bare python3 -c pass"
+#: What DCMTK's side of each is.
+STARTUP_REFERENCE = {
+    DCMRECV_VERSION: "DCMTK dcmrecv --version",
+    STORESCP_VERSION: "DCMTK storescp --version",
+    INETD: "DCMTK storescp --inetd",
+    PROBE: "DCMTK echoscu",
+    BARE_PYTHON: "-",
+}
+
+
+@dataclass
+class StartupResults:
+    """Per measurement: variant (ours, dcmtk) -> wall and CPU seconds, one per run."""
+
+    wall: dict[str, Samples] = field(default_factory=dict)
+    cpu: dict[str, Samples] = field(default_factory=dict)
+    #: Measurements that could not run, and why.
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, variant: str, wall: float, cpu: float) -> None:
+        self.wall.setdefault(name, Samples()).add(variant, wall)
+        self.cpu.setdefault(name, Samples()).add(variant, cpu)
+
+
+def startup_table(results: StartupResults) -> str:
+    """measurement | ours wall, CPU | DCMTK's counterpart | its wall, CPU."""
+    header = ["measurement", "ours: wall", "ours: CPU", "against", "theirs: wall", "theirs: CPU"]
+    body = []
+    for name, reference in STARTUP_REFERENCE.items():
+        if name in results.missing:
+            body.append([name, results.missing[name], "", reference, "", ""])
+            continue
+        wall = results.wall.get(name, Samples())
+        cpu = results.cpu.get(name, Samples())
+        body.append(
+            [
+                name,
+                format_value(wall.median(OURS), "s"),
+                format_value(cpu.median(OURS), "s"),
+                reference,
+                format_value(wall.median(DCMTK), "s"),
+                format_value(cpu.median(DCMTK), "s"),
+            ]
+        )
     return markdown_table(header, body)

@@ -9,95 +9,61 @@ obvious.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from dcmrecv.negotiation.asconfig import Profile
+from dcmrecv.storage.encoding import OutputEncoding
 from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
-from dcmrecv.storage.model import OutputPolicy, StoreResult
 from dcmrecv.storage.model import StorageMode as StorageMode
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
+from dcmrecv.storage.sorting import SortMode
 from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
-
-
-@dataclass(frozen=True)
-class AssociationInfo:
-    """What event handlers learn about an association (AE titles as received)."""
-
-    calling_ae_title: str
-    called_ae_title: str
-    peer_address: str
-    peer_host: str
-    #: A number unique within this process, for grouping events.
-    serial: int
-
-
-class ReceiverEvents(Protocol):
-    """Notifications for storescp's ``--exec-on-reception`` / end-of-study hooks.
-
-    Called in the association's thread; an exception is logged, never fatal.
-    ``instance_stored`` follows every C-STORE whose data set arrived, also one that
-    was not stored (``result.status`` says which).
-    """
-
-    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None: ...
-
-    def association_ended(self, association: AssociationInfo) -> None: ...
-
-
-class AssociationObserver(Protocol):
-    """What the operations layer (metrics, ``--event-log``, study completion) is told.
-
-    Called in the association's thread.  ``instance_answered`` comes before the
-    C-STORE response is sent; an ``OSError`` from it (the event log's disk is full)
-    turns a Success into 0xA700, Out of Resources, so no stored instance goes
-    unrecorded.
-    """
-
-    def association_accepted(self, association: AssociationInfo) -> None: ...
-
-    def association_rejected(self) -> None: ...
-
-    def instance_answered(self, association: AssociationInfo, answer: StoreAnswer) -> None: ...
-
-    def association_ended(self, association: AssociationInfo, end: AssociationEnd) -> None: ...
-
-
-@dataclass(frozen=True)
-class StoreAnswer:
-    """One C-STORE as answered: what arrived, what became of it, and the status."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    status: int
-    #: Data set bytes received.
-    received_bytes: int
-    #: Seconds from the last data set fragment to the response (None: not stored).
-    seconds: float | None
-    #: The storage result; None when the data set was drained without storing.
-    result: StoreResult | None
-    #: Why it failed, or what a Success had to do (the log line's text).
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class AssociationEnd:
-    """An accepted association's totals, for ``association_ended``."""
-
-    instances: int
-    failures: int
-    received_bytes: int
-    seconds: float
-    #: False when released (A-RELEASE), True for an A-ABORT, a timeout or a lost link.
-    aborted: bool
-
+from dcmrecv.tlsconfig import TLSOptions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class NamingSettings:
+    """storescp's file naming and sorting options (storescp.man, "output options")."""
+
+    sort_mode: SortMode = SortMode.NONE
+    sort_prefix: str = ""
+    unique_filenames: bool = False
+    time_names: bool = False
+    extension: str = ""
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """storescp's event options (storescp.man, "event options"); commands as given,
+    with DCMTK's placeholders (``#p #f #a #c #r``), checked by the command line."""
+
+    exec_on_reception: str | None = None
+    exec_on_eostudy: str | None = None
+    rename_on_eostudy: bool = False
+    #: ``--eostudy-timeout`` in seconds; None waits for an object of another study.
+    eostudy_timeout: float | None = None
+    exec_sync: bool = False
+
+
+@dataclass(frozen=True)
+class StorescpSettings:
+    """What only the ``storescp`` command asks for: its naming, events and output
+    conversions; None in :class:`ReceiverConfig` for ``dcmrecv``."""
+
+    #: The output directory as storescp prints it in paths ("." or the ``-od`` value
+    #: without a trailing separator, DCMTK's normalizeDirName).
+    output_directory: str = "."
+    naming: NamingSettings = field(default_factory=NamingSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    #: How files are written when they are converted; None keeps the received bytes.
+    encoding: OutputEncoding | None = None
+    #: ``+uc``: pydicom converts defined-length UN elements to their real VR.
+    convert_un: bool = False
 
 
 #: DCMTK's defaults (dcmrecv.man): AE title, ACSE timeout, max receive PDU.
@@ -158,10 +124,9 @@ class ReceiverConfig:
     inetd_connection: int | None = None
     #: SIGTERM/SIGINT: how long running associations may take to finish, in seconds.
     shutdown_timeout: float = 30.0
-    #: ``+tls``: server-side TLS context (PS3.15 B.1 secure transport); None is plain TCP.
-    tls_context: ssl.SSLContext | None = None
-    #: ``--expect-sni``: the server name a TLS client must ask for, if set.
-    expected_sni: str | None = None
+    #: ``+tls`` and its options (PS3.15 B.1 secure transport); None is plain TCP.  The
+    #: context is built when the receiver starts (exit code 71 when it cannot be).
+    tls: TLSOptions | None = None
     #: ``--accept-calling``: calling AE titles allowed (None allows all); others get
     #: A-ASSOCIATE-RJ (1,1,3).  Titles are stored stripped of leading/trailing spaces.
     accept_calling: frozenset[str] | None = None
@@ -184,14 +149,12 @@ class ReceiverConfig:
     #: ``--promiscuous``: accept any abstract syntax the profile does not list, with
     #: these transfer syntaxes in order of preference (storescp's -pm).
     promiscuous_transfer_syntaxes: tuple[str, ...] = ()
-    #: storescp's event hooks; None for dcmrecv.
-    events: ReceiverEvents | None = None
     #: storescp: answer with an A-ASSOCIATE-AC even when no presentation context is
     #: accepted (as DCMTK's storescp does); dcmrecv rejects such a request (1,1,1).
     acknowledge_without_contexts: bool = False
-    #: storescp's naming, sorting and output conversions (dcmrecv.storage.writer.OutputPolicy);
-    #: None keeps dcmrecv's naming (subdirectory, filename_mode) and the received bytes.
-    output_policy: OutputPolicy | None = None
+    #: storescp's naming, sorting, conversions and event hooks; None for dcmrecv, whose
+    #: naming is ``subdirectory`` and ``filename_mode`` and whose files are the bytes received.
+    storescp: StorescpSettings | None = None
 
     # Storage policies (not in DCMTK; all off by default, so DCMTK's behaviour stays).
     #: ``--output-template``: the path of each file (checked); None keeps -s/+fd naming.
@@ -224,5 +187,3 @@ class ReceiverConfig:
     study_command: str | None = None
     #: ``--exec-timeout``: seconds before a hanging study command is killed.
     study_command_timeout: float = 60.0
-    #: Set by the operations layer, not by the command line.
-    observer: AssociationObserver | None = None

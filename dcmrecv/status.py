@@ -24,6 +24,13 @@ class Status(enum.IntEnum):
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
     #: PS3.4 B.2.3: Error, cannot understand.
     CANNOT_UNDERSTAND = 0xC000
+    #: ``--on-duplicate reject``.  PS3.4 B.2.3 has no "duplicate" status for C-STORE
+    #: (nor has DCMTK's storescp).  A7xx "out of resources" would invite a retry that
+    #: can never succeed; a warning (Bxxx) would tell the sender it was stored.  So a
+    #: failure in the Cxxx "cannot understand" range, which senders treat as final,
+    #: with the low bits of PS3.7 C.4's 0111H "Duplicate SOP Instance" (an N-CREATE
+    #: status) for whoever reads the number, and the Error Comment saying so.
+    DUPLICATE_REJECTED = 0xC111
     #: PS3.4 B.2.3 warnings.
     COERCION_OF_DATA_ELEMENTS = 0xB000
     ELEMENTS_DISCARDED = 0xB006

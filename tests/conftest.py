@@ -101,11 +101,28 @@ def require_program(name: str, needed_for: str) -> str:
     return path
 
 
+def subscribed(*subscribers: Any) -> dict[str, Any]:
+    """Server arguments whose event bus has dcmrecv's log dialect and ``subscribers``
+    (objects with a ``subscribe(bus)`` method), for ``running_receiver(server_args=...)``."""
+    from dcmrecv.events import EventBus
+    from dcmrecv.logs.dialects import DcmrecvDialect
+    from dcmrecv.wire.association import Services
+
+    bus = EventBus()
+    DcmrecvDialect().subscribe(bus)
+    for subscriber in subscribers:
+        subscriber.subscribe(bus)
+    return {"services": Services(bus=bus)}
+
+
 @contextlib.contextmanager
-def running_receiver(**settings: Any) -> Iterator[Server]:
+def running_receiver(
+    *, server_args: dict[str, Any] | None = None, **settings: Any
+) -> Iterator[Server]:
     """Our receiver on 127.0.0.1 and an OS-assigned port, in this process.
 
-    ``settings`` override ReceiverConfig fields (output_directory, profile, ...).
+    ``settings`` override ReceiverConfig fields (output_directory, profile, ...);
+    ``server_args`` are keyword arguments of the Server (services, store).
     The server is stopped, and its threads joined, when the block ends.
     """
     from dcmrecv.config import ReceiverConfig
@@ -113,7 +130,7 @@ def running_receiver(**settings: Any) -> Iterator[Server]:
 
     settings.setdefault("bind_address", "127.0.0.1")
     settings.setdefault("shutdown_timeout", 10.0)
-    server = Server(ReceiverConfig(port=0, **settings))
+    server = Server(ReceiverConfig(port=0, **settings), **(server_args or {}))
     thread = threading.Thread(target=server.serve_forever, name="test-receiver", daemon=True)
     thread.start()
     try:

@@ -399,7 +399,14 @@ _PROBE_REFUSAL = "I: Refusing Association (bad application context)"
 #: notice that SIGTERM was received (DCMTK's dcmrecv is simply killed by it).
 # Our own extra lines: the per-association summary, the signal, and the port probe
 # (which DCMTK logs as an empty association plus a refusal: _PROBE above).
-_OURS_ONLY = ("I: Association summary: ", "I: received SIGTERM", "I: Connection from ")
+#: Our lines DCMTK has no counterpart of; "stopping: ..." appears when the SIGTERM
+#: that ends a run arrives while an association's thread is still winding down.
+_OURS_ONLY = (
+    "I: Association summary: ",
+    "I: received SIGTERM",
+    "I: Connection from ",
+    "I: stopping: ",
+)
 
 
 def comparable_log(log: str, output_directory: Path, filename_mode: str) -> list[str]:

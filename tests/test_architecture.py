@@ -14,7 +14,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dcmrecv"
 #: Layers from the bottom up: a module may import from its own layer and the ones
 #: below, never from a layer above (README, "Development").
 LAYERS = [
-    {"exitcodes", "status", "implementation", "boundedread", "logs", "negotiation"},
+    {
+        "exitcodes",
+        "status",
+        "implementation",
+        "boundedread",
+        "tlsconfig",
+        "events",
+        "logs",
+        "negotiation",
+    },
     {"storage"},
     {"config"},
     {"wire"},
@@ -124,3 +133,33 @@ def test_imports_point_down_the_layers() -> None:
 
 
 LAYERS_NAMES = ["/".join(sorted(layer)) for layer in LAYERS]
+
+
+#: The association's driver: socket, TLS, timers and threads only (issue 19).  The
+#: protocol (wire/protocol.py) and the service (wire/scp.py) hold the rest.
+DRIVER = PACKAGE / "wire" / "association.py"
+DRIVER_MAX_LINES = 400
+
+
+def test_the_association_driver_stays_small() -> None:
+    lines = len(DRIVER.read_text().splitlines())
+    assert lines <= DRIVER_MAX_LINES, (
+        f"{DRIVER.name} has {lines} lines: move protocol rules to wire/protocol.py and "
+        "service decisions to wire/scp.py"
+    )
+
+
+def test_the_protocol_object_does_no_io() -> None:
+    """wire/protocol.py is sans I/O: no sockets, clocks, threads, files or logging."""
+    tree = ast.parse((PACKAGE / "wire" / "protocol.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not imported & {"socket", "ssl", "time", "threading", "os", "logging", "select"}

@@ -351,8 +351,9 @@ def test_a_store_whose_event_is_lost_says_where_its_file_is(
     line says the received file stays, and where; the next line starts a line."""
     import fcntl
 
-    from dcmrecv.ops.eventlog import EventLog
-    from dcmrecv.ops.runtime import Operations
+    from dcmrecv.config import ReceiverConfig
+    from dcmrecv.ops.eventlog import EventLog, EventLogWriter
+    from dcmrecv.wire.server import default_services
 
     caplog.set_level(logging.INFO, logger="dcmrecv")
     fifo = tmp_path / "events.fifo"
@@ -363,10 +364,10 @@ def test_a_store_whose_event_is_lost_says_where_its_file_is(
     out = tmp_path / "out"
     out.mkdir()
     statuses = []
+    services = default_services(ReceiverConfig(port=0))
+    EventLogWriter(events).subscribe(services.bus)
     with running_receiver(
-        output_directory=out,
-        profile=default_profile,
-        observer=Operations(None, events, None),
+        output_directory=out, profile=default_profile, server_args={"services": services}
     ) as server:
         # Nothing reads: the pipe fills, and a store waits 1 s, then fails.
         for n in range(10):

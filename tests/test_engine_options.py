@@ -11,10 +11,9 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from dcmrecv.config import AssociationInfo
+from dcmrecv.events import AssociationEnded, AssociationInfo, EventBus, InstanceAnswered
 from dcmrecv.negotiation.asconfig import verification_only_profile
-from dcmrecv.storage.writer import StoreResult
-from tests.conftest import rejection_seen, running_receiver
+from tests.conftest import rejection_seen, running_receiver, subscribed
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 PRIVATE_CLASS = "1.2.826.0.1.3680043.9.9999.1"
@@ -72,17 +71,23 @@ def test_abort_options_abort_and_store_nothing(tmp_path: Path, option: str) -> N
 
 
 class _Recorder:
+    """A subscriber of the event bus that keeps what it heard."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, AssociationInfo, object]] = []
         self.lock = threading.Lock()
 
-    def instance_stored(self, association: AssociationInfo, result: StoreResult) -> None:
-        with self.lock:
-            self.events.append(("stored", association, result.path))
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(InstanceAnswered, self.instance_answered)
+        bus.subscribe(AssociationEnded, self.association_ended)
 
-    def association_ended(self, association: AssociationInfo) -> None:
+    def instance_answered(self, event: InstanceAnswered) -> None:
         with self.lock:
-            self.events.append(("ended", association, None))
+            self.events.append(("stored", event.association, event.path))
+
+    def association_ended(self, event: AssociationEnded) -> None:
+        with self.lock:
+            self.events.append(("ended", event.association, None))
 
 
 def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
@@ -92,7 +97,11 @@ def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
     recorder = _Recorder()
     ae = AE(ae_title="SENDER")
     ae.add_requested_context(CTImageStorage, EXPLICIT)
-    with running_receiver(output_directory=tmp_path, profile=profile, events=recorder) as server:
+    with running_receiver(
+        output_directory=tmp_path,
+        profile=profile,
+        server_args=subscribed(recorder),
+    ) as server:
         assoc = ae.associate("127.0.0.1", server.port, ae_title="RECEIVER")
         assert assoc.send_c_store(pydicom.dcmread(CT_SMALL)).Status == 0
         assoc.release()
@@ -101,7 +110,7 @@ def test_events_report_stored_instances_then_the_end(tmp_path: Path) -> None:
     info = recorder.events[0][1]
     assert (info.calling_ae_title, info.called_ae_title) == ("SENDER", "RECEIVER")
     stored_path = recorder.events[0][2]
-    assert isinstance(stored_path, Path) and stored_path.exists()
+    assert isinstance(stored_path, str) and Path(stored_path).exists()
 
 
 def test_acknowledge_without_contexts_sends_an_ac_refusing_all(tmp_path: Path) -> None:

@@ -418,9 +418,9 @@ def test_conflicting_options_exit_as_dcmtks_storescp(
         assert run.scu.returncode != 0, name  # the connection closed unanswered
         assert stored_files(output) == []
         if name == "ours":
-            # Printed before standard error goes to /dev/null (DCMTK 3.6.7 prints
-            # none of these; current DCMTK prints the --fork one, in these words).
-            assert run.scp.stderr.endswith(f"error: {message}\n")
+            # Under inetd standard error is the connection: nothing may be printed
+            # there (current DCMTK prints the --fork one before it redirects).
+            assert (run.scp.stdout, run.scp.stderr) == ("", "")
 
 
 @pytest.mark.dcmtk
@@ -443,6 +443,77 @@ def test_standard_input_that_is_no_socket_is_logged_and_exits_as_dcmtk(tmp_path:
         assert "non-socket" in text, name
         log.unlink()
     assert codes == {"dcmtk": 0, "ours": 0}
+
+
+def serve_like_inetd(args: Sequence[str], cwd: Path) -> tuple[int, bytes]:
+    """Start our storescp as inetd does, the connection on descriptors 0, 1 and 2;
+    return its exit code and every byte the peer received before the close."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+    with client, conn:
+        process = subprocess.Popen(
+            [*STORESCP, *args],
+            stdin=conn.fileno(),
+            stdout=conn.fileno(),
+            stderr=conn.fileno(),
+            cwd=cwd,
+            env=environment(),
+        )
+        conn.close()
+        client.settimeout(TIMEOUT)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        return process.wait(TIMEOUT), received
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # The issue's case: the README's inetd line without the logger file it names.
+        (["-lc", "/nonexistent/logger.cfg"], "Specified --log-config file does not exist"),
+        (["--fork"], "--inetd not allowed with --fork"),
+        (["--no-such-option"], "Unknown option --no-such-option"),
+        (["-xcs", "true"], "--exec-on-eostudy not allowed with --inetd"),
+    ],
+)
+def test_command_line_errors_never_reach_the_inetd_connection(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Under inetd standard error is the DICOM connection: an error printed there
+    reaches the peer as a malformed PDU.  The peer sees the connection close with
+    nothing sent; the error goes to the -lc log when that was read first."""
+    config, log = log_config(tmp_path)
+    for spelling in ("--inetd", "-id"):
+        code, received = serve_like_inetd([spelling, *args, "-od", str(tmp_path)], tmp_path)
+        assert (code, received) == (1, b""), spelling
+    code, received = serve_like_inetd(["-lc", str(config), "-id", *args], tmp_path)
+    assert (code, received) == (1, b"")
+    if "-lc" not in args and message.startswith("--"):  # found after -lc was read
+        assert f"FATAL: error: {message}" in log.read_text().splitlines()
+
+
+def test_inetd_in_a_command_file_takes_the_connection_first(tmp_path: Path) -> None:
+    command_file = tmp_path / "inetd.args"
+    command_file.write_text("--inetd --fork\n")
+    code, received = serve_like_inetd([f"@{command_file}"], tmp_path)
+    assert (code, received) == (1, b"")
+
+
+def test_an_option_value_spelled_like_inetd_is_not_inetd(tmp_path: Path) -> None:
+    """``-aet -id`` names an AE title: no connection is taken, the error is printed."""
+    result = subprocess.run(
+        [*STORESCP, "-aet", "-id", "-od", str(tmp_path / "missing"), "11112"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(),
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "specified output directory does not exist" in result.stderr
 
 
 def test_inetd_with_standard_input_closed_exits_99(tmp_path: Path) -> None:

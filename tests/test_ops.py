@@ -18,14 +18,17 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dcmrecv.events import EventBus, StudyCompleted, StudyOpenAtShutdown
 from dcmrecv.logs.printable import printable
 from dcmrecv.ops.eventlog import EventLog, encode_event
 from dcmrecv.ops.http import CLIENT_TIMEOUT, OpsEndpoint
 from dcmrecv.ops.metrics import ReceiverMetrics
-from dcmrecv.ops.studies import StudyCompletion, StudyFile, StudyTracker, run_hook
+from dcmrecv.ops.process import run_hook
+from dcmrecv.ops.studies import EndOfStudy, StudyFile, StudyTracker
 
 CI = os.environ.get("CI") == "true"
 
@@ -235,15 +238,10 @@ def test_a_resent_instance_is_listed_once() -> None:
 
 def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> None:
     out = tmp_path / "manifest.json"
-    events: list[tuple[str, dict[str, object]]] = []
+    events, bus = heard()
     # The study is complete after 1.5 s without a new instance: the five below come
     # well within that even when a loaded machine stalls this thread for a moment.
-    completion = StudyCompletion(
-        1.5,
-        command=f"cat > {out}; echo done",
-        command_timeout=10,
-        write_event=lambda kind, fields: events.append((kind, fields)),
-    )
+    completion = EndOfStudy(1.5, command=f"cat > {out}; echo done", command_timeout=10, bus=bus)
     completion.start()
     for n in range(5):
         completion.instance_stored("1.1", study_file(n), "SCU1" if n % 2 else "SCU2")
@@ -251,7 +249,7 @@ def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> N
     while not events and time.monotonic() < deadline:
         time.sleep(0.05)
     completion.stop()
-    assert [kind for kind, _ in events] == ["study_complete"]
+    assert [type(event).__name__ for event in events] == ["StudyCompleted"]
     manifest = json.loads(out.read_text())
     assert manifest["study_instance_uid"] == "1.1" and manifest["instances"] == 5
     assert manifest["calling_ae_titles"] == ["SCU1", "SCU2"]
@@ -261,16 +259,23 @@ def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> N
 
 
 def test_open_studies_at_shutdown_are_recorded() -> None:
-    events: list[tuple[str, dict[str, object]]] = []
-    completion = StudyCompletion(
-        3600, command=None, command_timeout=1, write_event=lambda k, f: events.append((k, f))
-    )
+    events, bus = heard()
+    completion = EndOfStudy(3600, command=None, command_timeout=1, bus=bus)
     completion.start()
     completion.instance_stored("9.9", study_file(1), "A")
     completion.stop()
-    assert [(kind, fields["study_instance_uid"]) for kind, fields in events] == [
-        ("study_open_at_shutdown", "9.9")
+    assert [(type(event).__name__, event.study_instance_uid) for event in events] == [
+        ("StudyOpenAtShutdown", "9.9")
     ]
+
+
+def heard() -> tuple[list[Any], EventBus]:
+    """A bus that keeps the study events published on it."""
+    heard: list[Any] = []
+    bus = EventBus()
+    bus.subscribe(StudyCompleted, heard.append)
+    bus.subscribe(StudyOpenAtShutdown, heard.append)
+    return heard, bus
 
 
 def test_a_hanging_hook_and_its_children_are_killed(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ configuration the command hands to it and what the user sees.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,23 +203,7 @@ def run_storescp(*args: str) -> Result:
     return CliRunner().invoke(storescp_main, list(args), prog_name="storescp")
 
 
-@pytest.fixture
-def storescp_dialect_removed() -> Iterator[None]:
-    """storescp rewrites the engine's log lines in its own words (a filter on the
-    engine's loggers); in this process, the other tests want dcmrecv's."""
-    yield
-    from dcmrecv.commands.storescp import StorescpLogDialect
-
-    for name in ("dcmrecv.wire.association", "dcmrecv.wire.server"):
-        logger = logging.getLogger(name)
-        for existing in list(logger.filters):
-            if isinstance(existing, StorescpLogDialect):
-                logger.removeFilter(existing)
-
-
-def test_storescp_takes_the_policies_but_the_template(
-    server: FakeServer, in_tmp: Path, storescp_dialect_removed: None
-) -> None:
+def test_storescp_takes_the_policies_but_the_template(server: FakeServer, in_tmp: Path) -> None:
     (in_tmp / "q").mkdir()
     (in_tmp / "out").mkdir()
     result = run_storescp(

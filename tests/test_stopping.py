@@ -22,7 +22,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 
-from dcmrecv.wire import association
+from dcmrecv.wire import transport
 from tests import rawpeer
 from tests.conftest import require_tool, running_receiver
 from tests.test_lifecycle import (
@@ -149,7 +149,7 @@ def test_a_peer_that_never_reads_is_cut_off_at_the_send_deadline(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The deadline is 60 s in service; 1 s here (SO_SNDTIMEO takes a struct timeval).
-    monkeypatch.setattr(association, "_SEND_TIMEVAL", struct.pack("ll", 1, 0))
+    monkeypatch.setattr(transport, "_SEND_TIMEVAL", struct.pack("ll", 1, 0))
     caplog.set_level(logging.ERROR, logger="dcmrecv")
     with running_receiver() as server:
         peer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -8,6 +8,7 @@ the argument vector it was started with.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -16,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -28,17 +29,16 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
-from dcmrecv.config import AssociationInfo
+from dcmrecv.config import EventSettings, NamingSettings, ReceiverConfig, StorageMode
+from dcmrecv.events import AssociationEnded, EventBus
 from dcmrecv.ops.hook_command import PLACEHOLDERS
-from dcmrecv.ops.storescp_session import (
-    EventSettings,
-    NamingSettings,
-    StorescpSession,
-    compile_template,
-)
-from dcmrecv.storage.convert import OutputEncoding, configure_pydicom
+from dcmrecv.ops.process import run_command
+from dcmrecv.ops.storescp_hooks import Runner, StorescpHooks
+from dcmrecv.storage.convert import EncodingConverter, OutputEncoding, configure_pydicom
+from dcmrecv.storage.namer import StorescpNamer
 from dcmrecv.storage.sorting import SortMode
-from tests.conftest import require_tool, running_receiver
+from dcmrecv.storage.writer import InstanceStore
+from tests.conftest import require_tool, running_receiver, subscribed
 from tests.interop import receiver_process, stored_files
 
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
@@ -291,16 +291,14 @@ def store(assoc: Association, ds: Dataset) -> int:
     return int(status.Status)
 
 
-class RecordingSession(StorescpSession):
-    """Our session, with the association-ended notifications observable by a test."""
+class EndedAssociations:
+    """A subscriber that counts the associations that ended."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self) -> None:
         self.ended = threading.Semaphore(0)
 
-    def association_ended(self, association: AssociationInfo) -> None:
-        super().association_ended(association)
-        self.ended.release()
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(AssociationEnded, lambda _: self.ended.release())
 
 
 class CommandLog:
@@ -328,15 +326,48 @@ class CommandLog:
             return list(self.calls)
 
 
-def receiver(session: StorescpSession, output: Path) -> Iterator[object]:
-    return running_receiver(  # type: ignore[no-any-return]
-        output_directory=output,
-        aetitle="STORESCP",
-        use_called_aetitle=False,
-        profile=storescp_profile(network_transfer_syntaxes("--prefer-little")),
-        events=session,
-        output_policy=session,
+@contextlib.contextmanager
+def storescp_receiver(
+    output: Path,
+    naming: NamingSettings | None = None,
+    events: EventSettings | None = None,
+    *,
+    encoding: OutputEncoding | None = None,
+    runner: Runner = run_command,
+    clock: Callable[[], datetime] = datetime.now,
+    prefer: str | None = "--prefer-little",
+    also: tuple[object, ...] = (),
+    **settings: object,
+) -> Iterator[object]:
+    """Our receiver with storescp's naming, conversions and hooks, in this process."""
+    naming = naming or NamingSettings()
+    namer = StorescpNamer(
+        str(output),
+        naming.sort_mode,
+        naming.sort_prefix,
+        unique_filenames=naming.unique_filenames,
+        time_names=naming.time_names,
+        extension=naming.extension,
+        clock=clock,
     )
+    hooks = StorescpHooks(events or EventSettings(), namer, runner=runner)
+    settings = {
+        "output_directory": output,
+        "aetitle": "STORESCP",
+        "use_called_aetitle": False,
+        "profile": storescp_profile(network_transfer_syntaxes(prefer)),
+        **settings,
+    }
+    converter = EncodingConverter(encoding) if encoding is not None else None
+    store = InstanceStore(ReceiverConfig(port=0, **settings), namer=namer, converter=converter)  # type: ignore[arg-type]
+    hooks.start()
+    try:
+        with running_receiver(
+            server_args={**subscribed(hooks, *also), "store": store}, **settings
+        ) as server:
+            yield server
+    finally:
+        hooks.close()
 
 
 @pytest.mark.parametrize(
@@ -349,15 +380,11 @@ def test_hostile_ae_titles_reach_the_command_literally(
     prefix, record = recorder(tmp_path)
     output = tmp_path / "out"
     output.mkdir()
-    session = StorescpSession(
-        str(output),
-        NamingSettings(),
-        EventSettings(exec_on_reception=compile_template(f"{prefix} #a #c #f"), exec_sync=True),
-    )
+    events = EventSettings(exec_on_reception=f"{prefix} #a #c #f", exec_sync=True)
     cwd = os.getcwd()
     os.chdir(tmp_path)  # a command run by a shell would create its files here
     try:
-        with receiver(session, output) as server:
+        with storescp_receiver(output, events=events) as server:
             assoc = associate(server.port, calling, called)  # type: ignore[attr-defined]
             assert store(assoc, dataset("1.2.3", "1.2.3.4")) == 0
             assoc.release()
@@ -372,15 +399,14 @@ def test_end_of_study_with_two_concurrent_associations(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.mkdir()
     commands = CommandLog("#p", "#a")
-    session = RecordingSession(
-        str(output),
+    session = EndedAssociations()
+    with storescp_receiver(
+        output,
         NamingSettings(sort_mode=SortMode.STUDY_UID, sort_prefix="s"),
-        EventSettings(
-            exec_on_eostudy=compile_template("done #p #a"), rename_on_eostudy=True, exec_sync=True
-        ),
+        EventSettings(exec_on_eostudy="done #p #a", rename_on_eostudy=True, exec_sync=True),
         runner=commands,
-    )
-    with receiver(session, output) as server:
+        also=(session,),
+    ) as server:
         port = server.port  # type: ignore[attr-defined]
         first = associate(port, "FIRST")
         second = associate(port, "SECOND")
@@ -407,20 +433,16 @@ def test_end_of_study_timeout(tmp_path: Path) -> None:
     output = tmp_path / "out"
     output.mkdir()
     commands = CommandLog("#p")
-    session = StorescpSession(
-        str(output),
+    with storescp_receiver(
+        output,
         NamingSettings(sort_mode=SortMode.TIMESTAMP, sort_prefix="t"),
-        EventSettings(exec_on_eostudy=compile_template("eos #p"), eostudy_timeout=0.2),
+        EventSettings(exec_on_eostudy="eos #p", eostudy_timeout=0.2),
         runner=commands,
-    )
-    try:
-        with receiver(session, output) as server:
-            assoc = associate(server.port, "SCU")  # type: ignore[attr-defined]
-            assert store(assoc, dataset("7.7", "7.7.1")) == 0
-            calls = commands.wait_for(1)
-            assoc.release()
-    finally:
-        session.close()
+    ) as server:
+        assoc = associate(server.port, "SCU")  # type: ignore[attr-defined]
+        assert store(assoc, dataset("7.7", "7.7.1")) == 0
+        calls = commands.wait_for(1)
+        assoc.release()
     (directory,) = output.iterdir()
     assert calls == [[str(directory)]]
     assert re.fullmatch(r"t_[0-9]{8}_[0-9]{9}", directory.name)
@@ -430,15 +452,9 @@ def test_compressed_to_uncompressed_fails_and_stores_nothing(tmp_path: Path) -> 
     configure_pydicom(convert_un=False)
     output = tmp_path / "out"
     output.mkdir()
-    session = StorescpSession(
-        str(output), NamingSettings(), EventSettings(), OutputEncoding(transfer_syntax=LE)
-    )
     jpeg = pydicom.dcmread(pydicom_file("SC_jpeg_no_color_transform.dcm"))
-    with running_receiver(
-        output_directory=output,
-        profile=storescp_profile(network_transfer_syntaxes("--prefer-jpeg8")),
-        events=session,
-        output_policy=session,
+    with storescp_receiver(
+        output, encoding=OutputEncoding(transfer_syntax=LE), prefer="--prefer-jpeg8"
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, jpeg) == 0xA700
@@ -448,20 +464,12 @@ def test_compressed_to_uncompressed_fails_and_stores_nothing(tmp_path: Path) -> 
 
 def test_ignore_runs_the_reception_hook_without_paths(tmp_path: Path) -> None:
     commands = CommandLog("#p", "#f", "#a")
-    session = StorescpSession(
-        str(tmp_path),
-        NamingSettings(),
-        EventSettings(exec_on_reception=compile_template("got #p #f #a")),
+    with storescp_receiver(
+        tmp_path,
+        events=EventSettings(exec_on_reception="got #p #f #a"),
         runner=commands,
-    )
-    from dcmrecv.config import StorageMode
-
-    with running_receiver(
-        output_directory=tmp_path,
+        prefer=None,
         storage_mode=StorageMode.IGNORE,
-        profile=storescp_profile(network_transfer_syntaxes(None)),
-        events=session,
-        output_policy=session,
     ) as server:
         assoc = associate(server.port, "SCU")
         assert store(assoc, dataset("1", "1.2")) == 0
@@ -475,13 +483,9 @@ def test_studies_starting_in_the_same_millisecond_get_their_own_directories(
     tmp_path: Path,
 ) -> None:
     fixed = datetime(2024, 1, 2, 3, 4, 5, 678000)
-    session = StorescpSession(
-        str(tmp_path),
-        NamingSettings(sort_mode=SortMode.TIMESTAMP, sort_prefix="p"),
-        EventSettings(),
-        clock=lambda: fixed,
-    )
-    with receiver(session, tmp_path) as server:
+    with storescp_receiver(
+        tmp_path, NamingSettings(sort_mode=SortMode.TIMESTAMP, sort_prefix="p"), clock=lambda: fixed
+    ) as server:
         assoc = associate(server.port, "SCU")  # type: ignore[attr-defined]
         assert store(assoc, dataset("1.1", "1.1.1")) == 0
         assert store(assoc, dataset("2.2", "2.2.1")) == 0

@@ -125,7 +125,7 @@ def test_padding_and_write_dataset_conflict() -> None:
 def test_events_need_sorting() -> None:
     s = settings("-su", "x", "-xcs", "echo #p", "-rns", "-tos", "5", "104")
     assert s.events.exec_on_eostudy is not None
-    assert s.events.exec_on_eostudy.template == "echo #p"
+    assert s.events.exec_on_eostudy == "echo #p"
     assert s.events.rename_on_eostudy and s.events.eostudy_timeout == 5.0
 
 

@@ -294,8 +294,7 @@ def test_command_line_options_map_to_tls_options() -> None:
         ]
     )
     request = dcmrecv_settings(cmdline, verbose=False)
-    assert request.config.expected_sni == "pacs"
-    assert request.tls_options == tls.TLSOptions(
+    assert request.config.tls == tls.TLSOptions(
         "k.pem",
         "c.pem",
         password="pw",
@@ -313,10 +312,10 @@ def test_command_line_options_map_to_tls_options() -> None:
         write_seed_file="seed",
     )
     # DCMTK's defaults: +pg, -rc, PEM, password prompt (+ps); -tls (the default) is no TLS.
-    defaults = dcmrecv_settings(parse(["+tls", "k", "c", "104"]), verbose=False).tls_options
+    defaults = dcmrecv_settings(parse(["+tls", "k", "c", "104"]), verbose=False).config.tls
     assert defaults == tls.TLSOptions("k", "c")
     assert defaults.profile is tls.SecurityProfile.BCP195_RFC8996
-    assert dcmrecv_settings(parse(["+tls", "k", "c", "-tls", "104"]), False).tls_options is None
+    assert dcmrecv_settings(parse(["+tls", "k", "c", "-tls", "104"]), False).config.tls is None
 
 
 @pytest.mark.dcmtk
@@ -479,8 +478,8 @@ def profile() -> Profile:
 
 @pytest.mark.dcmtk
 def test_storescu_over_tls_stores_the_instance(pki: PKI, tmp_path: Path, profile: Profile) -> None:
-    context = tls.create_context(server_options(pki))
-    with running_receiver(output_directory=tmp_path, profile=profile, tls_context=context) as srv:
+    options = server_options(pki)
+    with running_receiver(output_directory=tmp_path, profile=profile, tls=options) as srv:
         result = dcmtk(
             "storescu", pki, "+tls", "client.key", "client.crt", "+cf", "ca.crt",
             "127.0.0.1", srv.port, CT_SMALL,
@@ -502,8 +501,8 @@ def test_storescu_over_tls_stores_the_instance(pki: PKI, tmp_path: Path, profile
 def test_client_without_certificate(
     pki: PKI, tmp_path: Path, verification: tls.PeerVerification, anonymous_ok: bool
 ) -> None:
-    context = tls.create_context(server_options(pki, verification=verification))
-    with running_receiver(output_directory=tmp_path, tls_context=context) as srv:
+    options = server_options(pki, verification=verification)
+    with running_receiver(output_directory=tmp_path, tls=options) as srv:
         anonymous = dcmtk("echoscu", pki, "+tla", "+cf", "ca.crt", "127.0.0.1", srv.port)
         assert (anonymous.returncode == 0) is anonymous_ok, anonymous.stderr
         assert tls_echo(pki, srv.port) == 0
@@ -523,10 +522,9 @@ def test_untrusted_expired_and_revoked_clients_are_refused_and_others_go_on(
     pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     options = server_options(pki, crl_files=(pki.path("ca.crl"),))
-    context = tls.create_context(options)
     with (
         caplog.at_level(logging.ERROR, logger="dcmrecv"),
-        running_receiver(output_directory=tmp_path, tls_context=context) as srv,
+        running_receiver(output_directory=tmp_path, tls=options) as srv,
     ):
         for bad in REFUSAL_REASONS:
             assert tls_echo(pki, srv.port, bad) != 0, bad
@@ -540,8 +538,8 @@ def test_untrusted_expired_and_revoked_clients_are_refused_and_others_go_on(
 
 @pytest.mark.dcmtk
 def test_ignore_peer_cert_accepts_even_an_untrusted_client(pki: PKI, tmp_path: Path) -> None:
-    context = tls.create_context(server_options(pki, verification=tls.PeerVerification.IGNORE))
-    with running_receiver(output_directory=tmp_path, tls_context=context) as srv:
+    options = server_options(pki, verification=tls.PeerVerification.IGNORE)
+    with running_receiver(output_directory=tmp_path, tls=options) as srv:
         assert tls_echo(pki, srv.port, "stranger") == 0
 
 
@@ -549,10 +547,10 @@ def test_ignore_peer_cert_accepts_even_an_untrusted_client(pki: PKI, tmp_path: P
 def test_plain_client_on_tls_port_fails_cleanly(
     pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    context = tls.create_context(server_options(pki))
+    options = server_options(pki)
     with (
         caplog.at_level(logging.ERROR, logger="dcmrecv"),
-        running_receiver(output_directory=tmp_path, tls_context=context) as srv,
+        running_receiver(output_directory=tmp_path, tls=options) as srv,
     ):
         plain = dcmtk("echoscu", pki, "-ta", "10", "127.0.0.1", srv.port)
         assert plain.returncode != 0
@@ -593,8 +591,8 @@ PROFILE_PAIRS = [
 def test_security_profiles_with_dcmtk_client_profiles(
     pki: PKI, tmp_path: Path, ours: tls.SecurityProfile, client: str, works: bool
 ) -> None:
-    context = tls.create_context(server_options(pki, profile=ours))
-    with running_receiver(output_directory=tmp_path, tls_context=context) as srv:
+    options = server_options(pki, profile=ours)
+    with running_receiver(output_directory=tmp_path, tls=options) as srv:
         assert (tls_echo(pki, srv.port, "client", client) == 0) is works
 
 
@@ -607,8 +605,7 @@ def test_der_keys_and_trust(pki: PKI, tmp_path: Path, key: str) -> None:
         key_format=tls.KeyFormat.DER,
         ca_files=(pki.path("ca-crt.der"),),
     )
-    context = tls.create_context(options)
-    with running_receiver(output_directory=tmp_path, tls_context=context) as srv:
+    with running_receiver(output_directory=tmp_path, tls=options) as srv:
         assert tls_echo(pki, srv.port) == 0
         assert tls_echo(pki, srv.port, "stranger") != 0
 
@@ -636,8 +633,8 @@ def pynetdicom_echo(port: int, context: ssl.SSLContext, server_name: str | None)
 
 
 def test_pynetdicom_client_with_ssl_context(pki: PKI, tmp_path: Path) -> None:
-    context = tls.create_context(server_options(pki))
-    with running_receiver(output_directory=tmp_path, tls_context=context) as srv:
+    options = server_options(pki)
+    with running_receiver(output_directory=tmp_path, tls=options) as srv:
         assert pynetdicom_echo(srv.port, client_context(pki), None)
         assert not pynetdicom_echo(srv.port, client_context(pki, "stranger"), None)
 
@@ -645,12 +642,10 @@ def test_pynetdicom_client_with_ssl_context(pki: PKI, tmp_path: Path) -> None:
 def test_expect_sni_refuses_another_server_name(
     pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    context = tls.create_context(server_options(pki, expected_sni="pacs.example"))
+    options = server_options(pki, expected_sni="pacs.example")
     with (
         caplog.at_level(logging.ERROR, logger="dcmrecv"),
-        running_receiver(
-            output_directory=tmp_path, tls_context=context, expected_sni="pacs.example"
-        ) as srv,
+        running_receiver(output_directory=tmp_path, tls=options) as srv,
     ):
         assert pynetdicom_echo(srv.port, client_context(pki), "pacs.example")
         assert not pynetdicom_echo(srv.port, client_context(pki), "other.example")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from dcmrecv.wire import tls
 from tests.conftest import running_receiver
 from tests.test_tls import PKI, server_options
 from tests.test_tls import pki as pki  # the module's certificates fixture
@@ -27,10 +26,10 @@ def test_refused_client_renegotiation_is_logged_as_such(
 ) -> None:
     openssl = shutil.which("openssl")
     assert openssl is not None
-    context = tls.create_context(server_options(pki))
+    options = server_options(pki)
     with (
         caplog.at_level(logging.INFO, logger="dcmrecv"),
-        running_receiver(output_directory=tmp_path, tls_context=context) as srv,
+        running_receiver(output_directory=tmp_path, tls=options) as srv,
     ):
         client = subprocess.Popen(
             [

@@ -20,7 +20,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.storage import durability, writer
+from dcmrecv.storage import durability, namer
+from dcmrecv.storage.namer import DcmrecvNamer
 from dcmrecv.storage.writer import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -209,13 +210,14 @@ def test_short_unique_names_never_overwrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draws = iter([7, 7, 8])  # the second instance first draws the name the first one got
-    monkeypatch.setattr(writer.secrets, "randbits", lambda _bits: next(draws))
+    monkeypatch.setattr(namer.secrets, "randbits", lambda _bits: next(draws))
     store = make_store(
         tmp_path, filename_mode=FilenameMode.SHORT_UNIQUE, modality=lambda _uid: None
     )
     first = send(store, CT_SMALL.dataset)
     second = send(store, CT_SMALL.dataset)
-    stamp = f"{store.started:08x}"
+    assert isinstance(store.namer, DcmrecvNamer)
+    stamp = f"{store.namer.started:08x}"
     assert files_under(tmp_path) == [f"XX_{stamp}00000007", f"XX_{stamp}00000008"]
     assert not first.overwritten and not second.overwritten
 

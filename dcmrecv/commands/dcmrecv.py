@@ -56,7 +56,6 @@ from dcmrecv.config import (
 from dcmrecv.logs.layout import BASE_LOGGER
 from dcmrecv.storage.dictionary import DictionaryError
 from dcmrecv.storage.naming import PlanError, check_extension
-from dcmrecv.wire import tls
 
 APPNAME = "dcmrecv"
 DESCRIPTION = "Simple DICOM storage SCP (receiver)"
@@ -111,8 +110,6 @@ class DcmrecvSettings:
     config: ReceiverConfig
     #: ``-xf FILE PROFILE``, loaded later (its errors have their own exit code).
     profile_source: tuple[str, str] | None
-    #: ``+tls`` and friends; the context is built later (its errors exit with 71).
-    tls_options: tls.TLSOptions | None = None
     #: ``--accept-calling-file``: read later, their titles join ``accept_calling``.
     accept_calling_files: tuple[str, ...] = ()
 
@@ -285,11 +282,8 @@ def dcmrecv_settings(cmdline: CommandLine, verbose: bool) -> DcmrecvSettings:
     # DCMTK evaluates the TLS options after the port.
     tls_options = tls_settings(cmdline)
     config = rules.apply(config, OPTIONS_AFTER_PORT, cmdline)
-    if tls_options is not None:
-        config = replace(config, expected_sni=tls_options.expected_sni)
-    return DcmrecvSettings(
-        config, profile_source, tls_options, _values(cmdline, "--accept-calling-file")
-    )
+    config = replace(config, tls=tls_options)
+    return DcmrecvSettings(config, profile_source, _values(cmdline, "--accept-calling-file"))
 
 
 def output_directory_problem(path: Path) -> str | None:
@@ -385,17 +379,8 @@ def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
             f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet
         )
 
-    if settings.tls_options is not None:
-        # DCMTK creates the transport layer last, after the output directory check.
-        try:
-            context = tls.create_context(settings.tls_options)
-        except tls.TLSError as exc:
-            for detail in exc.details:
-                log.error("%s", detail)
-            log.critical("%s", exc)
-            dcmtkcli.finish(ctx, exitcodes.EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER)
-        config = replace(config, tls_context=context)
-
+    # The transport layer (TLS) is created by serve, last, as DCMTK creates it after
+    # the output directory check (exit code 71 when it cannot be).
     dcmtkcli.finish(ctx, dcmrecv.serve(config))
 
 

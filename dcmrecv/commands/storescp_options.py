@@ -40,15 +40,9 @@ from typing import Final
 from dcmrecv.commands import argv, policy_options, rules
 from dcmrecv.commands.argv import ArgvError, CommandLine, Occurrence, OptionSpec
 from dcmrecv.commands.ops_options import HTTP_AND_EVENT_LOG_OPTIONS
-from dcmrecv.config import DEFAULT_QUARANTINE_LIMIT, DuplicatePolicy
+from dcmrecv.config import DEFAULT_QUARANTINE_LIMIT, DuplicatePolicy, EventSettings, NamingSettings
 from dcmrecv.negotiation import asconfig, uids
-from dcmrecv.ops.storescp_session import (
-    EventSettings,
-    HookCommand,
-    NamingSettings,
-    TemplateError,
-    compile_template,
-)
+from dcmrecv.ops.hook_command import TemplateError, compile_template
 from dcmrecv.storage.convert import GroupLength, OutputEncoding
 from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.sorting import SortMode, check_prefix
@@ -827,14 +821,17 @@ def naming_settings(cmdline: CommandLine, bit_preserving: bool) -> NamingSetting
 def event_settings(cmdline: CommandLine, sort_mode: SortMode) -> EventSettings:
     """The event options; the end-of-study ones need a sorting option."""
 
-    def template(long: str) -> HookCommand | None:
+    def template(long: str) -> str | None:
+        # Checked here (a bad placeholder is a command line error); the engine
+        # compiles the text again when it starts.
         found = cmdline.last(long)
         if found is None:
             return None
         try:
-            return compile_template(found.values[0])
+            compile_template(found.values[0])
         except TemplateError as exc:
             raise ArgvError(f"Invalid value for option {long} ({exc})") from None
+        return found.values[0]
 
     on_reception = template("--exec-on-reception")
     on_eostudy = None

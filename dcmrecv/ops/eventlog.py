@@ -28,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import select
 import stat
@@ -36,6 +37,12 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
+
+from dcmrecv import events
+from dcmrecv.events import AssociationInfo, EventBus, Veto
+from dcmrecv.status import Status, is_stored
+
+log = logging.getLogger(__name__)
 
 #: Field names, the same in every kind of event.
 EVENT = "event"
@@ -175,3 +182,96 @@ def _writable(fd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return bool(poller.poll(max(timeout, 0.0) * 1000))
+
+
+class EventLogWriter:
+    """The event log as a subscriber: one line per instance (written before its
+    response, a veto point), association end and study."""
+
+    def __init__(self, log_file: EventLog) -> None:
+        self.log_file = log_file
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe_veto(events.InstanceAnswered, self.instance_answered)
+        bus.subscribe(events.AssociationEnded, self.association_ended)
+        bus.subscribe(events.StudyCompleted, self.study_completed)
+        bus.subscribe(events.StudyOpenAtShutdown, self.study_open_at_shutdown)
+
+    def instance_answered(self, event: events.InstanceAnswered) -> Veto | None:
+        """Written (and flushed) before the C-STORE response, so that a Success is
+        never sent for an instance the log does not record; when it cannot be written
+        (its disk is full) the answer becomes 0xA700, Out of Resources (PS3.4 B.2.3),
+        and the sender keeps the instance."""
+        stored = is_stored(event.status)
+        # Absolute: the hook and a log reader need not know the receiver's directory.
+        path = os.path.abspath(event.path) if event.path else None
+        size = file_size(path) if stored and path is not None else None
+        fields = association_fields(event.association)
+        fields.update(
+            path=path,
+            sop_class_uid=event.sop_class_uid,
+            sop_instance_uid=event.sop_instance_uid,
+            study_instance_uid=event.study_instance_uid,
+            series_instance_uid=event.series_instance_uid,
+            transfer_syntax_uid=event.transfer_syntax_uid,
+            size=size,
+            received_bytes=event.received_bytes,
+            status=f"0x{event.status:04X}",
+        )
+        if event.reason is not None:
+            fields["reason"] = event.reason
+        try:
+            self.log_file.write("instance_stored" if stored else "instance_failed", fields)
+        except OSError as exc:
+            # ... and the E: line says what became of the file (issue 22).
+            lost = store_event_failure(exc, path if stored else None, event.reason)
+            why = f"cannot write the event log: {lost.strerror}"
+            return Veto(Status.OUT_OF_RESOURCES, "Event log not writable", why)
+        return None
+
+    def association_ended(self, event: events.AssociationEnded) -> None:
+        fields = association_fields(event.association)
+        fields.update(
+            instances=event.instances,
+            failures=event.failures,
+            received_bytes=event.received_bytes,
+            seconds=round(event.seconds, 6),
+            end="aborted" if event.aborted else "released",
+        )
+        self._write("association_ended", fields)
+
+    def study_completed(self, event: events.StudyCompleted) -> None:
+        summary = dict(event.manifest)
+        summary.pop("files", None)
+        summary.pop("state", None)
+        self._write("study_updated" if event.followup else "study_complete", summary)
+
+    def study_open_at_shutdown(self, event: events.StudyOpenAtShutdown) -> None:
+        summary = dict(event.manifest)
+        summary.pop("files", None)
+        summary.pop("state", None)
+        self._write("study_open_at_shutdown", summary)
+
+    def _write(self, kind: str, fields: dict[str, object]) -> None:
+        try:
+            self.log_file.write(kind, fields)
+        except OSError as exc:
+            log.error(
+                "cannot write %s event to the event log %s: %s", kind, self.log_file.path, exc
+            )
+
+
+def association_fields(association: AssociationInfo) -> dict[str, object]:
+    return {
+        "association": association.serial,
+        "calling_ae_title": association.calling_ae_title,
+        "called_ae_title": association.called_ae_title,
+        "peer": association.peer_address,
+    }
+
+
+def file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None

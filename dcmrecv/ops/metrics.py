@@ -17,6 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dcmrecv import events
+from dcmrecv.events import EventBus
 from dcmrecv.status import Category, category
 
 #: The Content-Type of the text exposition format (version 0.0.4).
@@ -116,6 +118,15 @@ class ReceiverMetrics:
             self._instances.labels(status)
 
     # --- what the engine reports ---------------------------------------------------
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.AssociationAccepted, lambda _: self.association_accepted())
+        bus.subscribe(events.AssociationRejected, lambda _: self.association_rejected())
+        bus.subscribe(events.AssociationEnded, lambda e: self.association_ended(aborted=e.aborted))
+        bus.subscribe(
+            events.InstanceAnswered,
+            lambda e: self.instance_answered(e.status, e.received_bytes, e.seconds),
+        )
 
     def association_accepted(self) -> None:
         self._associations.labels("accepted").inc()

@@ -391,6 +391,26 @@ def _kill_group(pid: int) -> None:
             raise
 
 
-#: The process's one runner: studies and storescp's session start their hooks here,
-#: and the server's shut-down reaches them all through it.
+#: The process's one runner: studies and storescp's hooks start their processes
+#: here, and the server's shut-down reaches them all through it.
 RUNNER: Final = ProcessRunner()
+
+
+def run_hook(command: str, stdin: bytes, timeout: float) -> Finished:
+    """dcmrecv's ``--exec-on-eostudy``: ``/bin/sh -c command`` with ``stdin``, its
+    output captured, killed with its process group after ``timeout`` seconds or at
+    the shut-down's deadline.  OSError when it cannot start."""
+    return RUNNER.run(["/bin/sh", "-c", command], stdin=stdin, capture=True, timeout=timeout)
+
+
+def run_command(argv: Sequence[str], sync: bool) -> None:
+    """storescp's ``-xcr``/``-xcs`` (HookCommand.argv): waited for with ``sync``
+    (``--exec-sync``, then killed at the shut-down's deadline), else left to run and
+    reaped.  Standard input is /dev/null; output goes where ours goes, as in DCMTK."""
+    try:
+        if sync:
+            RUNNER.run(argv)
+        else:
+            RUNNER.start(argv)
+    except OSError as exc:
+        log.error("cannot execute command '%s': %s", " ".join(argv[:3]), exc.strerror or exc)

@@ -1,36 +1,56 @@
-"""Study completion across associations (``--eostudy-timeout``, ``--exec-on-eostudy``).
+"""When is a study complete?  One tracker, two end rules, one runner.
 
-DICOM has no "study complete" message for C-STORE, so receivers guess: DCMTK's
-storescp ends a study when the next object belongs to another study, or after
-``--eostudy-timeout`` seconds without one, and only within one association (it
-forbids the option with ``--fork``).  Here a study is complete when no instance of
-it has arrived for ``timeout`` seconds, counted across every association, so a
-study sent over several concurrent associations completes once, with every file.
+DICOM has no "study complete" message for C-STORE, so receivers guess:
 
-``StudyTracker`` is the pure part (no threads, no clock of its own): instances go
-in, due studies come out.  ``StudyCompletion`` runs it in a thread, writes the
-event log and runs the operator's command with the study's manifest (JSON) on its
-standard input.  The command is the operator's text only, run by ``/bin/sh -c``;
-nothing a peer sent is ever part of it.
+* DCMTK's storescp (``--sort-*`` with ``-xcs``/``-rns``/``-tos``): a study ends when
+  an object of another study is stored, or after ``--eostudy-timeout`` seconds
+  without one.  DCMTK keeps one "last study" per process and forbids ``--fork``;
+  here the rule holds with concurrent associations: the next object of another study
+  ends the studies that no association still in progress last stored an object of
+  (:data:`EndRule.NEXT_STUDY`; for one association at a time that is DCMTK's rule).
+* dcmrecv's ``--eostudy-timeout``: a study is complete when no instance of it has
+  arrived for that many seconds, counted across every association, so a study sent
+  over several concurrent associations completes once, with every file
+  (:data:`EndRule.QUIET`).
+
+:class:`StudyTracker` is the pure part (no threads, no clock of its own): instances
+go in, ended studies come out.  :class:`StudyCompletion` runs one in a thread for
+the timeouts.  :class:`EndOfStudy` is dcmrecv's subscriber: it feeds the stored
+instances in, and for each complete study publishes :class:`StudyCompleted` (the
+event log writes it) and runs ``--exec-on-eostudy`` with the study's manifest on its
+standard input (one process runner for every hook: ``ops/process.py``).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dcmrecv import events
+from dcmrecv.events import AssociationInfo, EventBus
 from dcmrecv.logs.printable import printable
-from dcmrecv.ops.process import RUNNER, Finished
+from dcmrecv.ops.eventlog import file_size, now_iso
+from dcmrecv.ops.process import run_hook
+from dcmrecv.status import is_stored
 
 log = logging.getLogger(__name__)
 
 #: Output of the command kept for the log, per stream.
 MAX_COMMAND_OUTPUT = 4096
+
+
+class EndRule(enum.Enum):
+    """How a study ends (see the module docstring)."""
+
+    QUIET = "no instance for the timeout, across associations"
+    NEXT_STUDY = "an instance of another study, or the timeout"
 
 
 @dataclass(frozen=True)
@@ -47,15 +67,19 @@ class StudyFile:
 
 @dataclass
 class OpenStudy:
-    """A study that has received instances and is not complete yet."""
+    """A study that has received instances and has not ended yet."""
 
     study_instance_uid: str
     first_arrival: str
     last_arrival: str
     #: Monotonic time of the last arrival: what the timeout counts from.
     last_seen: float
+    #: By SOP Instance UID, in order of first arrival: a re-sent instance is listed
+    #: once, as last stored.
     files: dict[str, StudyFile] = field(default_factory=dict)
     calling_ae_titles: set[str] = field(default_factory=set)
+    #: The association that stored the latest instance (storescp's hook values).
+    last_association: AssociationInfo | None = None
 
     def manifest(self, state: str) -> dict[str, object]:
         """The JSON manifest: every file, the callers, first and last arrival."""
@@ -80,41 +104,63 @@ class OpenStudy:
             ],
         }
 
-    def summary(self) -> dict[str, object]:
-        """The event-log fields of a completion (the files are in the instance events)."""
-        manifest = self.manifest("")
-        del manifest["files"], manifest["state"]
-        return manifest
-
 
 class StudyTracker:
-    """Which studies are open and when each completes (pure, not thread-safe)."""
+    """Which studies are open and when each ends (pure, not thread-safe).
 
-    def __init__(self, timeout: float) -> None:
+    ``timeout`` None (storescp without ``-tos``): studies end only by the next study.
+    """
+
+    def __init__(self, timeout: float | None, rule: EndRule = EndRule.QUIET) -> None:
         self.timeout = timeout
-        #: Least recently seen first: the next study to complete is always the first.
+        self.rule = rule
+        #: Least recently seen first: the next study to time out is always the first.
         self._open: OrderedDict[str, OpenStudy] = OrderedDict()
+        #: NEXT_STUDY: association serial -> the study it stored an instance of last.
+        self._current: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
     def add(
-        self, study_instance_uid: str, file: StudyFile, calling_ae_title: str, now: float
-    ) -> None:
+        self,
+        study_instance_uid: str,
+        file: StudyFile,
+        association: AssociationInfo | str,
+        now: float,
+    ) -> list[OpenStudy]:
+        """Record a stored instance; returns the studies it ended (NEXT_STUDY only)."""
+        calling = association if isinstance(association, str) else association.calling_ae_title
         study = self._open.get(study_instance_uid)
         if study is None:
             study = OpenStudy(study_instance_uid, file.received, file.received, now)
             self._open[study_instance_uid] = study
         else:
             self._open.move_to_end(study_instance_uid)
-        # Keyed by SOP Instance UID: a re-sent instance is listed once, as last stored.
         study.files[file.sop_instance_uid] = file
-        study.calling_ae_titles.add(calling_ae_title)
+        study.calling_ae_titles.add(calling)
         study.last_seen = now
         study.last_arrival = file.received
+        if isinstance(association, str):
+            return []
+        study.last_association = association
+        if self.rule is not EndRule.NEXT_STUDY:
+            return []
+        self._current[association.serial] = study_instance_uid
+        busy = set(self._current.values())
+        ended = [s for uid, s in self._open.items() if uid not in busy]
+        for done in ended:
+            del self._open[done.study_instance_uid]
+        return ended
+
+    def association_ended(self, serial: int) -> None:
+        """An association is over: it no longer holds its last study open (NEXT_STUDY)."""
+        self._current.pop(serial, None)
 
     def next_due(self) -> float | None:
-        """Monotonic time at which the next study completes, or None when none is open."""
+        """Monotonic time at which the next study times out, or None."""
+        if self.timeout is None:
+            return None
         for study in self._open.values():
             return study.last_seen + self.timeout
         return None
@@ -122,69 +168,71 @@ class StudyTracker:
     def pop_due(self, now: float) -> list[OpenStudy]:
         """The studies with no instance for ``timeout`` seconds, oldest first."""
         due: list[OpenStudy] = []
+        if self.timeout is None:
+            return due
         while self._open:
             uid, study = next(iter(self._open.items()))
             if study.last_seen + self.timeout > now:
                 break
             del self._open[uid]
             due.append(study)
+        if due and self._current:
+            gone = {study.study_instance_uid for study in due}
+            self._current = {k: v for k, v in self._current.items() if v not in gone}
         return due
 
     def pop_all(self) -> list[OpenStudy]:
         studies = list(self._open.values())
         self._open.clear()
+        self._current.clear()
         return studies
 
 
-EventWriter = Callable[[str, dict[str, object]], None]
+Ended = Callable[[OpenStudy], None]
 
 
 class StudyCompletion:
-    """Runs a StudyTracker in a thread; announces each completed study."""
+    """A StudyTracker shared by the association threads, with a thread for its timeouts.
 
-    def __init__(
-        self,
-        timeout: float,
-        *,
-        command: str | None,
-        command_timeout: float,
-        write_event: EventWriter | None,
-    ) -> None:
-        self._tracker = StudyTracker(timeout)
-        self._command = command
-        self._command_timeout = command_timeout
-        self._write_event = write_event
+    ``on_timeout`` is called (in that thread) for each study that timed out;
+    ``add`` returns the studies an instance ended (the caller acts on them in its
+    own thread, after what it does for the instance itself).
+    """
+
+    def __init__(self, tracker: StudyTracker, on_timeout: Ended) -> None:
+        self._tracker = tracker
+        self._on_timeout = on_timeout
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="study-completion", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        if self._tracker.timeout is not None:
+            self._thread.start()
 
-    def instance_stored(
-        self, study_instance_uid: str, file: StudyFile, calling_ae_title: str
-    ) -> None:
+    def add(
+        self, study_instance_uid: str, file: StudyFile, association: AssociationInfo | str
+    ) -> list[OpenStudy]:
         with self._cond:
             first = len(self._tracker) == 0
-            self._tracker.add(study_instance_uid, file, calling_ae_title, time.monotonic())
+            ended = self._tracker.add(study_instance_uid, file, association, time.monotonic())
             if first:
                 self._cond.notify()
+        return ended
 
-    def stop(self) -> None:
-        """Stop the thread; studies still open are written to the event log as open."""
+    def association_ended(self, serial: int) -> None:
+        with self._cond:
+            self._tracker.association_ended(serial)
+
+    def stop(self) -> list[OpenStudy]:
+        """Stop the thread; returns the studies still open."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
         with self._cond:
-            still_open = self._tracker.pop_all()
-        for study in still_open:
-            log.info(
-                "Study %s still open at shutdown (%d instances); recorded in the event log",
-                printable(study.study_instance_uid),
-                len(study.files),
-            )
-            self._event("study_open_at_shutdown", study.summary())
+            return self._tracker.pop_all()
 
     def _run(self) -> None:
         while True:
@@ -199,7 +247,67 @@ class StudyCompletion:
                     return
                 due = self._tracker.pop_due(time.monotonic())
             for study in due:
-                self._complete(study)
+                try:
+                    self._on_timeout(study)
+                except Exception:  # one study's hook must not end the others'
+                    log.exception("end of study %s failed", printable(study.study_instance_uid))
+
+
+class EndOfStudy:
+    """dcmrecv's ``--eostudy-timeout`` and ``--exec-on-eostudy``, a subscriber of the bus."""
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        command: str | None,
+        command_timeout: float,
+        bus: EventBus,
+    ) -> None:
+        self._completion = StudyCompletion(StudyTracker(timeout), self._complete)
+        self._command = command
+        self._command_timeout = command_timeout
+        self._bus = bus
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.InstanceAnswered, self._on_instance)
+
+    def start(self) -> None:
+        self._completion.start()
+
+    def _on_instance(self, event: events.InstanceAnswered) -> None:
+        study_uid = event.study_instance_uid
+        if not study_uid or event.path is None or not is_stored(event.status):
+            return
+        # Absolute: the hook need not know the receiver's directory.
+        path = os.path.abspath(event.path)
+        size = file_size(path)
+        file = StudyFile(
+            path=path,
+            sop_class_uid=event.sop_class_uid,
+            sop_instance_uid=event.sop_instance_uid,
+            series_instance_uid=event.series_instance_uid,
+            size=size if size is not None else event.received_bytes,
+            received=now_iso(),
+        )
+        self.instance_stored(study_uid, file, event.association.calling_ae_title)
+
+    def instance_stored(
+        self, study_instance_uid: str, file: StudyFile, calling_ae_title: str
+    ) -> None:
+        self._completion.add(study_instance_uid, file, calling_ae_title)
+
+    def stop(self) -> None:
+        """Stop; studies still open are announced as open (the event log records them)."""
+        for study in self._completion.stop():
+            log.info(
+                "Study %s still open at shutdown (%d instances); recorded in the event log",
+                printable(study.study_instance_uid),
+                len(study.files),
+            )
+            self._bus.publish(
+                events.StudyOpenAtShutdown(study.study_instance_uid, study.manifest("open"))
+            )
 
     def _complete(self, study: OpenStudy) -> None:
         log.info(
@@ -208,50 +316,32 @@ class StudyCompletion:
             len(study.files),
             ", ".join(printable(t) for t in sorted(study.calling_ae_titles)),
         )
-        self._event("study_complete", study.summary())
+        manifest = study.manifest("complete")
+        self._bus.publish(events.StudyCompleted(study.study_instance_uid, manifest))
         if self._command is not None:
-            self._run_command(study)
+            self._run_command(study, manifest)
 
-    def _event(self, kind: str, fields: dict[str, object]) -> None:
-        if self._write_event is None:
-            return
+    def _run_command(self, study: OpenStudy, manifest: dict[str, object]) -> None:
+        what = f"--exec-on-eostudy for study {printable(study.study_instance_uid)}"
+        data = json.dumps(manifest, indent=1).encode()
         try:
-            self._write_event(kind, fields)
-        except OSError as exc:
-            log.error("cannot write %s event to the event log: %s", kind, exc)
-
-    def _run_command(self, study: OpenStudy) -> None:
-        manifest = json.dumps(study.manifest("complete"), indent=1).encode()
-        try:
-            done = run_hook(self._command or "", manifest, self._command_timeout)
+            done = run_hook(self._command or "", data, self._command_timeout)
         except OSError as exc:
             log.error("--exec-on-eostudy could not run: %s", exc)
             return
-        uid = printable(study.study_instance_uid)
         if done.returncode is None:
             if done.killed == "shutdown":
-                log.error("--exec-on-eostudy for study %s killed at shut-down", uid)
+                log.error("%s killed at shut-down", what)
             else:
-                log.error(
-                    "--exec-on-eostudy for study %s killed after %g s", uid, self._command_timeout
-                )
+                log.error("%s killed after %g s", what, self._command_timeout)
             return
         returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
         level = logging.INFO if returncode == 0 else logging.WARNING
-        log.log(level, "--exec-on-eostudy for study %s exited with %d", uid, returncode)
+        log.log(level, "%s exited with %d", what, returncode)
         if done.pipes_held:
-            log.info(
-                "--exec-on-eostudy for study %s: a process it started keeps its output open;"
-                " not read further",
-                uid,
-            )
-        for name, data in (("stdout", stdout), ("stderr", stderr)):
-            if data:
-                text = data[:MAX_COMMAND_OUTPUT].decode("utf-8", "replace")
+            # A daemon it started (issue 22): not waited for (ops/process.py).
+            log.info("%s: a process it started keeps its output open; not read further", what)
+        for name, output in (("stdout", stdout), ("stderr", stderr)):
+            if output:
+                text = output[:MAX_COMMAND_OUTPUT].decode("utf-8", "replace")
                 log.log(level, "--exec-on-eostudy %s: %s", name, printable(text.rstrip()))
-
-
-def run_hook(command: str, stdin: bytes, timeout: float) -> Finished:
-    """Run ``/bin/sh -c command`` with ``stdin``, its output captured, killed (with its
-    process group) after ``timeout`` seconds or at shut-down: dcmrecv.ops.process."""
-    return RUNNER.run(["/bin/sh", "-c", command], stdin=stdin, capture=True, timeout=timeout)

@@ -35,13 +35,11 @@ What pydicom can and cannot write (said in the help and README):
 from __future__ import annotations
 
 import array
-import enum
 import shutil
 import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, BinaryIO, Final
 
 import pydicom
@@ -65,7 +63,9 @@ from dcmrecv.negotiation.uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     uid_name,
 )
-from dcmrecv.storage.model import ConversionError
+from dcmrecv.storage.encoding import GroupLength as GroupLength
+from dcmrecv.storage.encoding import OutputEncoding as OutputEncoding
+from dcmrecv.storage.model import ConversionError, InstanceFacts
 
 #: Transfer syntaxes whose data set is native (not encapsulated): the ones we can write.
 NATIVE_TRANSFER_SYNTAXES: Final = frozenset(
@@ -91,42 +91,19 @@ _PREAMBLE: Final = bytes(128) + b"DICM"
 _META_LENGTH_HEADER: Final = struct.Struct("<HH2sHI")
 
 
-class GroupLength(enum.Enum):
-    """``+g=`` / ``+g`` / ``-g`` (storescp.man, "group length encoding")."""
+class EncodingConverter:
+    """The writer's converter (``writer.Converter``) for storescp's output options."""
 
-    RECALC = "recalc"
-    CREATE = "create"
-    REMOVE = "remove"
+    def __init__(self, encoding: OutputEncoding) -> None:
+        self.encoding = encoding
 
+    def changes(self, facts: InstanceFacts) -> bool:
+        return self.encoding.changes(facts.transfer_syntax_uid)
 
-@dataclass(frozen=True)
-class OutputEncoding:
-    """How storescp writes what it received; the defaults keep the received bytes.
-
-    ``transfer_syntax`` None is ``+t=`` (as received); ``reencode`` True means an
-    option asked for a re-encoding (``+g``, ``-g``, ``+e``, ``-e``, ``+p``, ``-u``,
-    ``+uc``, ``+cl``), even in the same transfer syntax.
-    """
-
-    transfer_syntax: str | None = None
-    write_meta: bool = True
-    group_length: GroupLength = GroupLength.RECALC
-    undefined_lengths: bool = False
-    file_padding: int = 0
-    item_padding: int = 0
-    new_vrs: bool = True
-    compression_level: int = 6
-    reencode: bool = False
-
-    def target_syntax(self, received: str) -> str:
-        return self.transfer_syntax or received
-
-    def changes(self, received: str) -> bool:
-        """Whether a file received in ``received`` must be written differently."""
-        return self.reencode or not self.write_meta or self.target_syntax(received) != received
-
-    def reencodes(self, received: str) -> bool:
-        return self.reencode or self.target_syntax(received) != received
+    def convert(
+        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
+    ) -> None:
+        convert(source, source_path, facts.transfer_syntax_uid, self.encoding, target)
 
 
 def configure_pydicom(convert_un: bool) -> None:

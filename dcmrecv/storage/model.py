@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dcmrecv.storage.dataset import DatasetSummary
 
@@ -102,6 +103,9 @@ class StoreResult:
     #: UID named safely, a repair), for the log line the association writes: E: for a
     #: failure, W: otherwise.  Unlike error_comment, not cut to 64 characters.
     reason: str | None = field(default=None, compare=False)
+    #: Where a refused instance would have gone (storescp names it before writing, and
+    #: gives that name to ``-xcr``); None for the other namers and before naming.
+    intended_path: str | None = field(default=None, compare=False)
 
 
 class ConversionError(ValueError):
@@ -110,7 +114,7 @@ class ConversionError(ValueError):
 
 @dataclass(frozen=True)
 class InstanceFacts:
-    """What an :class:`OutputPolicy` learns about one complete received instance."""
+    """What the namer and the converter learn about one complete received instance."""
 
     sop_class_uid: str
     sop_instance_uid: str
@@ -121,30 +125,11 @@ class InstanceFacts:
     #: The parsed top-level attributes; None in bit-preserving mode.
     summary: DatasetSummary | None
     calling_aetitle: str
-
-
-class OutputPolicy(Protocol):
-    """storescp's naming, sorting and output conversions (``ReceiverConfig.output_policy``).
-
-    Called in the association's thread once the last fragment is on disk.  ``plan``
-    replaces dcmrecv's naming (``plan_path``): raising PlanError refuses the instance
-    with 0xC000.  When the planned name exists and the plan does not replace, ``plan``
-    is called again with the refused plan, up to MAX_NAME_TRIES times.
-    ``convert`` re-encodes the received file (preamble, file meta information and data
-    set, positioned at 0) into ``target``; ConversionError refuses the instance with
-    0xA700 as DCMTK does when it cannot write the file.
-    """
-
-    def announce(self, sop_class_uid: str) -> None:
-        """A C-STORE request for ``sop_class_uid`` arrived (before its data set)."""
-
-    def plan(self, facts: InstanceFacts, taken: PathPlan | None) -> PathPlan: ...
-
-    def converts(self, facts: InstanceFacts) -> bool: ...
-
-    def convert(
-        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
-    ) -> None: ...
+    called_aetitle: str = ""
+    peer_address: str = ""
+    #: Local time the C-STORE request arrived ({ReceivedDate}, {ReceivedTime}); read
+    #: only where a template asks for it.
+    received: datetime | None = None
 
 
 class StorageOptions(Protocol):
@@ -162,8 +147,6 @@ class StorageOptions(Protocol):
     def storage_mode(self) -> StorageMode: ...
     @property
     def fsync(self) -> bool: ...
-    @property
-    def output_policy(self) -> OutputPolicy | None: ...
     @property
     def output_template(self) -> Template | None: ...
     @property

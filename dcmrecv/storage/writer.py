@@ -49,8 +49,8 @@ Storage modes (dcmrecv.man, "storage mode"):
 * bit-preserving (``+B``): the received bytes, unchanged, once the same walk has
   found that they read (a truncated data set gets 0xC000, where DCMTK aborts); the
   UIDs, the length and the Pixel Data's encoding are not checked against the request
-  and the transfer syntax.  Unlike DCMTK, ``+ssd`` works here: the
-  Series Date is read in that walk.
+  and the transfer syntax.  Unlike DCMTK, ``+ssd`` works here: the Series Date is
+  read in that walk.
 * ignore: nothing is written; Success with ``path`` None.
 
 Deflated transfer syntaxes are stored as received (deflated) behind the file meta
@@ -66,19 +66,15 @@ import errno
 import fcntl
 import logging
 import os
-import secrets
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 from dcmrecv.logs.printable import printable_value
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
-    EXPLICIT_VR_BIG_ENDIAN,
     DatasetError,
     DatasetSummary,
     scan_buffer,
@@ -93,7 +89,6 @@ from dcmrecv.storage.model import (
 )
 from dcmrecv.storage.model import (
     DuplicatePolicy,
-    FilenameMode,
     StorageMode,
     StorageOptions,
 )
@@ -101,22 +96,16 @@ from dcmrecv.storage.model import (
     InstanceFacts as InstanceFacts,
 )
 from dcmrecv.storage.model import (
-    OutputPolicy as OutputPolicy,
-)
-from dcmrecv.storage.model import (
     StoreResult as StoreResult,
 )
+from dcmrecv.storage.namer import Namer, namer_for
 from dcmrecv.storage.naming import (
     UNKNOWN_MODALITY,
     PathPlan,
     PlanError,
     check_extension,
     is_valid_uid,
-    plan_path,
-    short_unique_name,
-    uuid_uid,
 )
-from dcmrecv.storage.placement import Arrival, renamed, template_plan, template_values
 from dcmrecv.storage.quarantine import Quarantine
 from dcmrecv.storage.recovery import new_temp_name, recover, sized_temp_name
 
@@ -127,13 +116,8 @@ STATUS_SUCCESS: Final = Status.SUCCESS
 STATUS_OUT_OF_RESOURCES: Final = Status.OUT_OF_RESOURCES
 STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS: Final = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
 STATUS_CANNOT_UNDERSTAND: Final = Status.CANNOT_UNDERSTAND
-#: ``--on-duplicate reject``.  PS3.4 B.2.3 has no "duplicate" status for C-STORE
-#: (nor has DCMTK's storescp).  A7xx "out of resources" would invite a retry that
-#: can never succeed; a warning (Bxxx) would tell the sender it was stored.  So a
-#: failure in the Cxxx "cannot understand" range, which senders treat as final, with
-#: the low bits of PS3.7 C.4's 0111H "Duplicate SOP Instance" (an N-CREATE status)
-#: for whoever reads the number, and the Error Comment saying so.
-STATUS_DUPLICATE: Final = 0xC111
+#: ``--on-duplicate reject`` (see Status.DUPLICATE_REJECTED for why this code).
+STATUS_DUPLICATE: Final = Status.DUPLICATE_REJECTED
 
 #: DCMTK's warning when an instance replaces a file (dstorscp.cc, logged at WARN).
 OVERWRITE_WARNING: Final = "file already exists, overwriting: {path}"
@@ -154,6 +138,22 @@ _NO_LINK_ERRNOS: Final = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP
 
 ModalityLookup = Callable[[str], "str | None"]
 Clock = Callable[[], datetime]
+
+
+class Converter(Protocol):
+    """Rewrites a complete received file in another encoding (storescp's output options).
+
+    ``convert`` reads the received file (preamble, file meta information and data
+    set, positioned at 0) from ``source`` and writes the new one to ``target``;
+    ConversionError refuses the instance with 0xA700, as DCMTK does when it cannot
+    write the file.
+    """
+
+    def changes(self, facts: InstanceFacts) -> bool: ...
+
+    def convert(
+        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
+    ) -> None: ...
 
 
 def _comment(text: str) -> str:
@@ -292,17 +292,21 @@ class InstanceStore:
         *,
         modality_prefix: ModalityLookup | None = None,
         clock: Clock = datetime.now,
+        namer: Namer | None = None,
+        converter: Converter | None = None,
     ) -> None:
         """``modality_prefix`` maps a SOP Class UID to DCMTK's short modality code
         (default ``dcmrecv.negotiation.uids.modality_prefix``); ``clock`` gives local time (for
-        ``undef/YYYYMMDD`` and ``+fst`` names).  Raises ValueError (PlanError) when the
-        ``-fe`` extension contains a path separator."""
+        ``undef/YYYYMMDD`` and ``+fst`` names).  ``namer`` names the files (default:
+        dcmrecv's naming or the template of ``config``); ``converter`` rewrites them
+        (storescp's output options; default: the bytes as received).  Raises ValueError
+        (PlanError) when the ``-fe`` extension contains a path separator."""
         self.config = config
         check_extension(config.filename_extension)
         self.root = os.fspath(config.output_directory)
         self.clock = clock
-        #: DCMTK's +fsu names start with the time its name generator was made.
-        self.started = int(time.time())
+        self.namer = namer if namer is not None else namer_for(config, clock)
+        self.converter = converter
         self._modality: ModalityLookup | None = modality_prefix
         if modality_prefix is None and config.storage_mode is not StorageMode.IGNORE:
             self._modality = _default_modality_lookup()
@@ -376,8 +380,6 @@ class InstanceStore:
     ) -> IncomingInstance:
         """``called_aetitle`` and ``peer_address`` serve ``--output-template``, they
         and ``association_serial`` the quarantine's sidecar."""
-        if self.config.output_policy is not None:
-            self.config.output_policy.announce(_uid(sop_class_uid))
         if self.config.storage_mode is StorageMode.IGNORE:
             return _IgnoredInstance()
         shortage = self.shortage()
@@ -487,7 +489,7 @@ class _FileInstance(IncomingInstance):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
 
-    def _convert(self, policy: OutputPolicy, facts: InstanceFacts) -> None:
+    def _convert(self, converter: Converter, facts: InstanceFacts) -> None:
         """Re-encode the complete temporary file into a second one, which replaces it.
 
         The policy reads the received file (it may keep large values on disk and read
@@ -511,7 +513,7 @@ class _FileInstance(IncomingInstance):
                 open(old_fd, "rb", buffering=65536, closefd=False) as source,
                 open(new_fd, "wb", buffering=65536, closefd=False) as target,
             ):
-                policy.convert(source, source_path, facts, target)
+                converter.convert(source, source_path, facts, target)
         except BaseException:
             # Keep the received file as the one to clean up; drop the half-written one.
             with contextlib.suppress(OSError):
@@ -610,12 +612,83 @@ class _FileInstance(IncomingInstance):
         return replace(result, reason=f"{result.reason or result.error_comment}; {note}")
 
     def _commit(self) -> StoreResult:
+        """Check, name, place and flush the complete instance: the write/link/flush
+        sequence (the names are the namer's, the checks the data set walker's)."""
+        store = self._store
+        notes: list[str] = []  # what this Success did unlike others, for a W: line
+        checked = self._check(notes)
+        if isinstance(checked, StoreResult):
+            return checked
+        facts = self._facts(checked)
+        fd = self._fd if self._fd is not None else self._create_temp()
+        if self._pending:
+            _write_all(fd, self._pending)
+            del self._pending[:]
+        converter = store.converter
+        if converter is not None and converter.changes(facts):
+            try:
+                self._convert(converter, facts)
+            except ConversionError as exc:
+                return self._refused(
+                    facts, STATUS_OUT_OF_RESOURCES, f"cannot write DICOM file: {exc}"
+                )
+            assert self._fd is not None
+            fd = self._fd
+        # Where one flush makes a file and its names durable, the file is named
+        # first and flushed once; the temporary name, which records the size the
+        # file must have, stays until then, so that recovery after a power cut can
+        # tell a file whose data never reached the disk (storage/recovery.py).
+        # Elsewhere the bytes are flushed before the file is named, and the name
+        # after: a final name never points at data a power cut could take away.
+        durability = store.durability
+        if store.one_flush:
+            self._record_size(fd)
+        elif durability is not None:
+            durability.flush(fd)
+        try:
+            plan = store.namer.plan(facts)
+        except PlanError as exc:
+            return self._refused(facts, STATUS_CANNOT_UNDERSTAND, str(exc))
+        placed = self._place_durably(fd, facts, plan)
+        if isinstance(placed, StoreResult):
+            return placed
+        how, plan = placed
+        relative = os.fspath(plan.relative)
+        if how is _Placed.REJECTED:
+            return _failure(
+                STATUS_DUPLICATE, f"duplicate SOP instance, already stored as {relative}"
+            )
+        if how is _Placed.IDENTICAL:
+            notes.append(f"identical to the stored file {relative}, nothing written")
+        elif how is _Placed.KEPT:
+            notes.append(f"duplicate SOP instance, kept the stored file {relative}")
+        elif how is _Placed.RENAMED:
+            notes.append(f"duplicate SOP instance, stored as {relative}")
+        if not is_valid_uid(self._request.sop_instance_uid):
+            # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
+            # safe and distinct by naming.sanitize_uid.
+            notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
+        summary = facts.summary
+        return StoreResult(
+            status=STATUS_SUCCESS,
+            path=Path(store.root) / relative,
+            error_comment=None,
+            overwritten=how is _Placed.OVERWRITTEN,
+            log_path=os.path.join(store.root, relative),
+            study_instance_uid=summary.study_instance_uid if summary is not None else None,
+            series_instance_uid=summary.series_instance_uid if summary is not None else None,
+            reason="; ".join(notes) or None,
+        )
+
+    def _check(self, notes: list[str]) -> DatasetSummary | StoreResult | None:
+        """What the storage mode reads of the data set: its summary, or a refusal.
+
+        Normal mode (``-B``) walks the whole data set and checks it against the
+        request; ``+B`` keeps the bytes of any data set that reads (the same walk,
+        structure only), and takes its naming's values from it.
+        """
         store = self._store
         config = store.config
-        summary: DatasetSummary | None = None
-        #: What this Success did unlike others, for a W: line.
-        notes: list[str] = []
-        template = config.output_template
         if config.storage_mode is StorageMode.NORMAL:
             try:
                 summary = self._scan(stop_after=None, wanted=store.wanted)
@@ -636,60 +709,41 @@ class _FileInstance(IncomingInstance):
                 notes.append(
                     "encapsulated Pixel Data received with VR OW, stored as OB (PS3.5 A.4)"
                 )
-        else:
-            # +B stores the received bytes unchanged, but only a data set that reads
-            # (issue 22; DCMTK's +B aborts on a truncated one).  The same walk gives
-            # the template's values and the Series Date.
-            try:
-                summary = self._scan(stop_after=None, wanted=store.wanted, structure_only=True)
-            except DatasetError as exc:
-                return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
-        series_date = summary.series_date if summary is not None else None
-        modality = store.modality(self._request.sop_class_uid)
-
-        fd = self._fd if self._fd is not None else self._create_temp()
-        if self._pending:
-            _write_all(fd, self._pending)
-            del self._pending[:]
-        assert self._root_fd is not None and self._temp_name is not None
-
-        policy = config.output_policy
-        facts = InstanceFacts(
-            sop_class_uid=self._request.sop_class_uid,
-            sop_instance_uid=self._request.sop_instance_uid,
-            transfer_syntax_uid=self._request.transfer_syntax_uid,
-            modality=modality,
-            summary=summary,
-            calling_aetitle=self._request.calling_aetitle,
-        )
-        if policy is not None and policy.converts(facts):
-            try:
-                self._convert(policy, facts)
-            except ConversionError as exc:
-                return _failure(STATUS_OUT_OF_RESOURCES, f"cannot write DICOM file: {exc}")
-            assert self._fd is not None
-            fd = self._fd
-        durability = store.durability
-        # Where one flush makes a file and its names durable, the file is named
-        # first and flushed once; the temporary name, which records the size the
-        # file must have, stays until then, so that recovery after a power cut can
-        # tell a file whose data never reached the disk (storage/recovery.py).
-        # Elsewhere the bytes are flushed before the file is named, and the name
-        # after: a final name never points at data a power cut could take away.
-        if store.one_flush:
-            self._record_size(fd)
-        elif durability is not None:
-            durability.flush(fd)
-
+            return summary
+        # +B stores the received bytes unchanged, but only a data set that reads
+        # (issue 22; DCMTK's +B aborts on a truncated one).  The same walk gives the
+        # template's values and the Series Date.
         try:
-            if template is not None:
-                plan = self._template_plan(modality, summary)
-            elif policy is not None:
-                plan = policy.plan(facts, None)
-            else:
-                plan = self._plan(modality, series_date)
-        except PlanError as exc:
-            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+            return self._scan(stop_after=None, wanted=store.wanted, structure_only=True)
+        except DatasetError as exc:
+            return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
+
+    def _facts(self, summary: DatasetSummary | None) -> InstanceFacts:
+        request = self._request
+        return InstanceFacts(
+            sop_class_uid=request.sop_class_uid,
+            sop_instance_uid=request.sop_instance_uid,
+            transfer_syntax_uid=request.transfer_syntax_uid,
+            modality=self._store.modality(request.sop_class_uid),
+            summary=summary,
+            calling_aetitle=request.calling_aetitle,
+            called_aetitle=request.called_aetitle,
+            peer_address=request.peer_address,
+            received=self._arrived,
+        )
+
+    def _refused(self, facts: InstanceFacts, status: int, reason: str) -> StoreResult:
+        """A failure once the instance is known: storescp's ``-xcr`` still gets the
+        name it would have had (DCMTK names the file before writing it)."""
+        return replace(_failure(status, reason), intended_path=self._store.namer.intended(facts))
+
+    def _place_durably(
+        self, fd: int, facts: InstanceFacts, plan: PathPlan
+    ) -> tuple[_Placed, PathPlan] | StoreResult:
+        """Give the file its final name (drawing another while taken), then flush."""
+        store = self._store
+        assert self._root_fd is not None
+        durability = store.durability
         dir_fd = _open_subdirectory(
             self._root_fd, plan.directory, fsync=durability is not None and not store.one_flush
         )
@@ -700,15 +754,11 @@ class _FileInstance(IncomingInstance):
                     placed, plan = outcome
                     break
                 try:
-                    plan = (
-                        policy.plan(facts, plan)
-                        if policy is not None
-                        else self._plan(modality, series_date)
-                    )
+                    plan = store.namer.plan(facts, plan)
                 except PlanError as exc:
-                    return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+                    return self._refused(facts, STATUS_CANNOT_UNDERSTAND, str(exc))
             else:
-                return _failure(STATUS_OUT_OF_RESOURCES, "no free file name found")
+                return self._refused(facts, STATUS_OUT_OF_RESOURCES, "no free file name found")
             if durability is not None and placed in (
                 _Placed.NEW,
                 _Placed.OVERWRITTEN,
@@ -730,31 +780,7 @@ class _FileInstance(IncomingInstance):
         finally:
             if dir_fd != self._root_fd:
                 os.close(dir_fd)
-        relative = os.fspath(plan.relative)
-        if placed is _Placed.REJECTED:
-            return _failure(
-                STATUS_DUPLICATE, f"duplicate SOP instance, already stored as {relative}"
-            )
-        if placed is _Placed.IDENTICAL:
-            notes.append(f"identical to the stored file {relative}, nothing written")
-        elif placed is _Placed.KEPT:
-            notes.append(f"duplicate SOP instance, kept the stored file {relative}")
-        elif placed is _Placed.RENAMED:
-            notes.append(f"duplicate SOP instance, stored as {relative}")
-        if not is_valid_uid(self._request.sop_instance_uid):
-            # DCMTK stores these too (verified with 3.6.7's dcmrecv); the name is made
-            # safe and distinct by naming.sanitize_uid.
-            notes.append(f"SOP Instance UID is not a valid UID (PS3.5 9.1), stored as {relative}")
-        return StoreResult(
-            status=STATUS_SUCCESS,
-            path=Path(store.root) / relative,
-            error_comment=None,
-            overwritten=placed is _Placed.OVERWRITTEN,
-            log_path=os.path.join(store.root, relative),
-            study_instance_uid=summary.study_instance_uid if summary is not None else None,
-            series_instance_uid=summary.series_instance_uid if summary is not None else None,
-            reason="; ".join(notes) or None,
-        )
+        return placed, plan
 
     def _store_as_ob(self, offset: int) -> None:
         """Rewrite the VR of the element at ``offset`` in the data set to OB (same size,
@@ -804,45 +830,6 @@ class _FileInstance(IncomingInstance):
         finally:
             os.lseek(self._fd, 0, os.SEEK_END)
 
-    def _plan(self, modality: str | None, series_date: str | None) -> PathPlan:
-        config = self._store.config
-        mode = config.filename_mode
-        return plan_path(
-            subdirectory=config.subdirectory,
-            filename_mode=mode,
-            extension=config.filename_extension,
-            sop_instance_uid=self._request.sop_instance_uid,
-            modality=modality,
-            series_date=series_date,
-            now=self._store.clock(),
-            new_uid=uuid_uid(uuid.uuid4().int) if mode is FilenameMode.UNIQUE else None,
-            short_name=(
-                short_unique_name(self._store.started, secrets.randbits(32))
-                if mode is FilenameMode.SHORT_UNIQUE
-                else None
-            ),
-        )
-
-    def _template_plan(self, modality: str | None, summary: DatasetSummary | None) -> PathPlan:
-        store = self._store
-        template = store.config.output_template
-        assert template is not None
-        arrival = Arrival(
-            calling_aetitle=self._request.calling_aetitle,
-            called_aetitle=self._request.called_aetitle,
-            peer_address=self._request.peer_address,
-            received=self._arrived or store.clock(),
-            prefix=modality or UNKNOWN_MODALITY,
-            unique_name=uuid_uid(uuid.uuid4().int) if template.uses("UniqueName") else "",
-        )
-        values = template_values(
-            template,
-            summary,
-            arrival,
-            little_endian=self._request.transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
-        )
-        return template_plan(template, values, store.config.template_fallback)
-
     def _place(self, dir_fd: int, plan: PathPlan) -> tuple[_Placed, PathPlan] | None:
         """Give the temporary file its final name.
 
@@ -875,7 +862,7 @@ class _FileInstance(IncomingInstance):
         if policy is DuplicatePolicy.REJECT:
             return _Placed.REJECTED, plan
         for copy in range(1, MAX_NAME_TRIES):
-            other = PathPlan(plan.directory, renamed(name, copy), replace_existing=False)
+            other = self._store.namer.copy(plan, copy)
             if self._link(dir_fd, other.filename):
                 return _Placed.RENAMED, other
         raise OSError(errno.EEXIST, "no free name for another copy")

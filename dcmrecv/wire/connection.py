@@ -217,14 +217,7 @@ class AcceptorConnection:
 
     def receive_data(self, data: bytes) -> None:
         """Append received bytes (the copying way in; the driver uses ``buffer``)."""
-        offset = 0
-        while offset < len(data):
-            view = self.buffer.writable()
-            count = min(len(view), len(data) - offset)
-            view[:count] = data[offset : offset + count]
-            del view
-            self.buffer.advance(count)
-            offset += count
+        self.buffer.feed(data)
 
     def next_event(self) -> pdu.PDU | None:
         """The next PDU the user must act on, or None until more bytes arrive.

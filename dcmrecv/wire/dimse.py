@@ -20,11 +20,17 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+N_EVENT_REPORT_RQ = 0x0100
+N_EVENT_REPORT_RSP = 0x8100
+N_ACTION_RQ = 0x0130
+N_ACTION_RSP = 0x8130
 #: C-CANCEL-RQ (PS3.7 9.3.2.3, E.1): it has no Message ID of its own, only the
 #: Message ID Being Responded To of the request it cancels.
 C_CANCEL_RQ = 0x0FFF
 #: Command Data Set Type value meaning "no data set" (PS3.7 E.1); any other means one follows.
 NO_DATA_SET = 0x0101
+#: The value we write when a data set follows (DCMTK's choice; any other than 0101H).
+_DATA_SET_PRESENT = 0x0000
 
 
 #: The longest command set we accept.  Real ones are under 300 bytes; the bound keeps
@@ -36,6 +42,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<L")
 
 _TAG_AFFECTED_SOP_CLASS = 0x0002
+_TAG_REQUESTED_SOP_CLASS = 0x0003
 _TAG_COMMAND_FIELD = 0x0100
 _TAG_MESSAGE_ID = 0x0110
 _TAG_MESSAGE_ID_RESPONDED = 0x0120
@@ -46,15 +53,29 @@ _TAG_DATA_SET_TYPE = 0x0800
 _TAG_STATUS = 0x0900
 _TAG_ERROR_COMMENT = 0x0902
 _TAG_AFFECTED_SOP_INSTANCE = 0x1000
+_TAG_REQUESTED_SOP_INSTANCE = 0x1001
+_TAG_EVENT_TYPE_ID = 0x1002
+_TAG_ACTION_TYPE_ID = 0x1008
 
 
 class CommandError(Exception):
-    """A command set that cannot be decoded; the association is aborted."""
+    """A command set that cannot be decoded; the association is aborted.
+
+    ``answer`` is the A-ABORT to send, set by the protocol object that raises it.
+    """
+
+    answer: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Command:
-    """The request fields a Storage SCP acts on."""
+    """The fields of a command set that this receiver acts on (PS3.7 E.1).
+
+    Requests carry a Message ID; responses and C-CANCEL-RQ the Message ID Being
+    Responded To, responses a Status.  The N-services name their object by the
+    Requested SOP Class/Instance UID in a request (N-ACTION-RQ) and the Affected
+    ones otherwise.
+    """
 
     command_field: int
     message_id: int
@@ -63,8 +84,21 @@ class Command:
     affected_sop_instance_uid: str = ""
     priority: int = 0
     move_originator_aet: str = ""
-    #: (0000,0120): the request a C-CANCEL-RQ cancels; 0 for other commands.
+    #: (0000,0120): the request a response or a C-CANCEL-RQ answers; 0 for requests.
     message_id_being_responded_to: int = 0
+    #: (0000,0900) of a response.
+    status: int = 0
+    #: (0000,0902) of a response, if any.
+    error_comment: str = ""
+    requested_sop_class_uid: str = ""
+    requested_sop_instance_uid: str = ""
+    #: (0000,1002) of N-EVENT-REPORT, (0000,1008) of N-ACTION; 0 when absent.
+    event_type_id: int = 0
+    action_type_id: int = 0
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_field & 0x8000)
 
 
 def _text(value: memoryview) -> str:
@@ -99,25 +133,41 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
             raise CommandError(f"command set lacks a valid (0000,{element:04X})")
         return int(_U16.unpack_from(value)[0])
 
+    def optional_u16(element: int) -> int:
+        return u16(element) if element in fields else 0
+
+    def text(element: int) -> str:
+        value = fields.get(element)
+        return _text(value) if value is not None else ""
+
     command_field = u16(_TAG_COMMAND_FIELD)
     responded_to = 0
-    if command_field == C_CANCEL_RQ:
-        # PS3.7 9.3.2.3: a C-CANCEL-RQ names the request it cancels instead.
+    status = 0
+    if command_field == C_CANCEL_RQ or command_field & 0x8000:
+        # PS3.7 9.3.2.3, 9.3.1.2: a C-CANCEL-RQ and the responses name the request
+        # they answer instead of carrying a Message ID of their own.
         message_id = 0
         responded_to = u16(_TAG_MESSAGE_ID_RESPONDED)
+        if command_field & 0x8000:
+            status = u16(_TAG_STATUS)
     else:
         message_id = u16(_TAG_MESSAGE_ID)
     data_set_type = u16(_TAG_DATA_SET_TYPE)
-    priority = u16(_TAG_PRIORITY) if _TAG_PRIORITY in fields else 0
     return Command(
         command_field=command_field,
         message_id=message_id,
         has_data_set=data_set_type != NO_DATA_SET,
-        affected_sop_class_uid=_text(fields.get(_TAG_AFFECTED_SOP_CLASS, memoryview(b""))),
-        affected_sop_instance_uid=_text(fields.get(_TAG_AFFECTED_SOP_INSTANCE, memoryview(b""))),
-        priority=priority,
-        move_originator_aet=_text(fields.get(_TAG_MOVE_ORIGINATOR_AET, memoryview(b""))),
+        affected_sop_class_uid=text(_TAG_AFFECTED_SOP_CLASS),
+        affected_sop_instance_uid=text(_TAG_AFFECTED_SOP_INSTANCE),
+        priority=optional_u16(_TAG_PRIORITY),
+        move_originator_aet=text(_TAG_MOVE_ORIGINATOR_AET),
         message_id_being_responded_to=responded_to,
+        status=status,
+        error_comment=text(_TAG_ERROR_COMMENT),
+        requested_sop_class_uid=text(_TAG_REQUESTED_SOP_CLASS),
+        requested_sop_instance_uid=text(_TAG_REQUESTED_SOP_INSTANCE),
+        event_type_id=optional_u16(_TAG_EVENT_TYPE_ID),
+        action_type_id=optional_u16(_TAG_ACTION_TYPE_ID),
     )
 
 
@@ -143,6 +193,10 @@ def encode_response(
     sop_class_uid: str,
     sop_instance_uid: str = "",
     error_comment: str | None = None,
+    *,
+    event_type_id: int | None = None,
+    action_type_id: int | None = None,
+    has_data_set: bool = False,
 ) -> bytes:
     """A response command set with its group length, elements in tag order.
 
@@ -153,7 +207,7 @@ def encode_response(
         _element(_TAG_AFFECTED_SOP_CLASS, _ui(sop_class_uid)),
         _element(_TAG_COMMAND_FIELD, _U16.pack(command_field)),
         _element(_TAG_MESSAGE_ID_RESPONDED, _U16.pack(message_id)),
-        _element(_TAG_DATA_SET_TYPE, _U16.pack(NO_DATA_SET)),
+        _element(_TAG_DATA_SET_TYPE, _U16.pack(_DATA_SET_PRESENT if has_data_set else NO_DATA_SET)),
         _element(_TAG_STATUS, _U16.pack(status)),
     ]
     # Error Comment is allowed with failure and warning statuses (PS3.7 C.4).
@@ -161,5 +215,54 @@ def encode_response(
         body.append(_element(_TAG_ERROR_COMMENT, _lo(error_comment)))
     if sop_instance_uid:
         body.append(_element(_TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))
-    payload = b"".join(body)
+    return _group(body + _type_ids(event_type_id, action_type_id))
+
+
+def encode_request(
+    command_field: int,
+    message_id: int,
+    sop_class_uid: str,
+    sop_instance_uid: str = "",
+    *,
+    has_data_set: bool = False,
+    priority: int | None = None,
+    requested: bool = False,
+    event_type_id: int | None = None,
+    action_type_id: int | None = None,
+) -> bytes:
+    """A request command set (PS3.7 9.3, 10.3), elements in tag order.
+
+    ``requested`` names the object by Requested SOP Class/Instance UID (N-ACTION,
+    N-GET, N-SET, N-DELETE) instead of the Affected ones (C-STORE, N-EVENT-REPORT).
+    """
+    class_tag = _TAG_REQUESTED_SOP_CLASS if requested else _TAG_AFFECTED_SOP_CLASS
+    instance_tag = _TAG_REQUESTED_SOP_INSTANCE if requested else _TAG_AFFECTED_SOP_INSTANCE
+    body = [
+        _element(class_tag, _ui(sop_class_uid)),
+        _element(_TAG_COMMAND_FIELD, _U16.pack(command_field)),
+        _element(_TAG_MESSAGE_ID, _U16.pack(message_id)),
+    ]
+    if priority is not None:
+        body.append(_element(_TAG_PRIORITY, _U16.pack(priority)))
+    body.append(
+        _element(_TAG_DATA_SET_TYPE, _U16.pack(_DATA_SET_PRESENT if has_data_set else NO_DATA_SET))
+    )
+    if sop_instance_uid:
+        body.append(_element(instance_tag, _ui(sop_instance_uid)))
+    return _group(body + _type_ids(event_type_id, action_type_id))
+
+
+def _type_ids(event_type_id: int | None, action_type_id: int | None) -> list[bytes]:
+    """Event Type ID (0000,1002) and Action Type ID (0000,1008), after the UIDs."""
+    ids = []
+    if event_type_id is not None:
+        ids.append(_element(_TAG_EVENT_TYPE_ID, _U16.pack(event_type_id)))
+    if action_type_id is not None:
+        ids.append(_element(_TAG_ACTION_TYPE_ID, _U16.pack(action_type_id)))
+    return ids
+
+
+def _group(elements: list[bytes]) -> bytes:
+    """The command set: Command Group Length (0000,0000) first (PS3.7 E.1)."""
+    payload = b"".join(elements)
     return _element(0x0000, _U32.pack(len(payload))) + payload

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -463,6 +463,81 @@ def encode_associate_ac(
     return PDU_HEADER.pack(A_ASSOCIATE_AC, len(body)) + body
 
 
+def encode_associate_rq(
+    called_ae_title: str,
+    calling_ae_title: str,
+    contexts: Sequence[PresentationContextRQ],
+    max_length: int,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+    roles: Mapping[str, tuple[bool, bool]] | None = None,
+) -> bytes:
+    """Encode an A-ASSOCIATE-RQ (PS3.8 9.3.2) as a requestor sends it.
+
+    ``roles`` proposes SCP/SCU Role Selection (PS3.7 D.3.3.4): SOP class ->
+    (SCU role, SCP role).
+    """
+    items = [_item(0x10, DICOM_APPLICATION_CONTEXT.encode())]
+    for cx in contexts:
+        sub = _item(0x30, cx.abstract_syntax.encode())
+        sub += b"".join(_item(0x40, ts.encode()) for ts in cx.transfer_syntaxes)
+        items.append(_item(0x20, bytes((cx.context_id, 0, 0, 0)) + sub))
+    user = [_item(0x51, _U32.pack(max_length)), _item(0x52, implementation_class_uid.encode())]
+    for uid, (scu, scp) in (roles or {}).items():
+        raw = uid.encode()
+        user.append(_item(0x54, _U16.pack(len(raw)) + raw + bytes((int(scu), int(scp)))))
+    user.append(_item(0x55, implementation_version_name.encode()[:16]))
+    items.append(_item(0x50, b"".join(user)))
+    fixed = (
+        _U16.pack(1)
+        + b"\x00\x00"
+        + _ae_field(called_ae_title)
+        + _ae_field(calling_ae_title)
+        + bytes(32)
+    )
+    body = fixed + b"".join(items)
+    return PDU_HEADER.pack(A_ASSOCIATE_RQ, len(body)) + body
+
+
+@dataclass(frozen=True)
+class AssociateACFields:
+    """The parts of an A-ASSOCIATE-AC a requestor acts on (PS3.8 9.3.3, PS3.7 D.3.3)."""
+
+    responding_ae_title: str
+    contexts: tuple[PresentationContextAC, ...]
+    #: The acceptor's Maximum Length Received (PS3.8 D.1); 0 means no limit.
+    max_length: int
+    implementation_class_uid: str
+    #: SCP/SCU Role Selection replies: SOP class -> (SCU role, SCP role).
+    roles: dict[str, tuple[bool, bool]]
+
+
+def decode_associate_ac(body: bytes | bytearray | memoryview) -> AssociateACFields:
+    """Decode the variable part of an A-ASSOCIATE-AC; ProtocolError when malformed."""
+    view = memoryview(body)
+    if len(view) < 68:
+        raise ProtocolError(f"A-ASSOCIATE-AC too short ({len(view)} bytes, at least 68 needed)")
+    responding = _ae_title(bytes(view[4:20]))
+    contexts: list[PresentationContextAC] = []
+    user: _UserInformation | None = None
+    for item_type, value in _items(view[68:], "A-ASSOCIATE-AC"):
+        if item_type == 0x21:
+            if len(value) < 4:
+                raise ProtocolError("presentation context reply shorter than 4 bytes")
+            transfer = ""
+            for sub_type, sub in _items(value[4:], "presentation context reply"):
+                if sub_type == 0x40 and len(sub):
+                    transfer = _uid(sub, "transfer syntax")
+            contexts.append(PresentationContextAC(value[0], value[2], transfer))
+        elif item_type == 0x50:
+            user = _user_information(value)
+    if user is None or user.max_length is None:
+        raise ProtocolError("A-ASSOCIATE-AC lacks the user information maximum length")
+    return AssociateACFields(
+        responding, tuple(contexts), user.max_length, user.implementation_class_uid, user.roles
+    )
+
+
 def encode_associate_rj(result: int, source: int, reason: int) -> bytes:
     """A-ASSOCIATE-RJ (PS3.8 9.3.4): result 1 permanent / 2 transient, source, reason."""
     return PDU_HEADER.pack(A_ASSOCIATE_RJ, 4) + bytes((0, result, source, reason))
@@ -683,6 +758,17 @@ class PDUBuffer:
 
     def advance(self, count: int) -> None:
         self._end += count
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (the copying way in, for callers that hold bytes already)."""
+        offset = 0
+        while offset < len(data):
+            view = self.writable()
+            count = min(len(view), len(data) - offset)
+            view[:count] = data[offset : offset + count]
+            del view
+            self.advance(count)
+            offset += count
 
     @property
     def buffered(self) -> int:

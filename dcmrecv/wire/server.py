@@ -33,6 +33,7 @@ import resource
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -41,12 +42,19 @@ from dataclasses import dataclass, replace
 from types import FrameType
 
 from dcmrecv.config import ReceiverConfig
-from dcmrecv.exitcodes import EXITCODE_CANNOT_START_SCP_AND_LISTEN, EXITCODE_NO_ERROR
+from dcmrecv.events import EventBus, ListenerStarting, ListenFailed
+from dcmrecv.exitcodes import (
+    EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER,
+    EXITCODE_CANNOT_START_SCP_AND_LISTEN,
+    EXITCODE_NO_ERROR,
+)
+from dcmrecv.logs.dialects import DcmrecvDialect, StorescpDialect
 from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
-from dcmrecv.wire import admission, inherited
+from dcmrecv.wire import admission, inherited, tls
 from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
-from dcmrecv.wire.association import Association
+from dcmrecv.wire.association import Association, Services
+from dcmrecv.wire.policy import TestPolicy
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +95,25 @@ class _Held:
 class Server:
     """A bound, listening receiver.  ``serve_forever`` runs until ``stop``."""
 
-    def __init__(self, config: ReceiverConfig, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        services: Services | None = None,
+        store: InstanceStore | None = None,
+    ) -> None:
+        """Raises OSError when the port cannot be opened, tls.TLSError when the TLS
+        context cannot be built (``services`` None: built here from ``config.tls``).
+        ``store`` None: dcmrecv's storage of ``config``."""
         self.config = config
         if config.max_associations_per_peer is not None:
             limits = replace(limits, max_per_peer=config.max_associations_per_peer)
         self.limits = limits
-        self.store = InstanceStore(config)
+        if services is None:
+            services = default_services(config)
+        self.services = services
+        self.store = store if store is not None else InstanceStore(config)
         self._listener: socket.socket | None = None
         self.port: int = config.port
         if config.inetd_connection is None:
@@ -299,7 +320,7 @@ class Server:
             if held.refusing or held.reserved or self._hurried(now):
                 config = self._hurried_config
             admit = _refuse if held.refusing else functools.partial(self._admit, held)
-            association = Association(sock, address[:2], config, self.store, admit)
+            association = Association(sock, address[:2], config, self.store, self.services, admit)
             thread = threading.Thread(
                 target=self._run_association,
                 args=(association,),
@@ -583,14 +604,50 @@ def _listen(address: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None = None) -> int:
+def tls_context(config: ReceiverConfig) -> ssl.SSLContext | None:
+    """The server's TLS context from ``config.tls`` (None: plain TCP); raises tls.TLSError."""
+    return tls.create_context(config.tls) if config.tls is not None else None
+
+
+def dialect_bus(config: ReceiverConfig) -> EventBus:
+    """An event bus with the command's log dialect (dcmrecv's, or storescp's) subscribed."""
+    bus = EventBus()
+    dialect = StorescpDialect() if config.storescp is not None else DcmrecvDialect()
+    dialect.subscribe(bus)
+    return bus
+
+
+def default_services(config: ReceiverConfig, bus: EventBus | None = None) -> Services:
+    """What every association shares, built from ``config``; raises tls.TLSError."""
+    return Services(
+        bus=bus if bus is not None else dialect_bus(config),
+        tls_context=tls_context(config),
+        policy=TestPolicy.from_config(config),
+    )
+
+
+def serve(
+    config: ReceiverConfig,
+    on_listening: Callable[[Server], None] | None = None,
+    *,
+    services: Services | None = None,
+    store: InstanceStore | None = None,
+) -> int:
     """Run the receiver until SIGTERM/SIGINT (``--inetd``: until its one association
     has ended); returns dcmrecv's exit code.
 
     ``on_listening`` is called with the server once its port is open (the
-    operations endpoint's readiness watches it).
+    operations endpoint's readiness watches it).  Without ``services`` the TLS
+    context is built here (DCMTK creates the transport layer last, after the output
+    directory is checked); a failure is logged as DCMTK does and returns 71.
     """
-    log.info("starting service class provider and listening ...")
+    if services is None:
+        try:
+            services = default_services(config)
+        except tls.TLSError as exc:
+            log_tls_error(exc)
+            return EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER
+    services.bus.publish(ListenerStarting())
     descriptors = raise_descriptor_limit()
     if (
         config.inetd_connection is None
@@ -603,9 +660,9 @@ def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None 
             descriptors // DESCRIPTORS_PER_ASSOCIATION,
         )
     try:
-        server = Server(config)
+        server = Server(config, services=services, store=store)
     except OSError as exc:
-        log.critical("cannot start SCP and listen on port %d: %s", config.port, exc.strerror or exc)
+        services.bus.publish(ListenFailed(config.port, str(exc.strerror or exc)))
         return EXITCODE_CANNOT_START_SCP_AND_LISTEN
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -621,3 +678,10 @@ def serve(config: ReceiverConfig, on_listening: Callable[[Server], None] | None 
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXITCODE_NO_ERROR
+
+
+def log_tls_error(exc: tls.TLSError) -> None:
+    """DCMTK's lines for a transport layer that cannot be created: details, then fatal."""
+    for detail in exc.details:
+        log.error("%s", detail)
+    log.critical("%s", exc)

@@ -11,17 +11,23 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcmrecv.negotiation.asconfig import Profile
-from dcmrecv.storage.encoding import OutputEncoding
-from dcmrecv.storage.freespace import Watermark
 from dcmrecv.storage.model import DuplicatePolicy as DuplicatePolicy
 from dcmrecv.storage.model import FilenameMode as FilenameMode
 from dcmrecv.storage.model import StorageMode as StorageMode
 from dcmrecv.storage.model import SubdirectoryMode as SubdirectoryMode
 from dcmrecv.storage.sorting import SortMode
-from dcmrecv.storage.template import DEFAULT_FALLBACK, Template
-from dcmrecv.tlsconfig import TLSOptions
+from dcmrecv.storage.template import DEFAULT_FALLBACK
+
+if TYPE_CHECKING:
+    # Types of fields only: the commands import this module on every start, and
+    # asconfig brings the UID table, the template module pydicom's dictionary.
+    from dcmrecv.negotiation.asconfig import Profile
+    from dcmrecv.storage.encoding import OutputEncoding
+    from dcmrecv.storage.freespace import Watermark
+    from dcmrecv.storage.template import Template
+    from dcmrecv.tlsconfig import TLSOptions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,8 +76,6 @@ class StorescpSettings:
 DEFAULT_AETITLE = "DCMRECV"
 DEFAULT_ACSE_TIMEOUT = 30.0
 DEFAULT_MAX_PDU = 16384
-#: ``--quarantine-limit``'s default: 5% of the quarantine's file system (storage.quarantine).
-DEFAULT_QUARANTINE_LIMIT = Watermark("5%", percent=5.0)
 #: The range dcmrecv accepts for ``-pdu`` (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE as DCMTK
 #: allows on the command line).
 MIN_MAX_PDU = 4096
@@ -171,8 +175,9 @@ class ReceiverConfig:
     #: ``--quarantine-dir``: refused data sets are kept there with a JSON sidecar.
     quarantine_directory: Path | None = None
     #: ``--quarantine-limit``: allocated bytes (or a percentage of its file system)
-    #: the quarantine may hold; the oldest go first.
-    quarantine_limit: Watermark = DEFAULT_QUARANTINE_LIMIT
+    #: the quarantine may hold; the oldest go first.  None: 5% of its file system
+    #: (storage.quarantine.DEFAULT_LIMIT).
+    quarantine_limit: Watermark | None = None
     # Operations (README, "Operations"); all off by default, DCMTK's behaviour.
     #: ``--http-port``: serve /metrics, /healthz and /readyz; None: no HTTP endpoint.
     http_port: int | None = None

@@ -23,8 +23,10 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
 
-from dcmrecv.commands.argv import ArgvError, find_option, parse
-from dcmrecv.commands.dcmrecv import dcmrecv_settings, parse_aetitle_list
+from dcmrecv.commands.argv import ArgvError
+from dcmrecv.commands.dcmrecv import evaluate, parse
+from dcmrecv.commands.options import DCMRECV_TABLE
+from dcmrecv.commands.values import parse_aetitle_list
 from tests.conftest import (
     free_port,
     rejection_seen,
@@ -103,7 +105,7 @@ def test_access_options_reach_the_config() -> None:
             *("--accept-from", "fd00::/8", "104"),
         ]
     )
-    config = dcmrecv_settings(cmdline, verbose=False).config
+    config = evaluate(cmdline)
     assert config.accept_calling == frozenset({"CT1", "MR2"})
     assert config.accept_from == (
         ipaddress.ip_network("127.0.0.1/32"),
@@ -113,7 +115,7 @@ def test_access_options_reach_the_config() -> None:
 
 
 def test_without_access_options_everyone_may_send() -> None:
-    config = dcmrecv_settings(parse(["104"]), verbose=False).config
+    config = evaluate(parse(["104"]))
     assert config.accept_calling is None
     assert config.accept_from is None
 
@@ -130,7 +132,7 @@ def test_without_access_options_everyone_may_send() -> None:
 )
 def test_bad_access_values_are_refused(args: list[str], message: str) -> None:
     with pytest.raises(ArgvError) as excinfo:
-        dcmrecv_settings(parse([*args, "104"]), verbose=False)
+        evaluate(parse([*args, "104"]))
     assert message in str(excinfo.value)
 
 
@@ -152,7 +154,7 @@ def test_new_options_do_not_collide_with_dcmtk_options() -> None:
         assert "--enable-tls" in spellings  # the help text was read
         for option in NEW_OPTIONS:
             assert option not in spellings, (tool, option)
-            spec = find_option(option)
+            spec = DCMRECV_TABLE.find(option)
             assert spec is not None and spec.short is None
 
 

@@ -163,3 +163,68 @@ def test_the_protocol_object_does_no_io() -> None:
         if isinstance(node, ast.ImportFrom)
     }
     assert not imported & {"socket", "ssl", "time", "threading", "os", "logging", "select"}
+
+
+# --- one place per option -----------------------------------------------------------------
+
+#: The class of an option row (dcmrecv.commands.option).
+ROW_CLASS = "Option"
+
+
+def option_definitions(sources: dict[str, str]) -> dict[str, set[str]]:
+    """Long option name -> the modules that define it.
+
+    An option is defined where a row constructor is called with its long name (a
+    string literal starting with ``--``) as the first argument.  A row constructor is
+    the row class itself, or a function of the same module annotated to return one
+    (``_prefer(...)`` in the option table).  Reading an option (``cmdline.last("--fork")``)
+    is not a definition.
+    """
+    found: dict[str, set[str]] = {}
+    for module, text in sources.items():
+        tree = ast.parse(text)
+        constructors = {ROW_CLASS}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.returns is not None:
+                returned = node.returns
+                if isinstance(returned, ast.Constant):  # a string annotation
+                    returned = ast.parse(str(returned.value), mode="eval").body
+                if isinstance(returned, ast.Name) and returned.id == ROW_CLASS:
+                    constructors.add(node.name)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            first = node.args[0]
+            if (
+                name in constructors
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and first.value.startswith("--")
+            ):
+                found.setdefault(first.value, set()).add(module)
+    return found
+
+
+def _package_sources() -> dict[str, str]:
+    return {_module_name(p): p.read_text() for p in PACKAGE.rglob("*.py")}
+
+
+def test_every_option_is_defined_in_one_module() -> None:
+    definitions = option_definitions(_package_sources())
+    # The finder sees the rows: plain ones and those made by a helper.
+    assert definitions["--acse-timeout"] == {"dcmrecv.commands.options"}
+    assert definitions["--prefer-little"] == {"dcmrecv.commands.options"}
+    assert len(definitions) > 140
+    twice = {long: sorted(modules) for long, modules in definitions.items() if len(modules) > 1}
+    assert twice == {}
+
+
+def test_option_finder_sees_a_second_definition() -> None:
+    table = 'Option("--fork", None, "fork")\ndef row(x) -> "Option": ...\nrow("--ignore")\n'
+    other = 'from x import Option\nOption("--fork", None, "again")\ncmdline.last("--ignore")\n'
+    assert option_definitions({"table": table, "other": other}) == {
+        "--fork": {"table", "other"},
+        "--ignore": {"table"},
+    }

@@ -11,17 +11,18 @@ from hypothesis import strategies as st
 
 from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE, FileTooLarge
 from dcmrecv.commands.argv import (
-    OPTIONS,
     ArgvError,
     expand_command_files,
-    find_option,
     is_option,
     option_unsigned,
     param_unsigned,
-    parse,
     split_command_file,
 )
+from dcmrecv.commands.dcmrecv import parse
+from dcmrecv.commands.options import DCMRECV_TABLE
 from tests.conftest import require_tool
+
+find_option = DCMRECV_TABLE.find
 
 # --- @file command files ---------------------------------------------------------------
 
@@ -337,5 +338,5 @@ def test_our_own_options_do_not_collide_with_dcmtk() -> None:
 
 
 def test_no_spelling_is_used_twice() -> None:
-    spellings = [s for spec in OPTIONS for s in (spec.long, spec.short) if s]
+    spellings = [s for spec in DCMRECV_TABLE.options for s in (spec.long, spec.short) if s]
     assert len(spellings) == len(set(spellings))

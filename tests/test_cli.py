@@ -238,7 +238,7 @@ def test_output_directory_not_writable(
     server: FakeServer, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # root may write anywhere, so ask the access check itself to say no
-    monkeypatch.setattr("dcmrecv.commands.dcmrecv.os.access", lambda path, mode: False)
+    monkeypatch.setattr("os.access", lambda path, mode: False)
     result = run("-od", str(in_tmp), "104")
     assert result.exit_code == 45
     assert "F: cannot specify output directory: Directory is not writable\n" in result.stderr

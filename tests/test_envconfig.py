@@ -2,7 +2,7 @@
 
 What an operator sees: a variable sets the option it is named after, the command
 line overrides it, a typo or a half-given option is an error that names the
-variable.  Results are checked through DCMTK's grammar (``dcmrecv.commands.argv.parse``),
+variable.  Results are checked through DCMTK's grammar (``dcmrecv.commands.dcmrecv.parse``),
 the way the command will read them.
 """
 
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from dcmrecv.commands.argv import OPTIONS, ArgvError, CommandLine, parse
+from dcmrecv.commands.argv import ArgvError, CommandLine
+from dcmrecv.commands.dcmrecv import parse
 from dcmrecv.commands.environment import (
-    ENV_OPTIONS,
     EnvConfigError,
     apply_environment,
     env_arguments,
+    env_options,
     env_port,
     known_variables,
 )
+from dcmrecv.commands.options import DCMRECV_TABLE
 
 
 def command_line(args: list[str], environ: dict[str, str]) -> CommandLine:
@@ -74,10 +76,12 @@ def test_variable_gives_its_option(environ: dict[str, str], expected: list[str])
     assert env_arguments(environ) == expected
 
 
-@pytest.mark.parametrize("spec", [s for s in OPTIONS if not s.exclusive], ids=lambda s: s.long)
+@pytest.mark.parametrize(
+    "spec", [s for s in DCMRECV_TABLE.options if not s.exclusive], ids=lambda s: s.long
+)
 def test_every_option_of_the_table_can_be_set(spec: object) -> None:
-    """An option added to dcmrecv.commands.argv.OPTIONS needs no change here to be configurable."""
-    (option,) = [o for o in ENV_OPTIONS if o.spec is spec]
+    """An option row added for dcmrecv needs no change here to be configurable."""
+    (option,) = [o for o in env_options() if o.spec is spec]
     name = option.spec.long.removeprefix("--").upper().replace("-", "_")
     assert option.variables[0] == f"DCMRECV_{name}"
     assert len(option.variables) == max(option.spec.nargs, 1)
@@ -91,7 +95,7 @@ def test_every_option_of_the_table_can_be_set(spec: object) -> None:
 
 
 def test_variable_names_are_unique() -> None:
-    names = [name for option in ENV_OPTIONS for name in option.variables]
+    names = [name for option in env_options() for name in option.variables]
     assert len(names) == len(set(names))
     assert "DCMRECV_PORT" not in names
     assert "DCMRECV_PORT" in known_variables()

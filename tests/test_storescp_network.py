@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dcmrecv.commands.storescp_options import network_transfer_syntaxes, storescp_profile
+from dcmrecv.commands.storescp_syntaxes import network_transfer_syntaxes, storescp_profile
 from dcmrecv.config import EventSettings, NamingSettings, ReceiverConfig, StorageMode
 from dcmrecv.events import AssociationEnded, EventBus
 from dcmrecv.ops.hook_command import PLACEHOLDERS

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dcmrecv.commands import storescp_options as so
-from dcmrecv.commands.storescp import main
-from dcmrecv.storage.convert import GroupLength
+from dcmrecv.commands.argv import ArgvError
+from dcmrecv.commands.options import OLD_SPELLINGS, STORESCP_TABLE
+from dcmrecv.commands.storescp import evaluate, main, parse
+from dcmrecv.config import ReceiverConfig, StorageMode
+from dcmrecv.storage.convert import GroupLength, OutputEncoding
 from dcmrecv.storage.sorting import SortMode
 from tests.conftest import require_tool
 
@@ -24,8 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
 
 
-def settings(*args: str, verbose: bool = False) -> so.Settings:
-    return so.evaluate(so.parse(list(args)), verbose)
+def settings(*args: str, verbose: bool = False) -> ReceiverConfig:
+    return evaluate(parse(list(args)), verbose)
+
+
+def syntaxes(config: ReceiverConfig) -> tuple[str, ...]:
+    """The transfer syntaxes storescp accepts (the same for every SOP class)."""
+    assert config.profile is not None
+    return config.profile.contexts[0].transfer_syntaxes
+
+
+def encoding(config: ReceiverConfig) -> OutputEncoding:
+    """How files are written; they are converted only when an option asks for it."""
+    assert config.storescp is not None and config.storescp.encoding is not None
+    return config.storescp.encoding
 
 
 def test_defaults_follow_storescp_man() -> None:
@@ -33,10 +47,11 @@ def test_defaults_follow_storescp_man() -> None:
     assert s.port == 104
     assert s.aetitle == "STORESCP"
     # "DICOM Conformance": explicit VR little endian first on this machine, then big, implicit
-    assert s.transfer_syntaxes == (LE, BE, IMPLICIT)
-    assert s.naming.sort_mode is SortMode.NONE
-    assert s.encoding.write_meta and not s.encoding.reencode
-    assert s.storage is so.StorageChoice.NORMAL
+    assert syntaxes(s) == (LE, BE, IMPLICIT)
+    assert s.storescp is not None
+    assert s.storescp.naming.sort_mode is SortMode.NONE
+    assert s.storescp.encoding is None  # the received bytes are kept
+    assert s.storage_mode is StorageMode.NORMAL
 
 
 def test_old_spellings_mean_the_current_options() -> None:
@@ -55,10 +70,10 @@ def test_old_spellings_mean_the_current_options() -> None:
         "104",
     )
     assert old == new
-    assert old.refuse and old.reject and old.max_pdu == 8192
-    assert old.sleep_after == 3.0 and old.sleep_during == 2.0
-    assert old.transfer_syntaxes == (IMPLICIT,)
-    assert old.storage is so.StorageChoice.IGNORE
+    assert old.refuse_associations and old.require_implementation_uid and old.max_pdu == 8192
+    assert old.sleep_after_store == 3.0 and old.sleep_during_store == 2.0
+    assert syntaxes(old) == (IMPLICIT,)
+    assert old.storage_mode is StorageMode.IGNORE
 
 
 @pytest.mark.parametrize(
@@ -66,44 +81,46 @@ def test_old_spellings_mean_the_current_options() -> None:
     [("-t=", (LE, BE, IMPLICIT)), ("-te", (LE, BE, IMPLICIT)), ("-tb", (BE, LE, IMPLICIT))],
 )
 def test_old_network_transfer_syntax_preferences(old: str, expected: tuple[str, ...]) -> None:
-    assert settings(old, "104").transfer_syntaxes == expected
+    assert syntaxes(settings(old, "104")) == expected
 
 
 def test_old_verbose_and_debug_spellings_are_the_logging_options() -> None:
-    assert so.parse(["+V", "104"]).has("--verbose")
-    assert so.parse(["+d", "104"]).has("--debug")
+    assert parse(["+V", "104"]).has("--verbose")
+    assert parse(["+d", "104"]).has("--debug")
 
 
 def test_no_old_spelling_collides_with_a_current_one() -> None:
     # The import-time check would put a colliding spelling here (current meaning wins).
-    assert so.COLLISIONS == ()
-    for old, long in so.OLD_SPELLINGS.items():
-        spec = so.find_option(old)
+    assert STORESCP_TABLE.collisions == ()
+    for old, long in OLD_SPELLINGS.items():
+        spec = STORESCP_TABLE.find(old)
         assert spec is not None and spec.long == long
 
 
 def test_rightmost_of_exclusive_options_wins() -> None:
-    assert settings("+te", "+ti", "104").encoding.transfer_syntax == IMPLICIT
-    assert settings("-ss", "a", "-sp", "104").naming.sort_mode is SortMode.PATIENT_NAME
-    assert settings("+xb", "-te", "104").transfer_syntaxes[0] == LE
+    assert encoding(settings("+te", "+ti", "104")).transfer_syntax == IMPLICIT
+    sorting = settings("-ss", "a", "-sp", "104").storescp
+    assert sorting is not None and sorting.naming.sort_mode is SortMode.PATIENT_NAME
+    assert syntaxes(settings("+xb", "-te", "104"))[0] == LE
 
 
 def test_prefer_options_put_their_syntax_first() -> None:
-    assert settings("+xs", "104").transfer_syntaxes == ("1.2.840.10008.1.2.4.70", LE, BE, IMPLICIT)
-    assert settings("+xr", "104").transfer_syntaxes[0] == "1.2.840.10008.1.2.5"
-    everything = settings("+xa", "104").transfer_syntaxes
+    assert syntaxes(settings("+xs", "104")) == ("1.2.840.10008.1.2.4.70", LE, BE, IMPLICIT)
+    assert syntaxes(settings("+xr", "104"))[0] == "1.2.840.10008.1.2.5"
+    everything = syntaxes(settings("+xa", "104"))
     assert everything[-3:] == (LE, BE, IMPLICIT)
     assert "1.2.840.10008.1.2.4.90" in everything and len(set(everything)) == len(everything)
 
 
 def test_output_options() -> None:
     s = settings("+g", "-e", "-u", "+p", "16", "8", "+uc", "104")
-    assert s.encoding.group_length is GroupLength.CREATE
-    assert s.encoding.undefined_lengths and not s.encoding.new_vrs
-    assert (s.encoding.file_padding, s.encoding.item_padding) == (16, 8)
-    assert s.encoding.reencode and s.encoding.write_meta
-    assert s.convert_un
-    dataset_only = settings("-F", "+td", "+cl", "9", "104").encoding
+    written = encoding(s)
+    assert written.group_length is GroupLength.CREATE
+    assert written.undefined_lengths and not written.new_vrs
+    assert (written.file_padding, written.item_padding) == (16, 8)
+    assert written.reencode and written.write_meta
+    assert s.storescp is not None and s.storescp.convert_un
+    dataset_only = encoding(settings("-F", "+td", "+cl", "9", "104"))
     assert not dataset_only.write_meta
     assert dataset_only.transfer_syntax == "1.2.840.10008.1.2.1.99"
     assert dataset_only.compression_level == 9
@@ -111,37 +128,38 @@ def test_output_options() -> None:
 
 def test_item_padding_alone_is_a_conversion() -> None:
     # +p 0 8: no file padding, but the items are padded, so the file is re-encoded.
-    encoding = settings("+p", "0", "8", "104").encoding
-    assert (encoding.file_padding, encoding.item_padding) == (0, 8)
-    assert encoding.changes("1.2.840.10008.1.2.1")
-    assert not settings("+p", "0", "0", "104").encoding.changes("1.2.840.10008.1.2.1")
+    padded = encoding(settings("+p", "0", "8", "104"))
+    assert (padded.file_padding, padded.item_padding) == (0, 8)
+    assert padded.changes("1.2.840.10008.1.2.1")
+    unpadded = settings("+p", "0", "0", "104").storescp
+    assert unpadded is not None and unpadded.encoding is None  # nothing to convert
 
 
 def test_padding_and_write_dataset_conflict() -> None:
-    with pytest.raises(so.ArgvError, match="--padding-create not allowed with --write-dataset"):
+    with pytest.raises(ArgvError, match="--padding-create not allowed with --write-dataset"):
         settings("-F", "+p", "16", "8", "104")
 
 
 def test_events_need_sorting() -> None:
-    s = settings("-su", "x", "-xcs", "echo #p", "-rns", "-tos", "5", "104")
-    assert s.events.exec_on_eostudy is not None
+    s = settings("-su", "x", "-xcs", "echo #p", "-rns", "-tos", "5", "104").storescp
+    assert s is not None
     assert s.events.exec_on_eostudy == "echo #p"
     assert s.events.rename_on_eostudy and s.events.eostudy_timeout == 5.0
 
 
 def test_fork_and_max_associations_are_accepted_together_with_end_of_study() -> None:
     s = settings("--fork", "--max-associations", "4", "-ss", "p", "-xcs", "x", "104")
-    assert s.fork and s.max_associations == 4
+    assert s.max_associations == 4
 
 
 def test_ipv6_is_refused_clearly() -> None:
-    with pytest.raises(so.ArgvError, match="IPv6 is not yet supported"):
+    with pytest.raises(ArgvError, match="IPv6 is not yet supported"):
         settings("-i6", "104")
     assert settings("-i6", "-i4", "104").port == 104
 
 
 def test_prefix_with_a_separator_is_refused() -> None:
-    with pytest.raises(so.ArgvError, match="--sort-conc-studies"):
+    with pytest.raises(ArgvError, match="--sort-conc-studies"):
         settings("-ss", "../x", "104")
 
 

@@ -24,8 +24,8 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from dcmrecv.commands.argv import ArgvError, parse
-from dcmrecv.commands.dcmrecv import dcmrecv_settings
+from dcmrecv.commands.argv import ArgvError
+from dcmrecv.commands.dcmrecv import evaluate, parse
 from dcmrecv.negotiation.asconfig import Profile, load_profile
 from dcmrecv.wire import tls
 from tests.conftest import (
@@ -293,8 +293,7 @@ def test_command_line_options_map_to_tls_options() -> None:
             *("-vc", "--expect-sni", "pacs", "+rs", "seed", "+ws", "104"),
         ]
     )
-    request = dcmrecv_settings(cmdline, verbose=False)
-    assert request.config.tls == tls.TLSOptions(
+    assert evaluate(cmdline).tls == tls.TLSOptions(
         "k.pem",
         "c.pem",
         password="pw",
@@ -312,10 +311,10 @@ def test_command_line_options_map_to_tls_options() -> None:
         write_seed_file="seed",
     )
     # DCMTK's defaults: +pg, -rc, PEM, password prompt (+ps); -tls (the default) is no TLS.
-    defaults = dcmrecv_settings(parse(["+tls", "k", "c", "104"]), verbose=False).config.tls
+    defaults = evaluate(parse(["+tls", "k", "c", "104"])).tls
     assert defaults == tls.TLSOptions("k", "c")
     assert defaults.profile is tls.SecurityProfile.BCP195_RFC8996
-    assert dcmrecv_settings(parse(["+tls", "k", "c", "-tls", "104"]), False).config.tls is None
+    assert evaluate(parse(["+tls", "k", "c", "-tls", "104"])).tls is None
 
 
 @pytest.mark.dcmtk
@@ -339,7 +338,7 @@ def test_option_errors_are_dcmtks(args: list[str]) -> None:
     error = [line for line in theirs.stderr.splitlines() if line.startswith("error: ")]
     assert theirs.returncode == 1 and error
     with pytest.raises(ArgvError) as excinfo:
-        dcmrecv_settings(parse([*args, "104"]), verbose=False)
+        evaluate(parse([*args, "104"]))
     assert f"error: {excinfo.value}" == error[0]
 
 

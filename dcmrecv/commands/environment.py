@@ -1,10 +1,10 @@
 """Configuration from the environment: ``DCMRECV_*`` variables -> DCMTK-style arguments.
 
 A container is configured with environment variables more often than with a
-command line.  Every option of :data:`dcmrecv.commands.argv.OPTIONS` has a variable named
-``DCMRECV_`` plus its long name, upper-cased, dashes as underscores
+command line.  Every option of ``dcmrecv`` (its rows in dcmrecv.commands.options) has
+a variable named ``DCMRECV_`` plus its long name, upper-cased, dashes as underscores
 (``--max-associations`` -> ``DCMRECV_MAX_ASSOCIATIONS``); the ``port`` parameter is
-``DCMRECV_PORT``.  The names are derived from the option table, so an option added
+``DCMRECV_PORT``.  The names are derived from the option rows, so an option added
 there can be set from the environment without touching this module.
 
 The command line is DCMTK's grammar, not click's, so click's ``auto_envvar_prefix``
@@ -29,8 +29,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-from dcmrecv.commands.argv import OPTIONS, OptionSpec, find_option, is_option
+from dcmrecv.commands.argv import is_option
+
+if TYPE_CHECKING:
+    from dcmrecv.commands.option import Option
+    from dcmrecv.commands.table import Table
 
 #: Prefix of every variable this module reads.
 PREFIX = "DCMRECV_"
@@ -63,7 +69,7 @@ class EnvConfigError(ValueError):
 class EnvOption:
     """One option as the environment can set it: its variables, in value order."""
 
-    spec: OptionSpec
+    spec: Option
     variables: tuple[str, ...]
 
 
@@ -72,9 +78,19 @@ def variable_name(long: str) -> str:
     return PREFIX + long.removeprefix("--").upper().replace("-", "_")
 
 
-def _env_options(options: Sequence[OptionSpec]) -> tuple[EnvOption, ...]:
+def _dcmrecv_table() -> Table:
+    # Imported when needed: the health probe reads DCMRECV_PORT through this module
+    # and should not pay for the option rows.
+    from dcmrecv.commands.options import DCMRECV_TABLE
+
+    return DCMRECV_TABLE
+
+
+@cache
+def env_options() -> tuple[EnvOption, ...]:
+    """Every option the environment can set, in the order of ``dcmrecv --help``."""
     result = []
-    for spec in options:
+    for spec in _dcmrecv_table().help_order:
         # --help, --version and the list-and-exit options make no sense as a
         # standing setting: a container would print a text and stop.
         if spec.exclusive:
@@ -87,14 +103,10 @@ def _env_options(options: Sequence[OptionSpec]) -> tuple[EnvOption, ...]:
     return tuple(result)
 
 
-#: Every option the environment can set, in the order of ``dcmrecv --help``.
-ENV_OPTIONS: tuple[EnvOption, ...] = _env_options(OPTIONS)
-
-
-def known_variables(env_options: Sequence[EnvOption] = ENV_OPTIONS) -> frozenset[str]:
+def known_variables() -> frozenset[str]:
     """All variable names this module understands, ``DCMRECV_PORT`` included."""
     names = {PORT_VARIABLE}
-    for option in env_options:
+    for option in env_options():
         names.update(option.variables)
     return frozenset(names)
 
@@ -128,12 +140,10 @@ def _check_names(environ: Mapping[str, str], known: frozenset[str]) -> None:
     )
 
 
-def _occurrences(
-    environ: Mapping[str, str], env_options: Sequence[EnvOption]
-) -> list[tuple[OptionSpec, list[str]]]:
-    _check_names(environ, known_variables(env_options))
-    found: list[tuple[OptionSpec, list[str]]] = []
-    for option in env_options:
+def _occurrences(environ: Mapping[str, str]) -> list[tuple[Option, list[str]]]:
+    _check_names(environ, known_variables())
+    found: list[tuple[Option, list[str]]] = []
+    for option in env_options():
         values = [_set(environ, name) for name in option.variables]
         given = [name for name, value in zip(option.variables, values, strict=True) if value]
         if not given:
@@ -156,9 +166,7 @@ def _occurrences(
     return found
 
 
-def env_arguments(
-    environ: Mapping[str, str], env_options: Sequence[EnvOption] = ENV_OPTIONS
-) -> list[str]:
+def env_arguments(environ: Mapping[str, str]) -> list[str]:
     """The option tokens the ``DCMRECV_*`` variables ask for (the port excluded).
 
     Options come in help order, each with its values, e.g. ``DCMRECV_CONFIG_FILE=f
@@ -167,7 +175,7 @@ def env_arguments(
     true nor false, an option with some of its values missing, or two logging
     settings at once.
     """
-    return [token for _, tokens in _occurrences(environ, env_options) for token in tokens]
+    return [token for _, tokens in _occurrences(environ) for token in tokens]
 
 
 def env_port(environ: Mapping[str, str]) -> str | None:
@@ -184,38 +192,27 @@ def _scan(args: Sequence[str]) -> tuple[bool, set[str]]:
     """
     has_param = False
     longs: set[str] = set()
-    # Each spelling is classified once (None: a parameter or an unknown option), as in
-    # argv.parse, so a long @file costs one dictionary lookup per word.
-    seen: dict[str, OptionSpec | None] = {}
-    count = len(args)
-    i = 0
-    while i < count:
-        arg = args[i]
-        i += 1
-        if arg in seen:
-            spec = seen[arg]
-        else:
-            spec = seen[arg] = find_option(arg) if is_option(arg) else None
-        if spec is not None:
-            longs.add(spec.long)
-            i += spec.nargs
-        elif not is_option(arg):
-            has_param = True
+    find = _dcmrecv_table().find  # one dictionary lookup per word, as in argv.parse
+    words = iter(args)
+    for arg in words:
+        spec = find(arg)
+        if spec is None:
+            has_param = has_param or not is_option(arg)
+            continue
+        longs.add(spec.long)
+        for _ in range(spec.nargs):  # the values, whatever they look like
+            next(words, None)
     return has_param, longs
 
 
-def apply_environment(
-    args: Sequence[str],
-    environ: Mapping[str, str],
-    env_options: Sequence[EnvOption] = ENV_OPTIONS,
-) -> list[str]:
+def apply_environment(args: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     """The command line to parse: environment options, then ``args``, then the port.
 
     ``args`` is the command line after ``@file`` expansion.  An empty command line
     with no ``DCMRECV_PORT`` stays empty, so ``dcmrecv`` alone still prints its usage
     text as DCMTK's does.  Raises :class:`EnvConfigError` (see :func:`env_arguments`).
     """
-    found = _occurrences(environ, env_options)
+    found = _occurrences(environ)
     port = env_port(environ)
     if not args and port is None:
         return []

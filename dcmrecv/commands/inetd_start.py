@@ -10,42 +10,17 @@ connection: command line errors found later go to the ``--log-config`` log when 
 is set up (:func:`report`), else nowhere, as in DCMTK.
 
 Whether ``--inetd`` is asked for is decided from the whole command line (``@file``
-words included) with storescp's own parser, so a value such as ``-aet -id`` is not
-taken for the option; a command line that does not parse falls back to DCMTK's test,
-any word spelled ``-id`` or ``--inetd``, and is refused later anyway.
+words included) with storescp's own parser (``storescp.wants_inetd``), so a value such as
+``-aet -id`` is not taken for the option; a command line that does not parse falls back
+to DCMTK's test, any word spelled ``-id`` or ``--inetd``, and is refused later anyway.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
-from dcmrecv.commands.argv import ArgvError, expand_command_files
-from dcmrecv.commands.common import read_text
-from dcmrecv.commands.storescp_options import parse
 from dcmrecv.logs.layout import BASE_LOGGER
-from dcmrecv.wire import inherited
-
-#: storescp's spellings of ``--inetd`` (storescp.man).
-INETD_SPELLINGS: Final = frozenset({"-id", "--inetd"})
-
-
-def wants_inetd(argv: Sequence[str]) -> bool:
-    """Whether this storescp command line serves an inetd connection.
-
-    ``--check-config`` serves nothing and keeps its output, as in
-    :func:`dcmrecv.commands.storescp._inetd_connection`.  Reads ``@file`` arguments.
-    """
-    named = any(word in INETD_SPELLINGS for word in argv)
-    if not named and not any(word.startswith("@") for word in argv):
-        return False  # the common case costs no parse
-    try:
-        cmdline = parse(expand_command_files(argv, read_text))
-    except ArgvError:
-        return named
-    return cmdline.has("--inetd") and not cmdline.has("--check-config")
 
 
 @dataclass(frozen=True)
@@ -61,13 +36,15 @@ class Taken:
 _taken: Taken | None = None
 
 
-def protect_connection(argv: Sequence[str]) -> None:
-    """With ``--inetd``: keep the connection on a new descriptor and point 0-2 at
-    ``/dev/null`` (:func:`dcmrecv.wire.inherited.take_inetd_connection`).  Call it
-    first in ``main``, before anything can print."""
+def protect_connection(wanted: bool) -> None:
+    """With ``--inetd`` (``wanted``): keep the connection on a new descriptor and point
+    0-2 at ``/dev/null`` (:func:`dcmrecv.wire.inherited.take_inetd_connection`).  Call
+    it first in ``main``, before anything can print."""
     global _taken
-    if _taken is not None or not wants_inetd(argv):
+    if _taken is not None or not wanted:
         return
+    from dcmrecv.wire import inherited
+
     try:
         _taken = Taken(inherited.take_inetd_connection(), None)
     except OSError as exc:
@@ -79,6 +56,8 @@ def connection() -> int:
     standard input was closed."""
     global _taken
     if _taken is None:
+        from dcmrecv.wire import inherited
+
         _taken = Taken(inherited.take_inetd_connection(), None)
     if _taken.error is not None:
         raise _taken.error

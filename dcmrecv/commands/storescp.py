@@ -1,258 +1,219 @@
 """The ``storescp`` command: DCMTK's storescp command line on our receiver.
 
-argv -> :class:`dcmrecv.commands.storescp_options.Settings` -> ReceiverConfig (with
-storescp's naming, events and conversions as ``config.storescp``) ->
-:func:`dcmrecv.serve`.  The steps follow storescp.cc's order, which decides which
-error a user sees first; every error exits with 1, as DCMTK's storescp does (it has
-no other exit codes), and a normal stop with 0.
+argv -> ReceiverConfig (storescp's naming, events and conversions as
+``config.storescp``) -> :func:`dcmrecv.serve`, through the pipeline both commands
+share (dcmrecv.commands.pipeline).  The options are rows of
+dcmrecv.commands.options, with storescp's old spellings; :data:`PLAN` is the order in
+which storescp.cc checks them, which decides the error a user sees first.  Every
+error exits with 1, as DCMTK's storescp does (it has no other exit codes), and a
+normal stop with 0.
 
 Log lines are storescp's (storescp.cc: "Association Received", "Received Store
 Request (MsgID 1, CT)", "storing DICOM file: ./CT.1.2...", "Association Release"),
-not dcmrecv's (dcmrecv.logs.dialects), because scripts grep for these texts.
+not dcmrecv's (dcmrecv.logs.storescp_dialect), because scripts grep for these texts.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Final
 
 import click
 
-import dcmrecv
 from dcmrecv import exitcodes
-from dcmrecv.commands import common as dcmtkcli
-from dcmrecv.commands import inetd_start, policy_options
-from dcmrecv.commands.argv import ArgvError, CommandLine, expand_command_files, format_help
-from dcmrecv.commands.dictionaries import load_dictionaries
-from dcmrecv.commands.storescp_options import (
-    APPNAME,
-    OPTIONS,
-    PARAMS,
-    Settings,
-    StorageChoice,
-    evaluate,
-    old_spellings_help,
-    parse,
-    storescp_profile,
+from dcmrecv.commands import inetd_start, pipeline
+from dcmrecv.commands import storescp_groups as group
+from dcmrecv.commands.argv import ArgvError, expand_command_files
+from dcmrecv.commands.checks import Step
+from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
+from dcmrecv.commands.options import STORESCP_TABLE
+
+if TYPE_CHECKING:
+    from dcmrecv.config import ReceiverConfig
+
+DEFAULT_AETITLE: Final = "STORESCP"
+
+#: storescp.cc's order: the process options, the port, the network options, the
+#: output directory, our own options, the output encoding, naming and events, and
+#: the TLS options last.
+PLAN: tuple[Step, ...] = (
+    group.refuse_access_control,
+    group.inetd_mode,
+    "max_associations",
+    group.port_parameter,
+    verbose_pc_needs_verbose,
+    group.network_transfer_syntaxes,
+    "--socket-timeout",
+    "acse_timeout",
+    "dimse_timeout",
+    "aetitle",
+    "max_pdu",
+    "disable_host_lookup",
+    "refuse_associations",
+    "require_implementation_uid",
+    "sleep_after_store",
+    "sleep_during_store",
+    "abort_after_store",
+    "abort_during_store",
+    "verbose_pc",
+    "shutdown_timeout",
+    group.refuse_ipv6,
+    group.profile_not_with_preferences,
+    "storescp.output_directory",
+    "fsync",
+    "on_duplicate",
+    "min_free_space",
+    "quarantine_directory",
+    "quarantine_limit",
+    "http_port",
+    "http_address",
+    "event_log",
+    group.http_not_with_inetd,
+    group.storage_mode,
+    group.output_encoding,
+    group.naming,
+    group.events,
+    *TLS_CHECKS,
 )
-from dcmrecv.commands.tls_options import tls_settings
-from dcmrecv.config import ReceiverConfig, StorageMode, StorescpSettings
-from dcmrecv.logs.layout import BASE_LOGGER
-from dcmrecv.storage.dictionary import DictionaryError
-from dcmrecv.wire import inherited
-
-DESCRIPTION: Final = "DICOM storage (C-STORE) SCP"
-
-log = logging.getLogger(BASE_LOGGER)
 
 
-def identification() -> str:
-    return dcmtkcli.identification(APPNAME)
+def _base_config() -> ReceiverConfig:
+    from dcmrecv.config import ReceiverConfig, StorescpSettings
 
-
-def header() -> str:
-    return dcmtkcli.header(APPNAME, DESCRIPTION)
-
-
-def usage_text() -> str:
-    usage = f"usage: {APPNAME} [options] [port]"
-    return header() + format_help(usage, PARAMS, OPTIONS) + old_spellings_help() + "\n"
-
-
-def version_text() -> str:
-    return dcmtkcli.version_text(APPNAME, DESCRIPTION)
-
-
-class CommandLineError(dcmtkcli.DcmtkCommandLineError):
-    """storescp's command line problems, under storescp's header."""
-
-    exit_code = exitcodes.STORESCP_EXITCODE_ERROR
-
-    def banner(self) -> str:
-        return header()
-
-    def show(self, file: Any = None) -> None:
-        # Under --inetd descriptors 0-2 are /dev/null by now: the log is all there is.
-        if self.quiet or not inetd_start.report(self.message):
-            super().show(file)
-
-
-# --- the command ---------------------------------------------------------------------------
-
-
-def build_config(settings: Settings) -> ReceiverConfig:
-    """The engine's configuration for checked storescp settings (profile built in)."""
-    storage = {
-        StorageChoice.NORMAL: StorageMode.NORMAL,
-        StorageChoice.BIT_PRESERVING: StorageMode.BIT_PRESERVING,
-        StorageChoice.IGNORE: StorageMode.IGNORE,
-    }[settings.storage]
-    config = ReceiverConfig(
-        port=settings.port,
-        aetitle=settings.aetitle,
+    return ReceiverConfig(
+        port=0,
+        aetitle=DEFAULT_AETITLE,
         # storescp answers with its own AE title and accepts any called AE title.
         aetitle_explicit=False,
         use_called_aetitle=False,
-        dimse_timeout=settings.dimse_timeout,
-        disable_host_lookup=settings.disable_host_lookup,
-        profile=storescp_profile(settings.transfer_syntaxes),
-        output_directory=Path(settings.output_directory),
-        storage_mode=storage,
-        fsync=settings.fsync,
-        max_associations=settings.max_associations,
-        verbose_pc=settings.verbose_pc,
-        refuse_associations=settings.refuse,
-        require_implementation_uid=settings.reject,
-        sleep_after_store=settings.sleep_after,
-        sleep_during_store=settings.sleep_during,
-        abort_after_store=settings.abort_after,
-        abort_during_store=settings.abort_during,
-        promiscuous_transfer_syntaxes=(settings.transfer_syntaxes if settings.promiscuous else ()),
-        storescp=storescp_settings(settings),
         # DCMTK's storescp acknowledges even when it accepts no context.
         acknowledge_without_contexts=True,
-        on_duplicate=settings.on_duplicate,
-        min_free_space=settings.min_free_space,
-        quarantine_directory=settings.quarantine_directory,
-        quarantine_limit=settings.quarantine_limit,
-        http_port=settings.http_port,
-        http_address=settings.http_address,
-        event_log=settings.event_log,
-    )
-    changes: dict[str, Any] = {}
-    if settings.acse_timeout is not None:
-        changes["acse_timeout"] = settings.acse_timeout
-    if settings.max_pdu is not None:
-        changes["max_pdu"] = settings.max_pdu
-    if settings.shutdown_timeout is not None:
-        changes["shutdown_timeout"] = settings.shutdown_timeout
-    return replace(config, **changes)
-
-
-def storescp_settings(settings: Settings) -> StorescpSettings:
-    """What only storescp asks of the engine: naming, events, conversions."""
-    encoding = settings.encoding
-    wanted = encoding.reencode or not encoding.write_meta or encoding.transfer_syntax
-    return StorescpSettings(
-        output_directory=settings.output_directory,
-        naming=settings.naming,
-        events=settings.events,
-        encoding=encoding if wanted else None,
-        convert_un=settings.convert_un,
+        storescp=StorescpSettings(),
     )
 
 
-COMMAND = dcmtkcli.Command(APPNAME, DESCRIPTION, usage_text, version_text, CommandLineError)
+def _start(run: pipeline.Run) -> pipeline.Run | int:
+    """``--inetd``: take inetd's connection; then storescp's first log lines, and a
+    privileged port without the privilege (storescp.cc checks it before it binds)."""
 
-
-def _run(ctx: click.Context, argv: tuple[str, ...]) -> NoReturn:
-    try:
-        cmdline: CommandLine = parse(expand_command_files(argv, dcmtkcli.read_text))
-    except ArgvError as exc:
-        raise CommandLineError(str(exc)) from None
-    logging_state = dcmtkcli.prologue(ctx, COMMAND, cmdline)
-    quiet = logging_state.quiet
-    try:
-        load_dictionaries(os.environ)  # DCMDICTPATH (storescp.man, "ENVIRONMENT")
-    except DictionaryError as exc:
-        raise CommandLineError(f"cannot load data dictionary: {exc}", quiet=quiet) from None
-
-    try:
-        settings = evaluate(cmdline, verbose=logging_state.verbose)
-        tls_options = tls_settings(cmdline)
-    except ArgvError as exc:
-        raise CommandLineError(str(exc), quiet=quiet) from None
-    inetd_connection = _inetd_connection(ctx, settings, cmdline)
-    log.debug("%s\n", identification())
-    if inetd_connection is not None and cmdline.params:
+    log = pipeline.logger()
+    cmdline = run.cmdline
+    connection: int | None = None
+    # Messages are log lines now, which reach only a --log-config file; command line
+    # errors went there too (inetd_start.report).  --check-config serves nothing and
+    # keeps its output.
+    if cmdline.has("--inetd") and not cmdline.has("--check-config"):
+        try:
+            # Moved off descriptors 0-2 at the start of main (inetd_start), as
+            # storescp.cc does; standard input, output and error are /dev/null.
+            connection = inetd_start.connection()
+        except OSError as exc:
+            # storescp.cc exits with 99 when it cannot duplicate standard input.
+            log.fatal("cannot take the connection from standard input: %s", exc.strerror or exc)
+            return exitcodes.STORESCP_EXITCODE_INETD
+    log.debug("%s\n", run.dialect.identification())
+    if connection is not None and cmdline.params:
         log.warning("Parameter port not required in inetd mode")
-
-    if settings.fork:
+    process = cmdline.last("--single-process", "--fork")
+    if process is not None and process.spec.long == "--fork":
         log.info("--fork: associations already run concurrently, each in its own thread")
+    port = run.config.port
     if (
-        inetd_connection is None
-        and settings.port < 1024
+        connection is None
+        and port < 1024
         and hasattr(os, "geteuid")
         and os.geteuid() != 0
         and not _socket_activated()
     ):
-        log.critical("cannot listen on port %d, insufficient privileges", settings.port)
-        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
-
-    profile = None
-    if settings.profile_source is not None:
-        from dcmrecv.negotiation import asconfig
-
-        filename, profile_name = settings.profile_source
-        try:
-            profile = asconfig.load_profile(filename, profile_name)
-        except asconfig.ConfigError as exc:
-            log.critical("cannot read config file: %s", exc)
-            dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
-    if cmdline.has("--check-config"):
-        policy_options.check_config(
-            profile or storescp_profile(settings.transfer_syntaxes), None, ""
-        )
-        dcmtkcli.finish(ctx, exitcodes.EXITCODE_NO_ERROR)
-
-    directory = settings.output_directory
-    if directory != "." and not os.path.isdir(directory):
-        log.critical("specified output directory does not exist")
-        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
-    if settings.storage is not StorageChoice.IGNORE and not os.access(directory, os.W_OK):
-        log.critical("specified output directory is not writeable")
-        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR)
-
-    problem = policy_options.quarantine_problem(
-        settings.quarantine_directory, Path(settings.output_directory)
-    )
-    if problem is not None:
-        raise CommandLineError(
-            f"Invalid value for option --quarantine-dir ({problem})", quiet=quiet
-        )
-
-    config = replace(build_config(settings), inetd_connection=inetd_connection, tls=tls_options)
-    if profile is not None:
-        config = replace(config, profile=profile)
-    code = dcmrecv.serve(config)
-    # storescp has no exit code 64 or 71: a port it cannot open, a TLS context it
-    # cannot build, are its error 1.
-    failed = code != exitcodes.EXITCODE_NO_ERROR
-    dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_ERROR if failed else code)
-
-
-def _inetd_connection(ctx: click.Context, settings: Settings, cmdline: CommandLine) -> int | None:
-    """``--inetd``: the descriptor of inetd's connection, standard input, output and
-    error then on ``/dev/null`` (storescp.cc); None otherwise.
-
-    The connection was moved off descriptors 0-2 at the start of ``main``, as DCMTK
-    does (:mod:`dcmrecv.commands.inetd_start`): messages are log lines, which reach
-    only a ``--log-config`` file.  ``--check-config`` serves nothing and keeps its output.
-    """
-    if not settings.inetd or cmdline.has("--check-config"):
-        return None
-    try:
-        return inetd_start.connection()
-    except OSError as exc:
-        # storescp.cc exits with 99 when it cannot duplicate standard input.
-        log.fatal("cannot take the connection from standard input: %s", exc.strerror or exc)
-        dcmtkcli.finish(ctx, exitcodes.STORESCP_EXITCODE_INETD)
+        log.critical("cannot listen on port %d, insufficient privileges", port)
+        return exitcodes.STORESCP_EXITCODE_ERROR
+    return replace(run, config=replace(run.config, inetd_connection=connection))
 
 
 def _socket_activated() -> bool:
     """systemd passed a listening socket (it bound the port, privileged or not)."""
+    from dcmrecv.wire import inherited
+
     try:
         return inherited.listen_fds(os.environ, os.getpid()) > 0
     except ValueError:
         return False  # the server reports the malformed variables
 
 
-@click.command(cls=dcmtkcli.DcmtkCommand, name=APPNAME, add_help_option=False)
+def _check_output_directory(run: pipeline.Run) -> pipeline.Run | int:
+    from dcmrecv.config import StorageMode
+
+    config = run.config
+    assert config.storescp is not None
+    directory = config.storescp.output_directory
+    log = pipeline.logger()
+    if directory != "." and not os.path.isdir(directory):
+        log.critical("specified output directory does not exist")
+        return exitcodes.STORESCP_EXITCODE_ERROR
+    if config.storage_mode is not StorageMode.IGNORE and not os.access(directory, os.W_OK):
+        log.critical("specified output directory is not writeable")
+        return exitcodes.STORESCP_EXITCODE_ERROR
+    return run
+
+
+def _exit_code(code: int) -> int:
+    # storescp has no exit code 64 or 71: a port it cannot open, a TLS context it
+    # cannot build, are its error 1.
+    failed = code != exitcodes.EXITCODE_NO_ERROR
+    return exitcodes.STORESCP_EXITCODE_ERROR if failed else code
+
+
+DIALECT = pipeline.Dialect(
+    name="storescp",
+    description="DICOM storage (C-STORE) SCP",
+    table=STORESCP_TABLE,
+    plan=PLAN,
+    base_config=_base_config,
+    error_code=exitcodes.STORESCP_EXITCODE_ERROR,
+    start=_start,
+    check_output_directory=_check_output_directory,
+    profile_failure=("cannot read config file: %s", exitcodes.STORESCP_EXITCODE_ERROR),
+    exit_code=_exit_code,
+    params_required=False,
+    help_end=STORESCP_TABLE.old_spellings_help() + "\n",
+)
+
+
+#: storescp's grammar over expanded arguments (the port is optional here, and checked
+#: by the plan: "Missing parameter port" unless --inetd), and the configuration its
+#: options ask for, before any file is read (both raise ArgvError).
+parse, evaluate = DIALECT.parse, DIALECT.evaluate
+
+
+#: storescp's spellings of ``--inetd`` (storescp.man).
+INETD_SPELLINGS: Final = frozenset({"-id", "--inetd"})
+
+
+def wants_inetd(argv: Sequence[str]) -> bool:
+    """Whether this storescp command line serves an inetd connection.
+
+    ``--check-config`` serves nothing and keeps its output, as in
+    :func:`dcmrecv.commands.storescp._inetd_connection`.  Reads ``@file`` arguments.
+    """
+    named = any(word in INETD_SPELLINGS for word in argv)
+    if not named and not any(word.startswith("@") for word in argv):
+        return False  # the common case costs no parse
+    try:
+        cmdline = parse(expand_command_files(argv, pipeline.read_text))
+    except ArgvError:
+        return named
+    return cmdline.has("--inetd") and not cmdline.has("--check-config")
+
+
+@click.command(cls=pipeline.DcmtkCommand, name="storescp", add_help_option=False)
 @click.pass_context
 def main(ctx: click.Context, argv: tuple[str, ...]) -> None:
-    """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options."""
-    inetd_start.protect_connection(argv)  # first: under inetd, 0-2 are the connection
-    _run(ctx, argv)
+    """DICOM storage (C-STORE) SCP; run ``storescp --help`` for the options.
+
+    The console script (pyproject.toml).
+    """
+    # First: under inetd, descriptors 0-2 are the connection.
+    inetd_start.protect_connection(wants_inetd(argv))
+    ctx.exit(pipeline.run(DIALECT, argv, ctx.info_name or DIALECT.name))

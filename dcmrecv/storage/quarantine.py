@@ -136,7 +136,7 @@ class Quarantine:
     def __init__(
         self,
         directory: Path,
-        limit: Watermark = DEFAULT_LIMIT,
+        limit: Watermark | None = None,
         min_free_space: Watermark | None = None,
         *,
         measure: Measure = os.statvfs,
@@ -147,7 +147,7 @@ class Quarantine:
         total = fs.f_blocks * fs.f_frsize
         #: Bytes of allocated blocks the quarantine may hold (a percentage: of its
         #: file system, as at start-up).
-        self.limit = limit.bytes_for(total)
+        self.limit = (limit or DEFAULT_LIMIT).bytes_for(total)
         self._free_floor = (min_free_space.bytes_for(total) if min_free_space else 0) + int(
             total * SHARE / 100
         )

@@ -40,8 +40,6 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydicom.datadict import tag_for_keyword
-
 #: Placeholders that are not data set attributes.
 ASSOCIATION_FIELDS = frozenset({"CallingAETitle", "CalledAETitle", "PeerAddress"})
 TIME_FIELDS = frozenset({"ReceivedDate", "ReceivedTime"})
@@ -114,6 +112,10 @@ def _field(name: str, spec: str, conversion: str | None) -> Field:
         return Field(name, None, spec)
     if _TAG_FIELD.fullmatch(name):
         return Field(name, int(name, 16), spec)
+    # pydicom's dictionary only when a template names a keyword: importing it costs
+    # about 0.1 s, which every start of the commands would otherwise pay.
+    from pydicom.datadict import tag_for_keyword
+
     tag = tag_for_keyword(name)
     if tag is None:
         raise TemplateError(

@@ -84,7 +84,11 @@ class Association:
         store: InstanceStore,
         services: Services,
         admit: Callable[[], bool] = lambda: True,
+        *,
+        shared_socket: bool = False,
     ) -> None:
+        """``shared_socket``: another process holds the socket too (the parent of
+        ``--workers``): closing it must end the connection all the same."""
         self.address = address
         self.config = config
         self.services = services
@@ -93,7 +97,9 @@ class Association:
         self.scp = StorageSCP(
             config, store, services.bus, address, admit=admit, policy=services.policy
         )
-        self.transport = Transport(sock, self.scp.peer)
+        self.transport = Transport(sock, self.scp.peer, shared=shared_socket)
+        #: The parent's number for this connection (``--workers``); 0 otherwise.
+        self.link_id = 0
         self._state_lock = threading.Lock()
         self._stopping = False
         self._drain_timer: threading.Timer | None = None

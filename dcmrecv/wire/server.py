@@ -25,6 +25,7 @@ listener: the one connection inetd accepted is served as an accepted one would b
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -51,10 +52,11 @@ from dcmrecv.exitcodes import (
 from dcmrecv.logs.dialects import DcmrecvDialect, StorescpDialect
 from dcmrecv.storage.recovery import is_temp_name
 from dcmrecv.storage.writer import InstanceStore
-from dcmrecv.wire import admission, inherited, tls
+from dcmrecv.wire import admission, inherited, tls, workers
 from dcmrecv.wire.admission import DEFAULT_LIMITS, Candidate, Excess, Limits, Throttle, Verdict
 from dcmrecv.wire.association import Association, Services
 from dcmrecv.wire.policy import TestPolicy
+from dcmrecv.wire.workers import ParentLink, RemoteConnection, Worker, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +104,17 @@ class Server:
         *,
         services: Services | None = None,
         store: InstanceStore | None = None,
+        pool: WorkerPool | None = None,
+        link: socket.socket | None = None,
     ) -> None:
         """Raises OSError when the port cannot be opened, tls.TLSError when the TLS
         context cannot be built (``services`` None: built here from ``config.tls``).
-        ``store`` None: dcmrecv's storage of ``config``."""
+        ``store`` None: dcmrecv's storage of ``config``.
+
+        ``pool``: the parent of ``--workers``: connections are accepted and admitted
+        here and served by the pool's processes.  ``link``: a worker: connections come
+        from the parent over this control socket, already admitted.
+        """
         self.config = config
         if config.max_associations_per_peer is not None:
             limits = replace(limits, max_per_peer=config.max_associations_per_peer)
@@ -114,13 +123,15 @@ class Server:
             services = default_services(config)
         self.services = services
         self.store = store if store is not None else InstanceStore(config)
+        self._pool = pool
+        self._link = ParentLink(link) if link is not None else None
         self._listener: socket.socket | None = None
         self.port: int = config.port
-        if config.inetd_connection is None:
+        if config.inetd_connection is None and link is None:
             self._listener = _open_listener(config)
             self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._associations: dict[Association, _Held] = {}
+        self._associations: dict[Association | RemoteConnection, _Held] = {}
         self._admitted = 0
         self._tally = admission.Tally()
         self._refusing = 0
@@ -172,22 +183,32 @@ class Server:
             self._admitted += 1
             return True
 
-    def _run_association(self, association: Association) -> None:
+    def _run_association(self, association: Association, connection_id: int = 0) -> None:
         try:
             association.run()
         finally:
+            if self._link is not None:
+                # The parent counts it out; its copy of the socket closes then.
+                with contextlib.suppress(OSError):
+                    self._link.send({"t": "closed", "id": connection_id})
             with self._lock:
                 self._forget(association, threading.current_thread())
-                if self._listener is None and not self._wake_closed:
+                if self._listener is None and self._link is None and not self._wake_closed:
                     # --inetd: one association, then the process ends.  Under the
                     # lock, so that the wake-up pipe is not closed under the write.
                     self.stop()
 
-    def _forget(self, association: Association, thread: threading.Thread) -> None:
+    def _forget(
+        self, association: Association | RemoteConnection, thread: threading.Thread | None
+    ) -> None:
         """Count an ended connection out.  Holds the lock."""
         if association.admitted:
             self._admitted -= 1
-        held = self._associations.pop(association)
+        self._forget_held(self._associations.pop(association))
+        if thread is not None:
+            self._threads.discard(thread)
+
+    def _forget_held(self, held: _Held) -> None:
         self._beyond_limit -= held.beyond_limit
         if held.reserved:
             self._reserved -= 1
@@ -195,19 +216,23 @@ class Server:
             self._refusing -= 1
         elif not held.reclaimed:
             self._tally.remove(held.peer)
-        self._threads.discard(thread)
 
     # --- accept loop ----------------------------------------------------------------
 
     def serve_forever(self) -> None:
+        if self._link is not None:
+            self._serve_link(self._link)
+            return
         if self._listener is None:
             self._serve_inetd_connection()
             return
         self._recover()
+        if self._pool is not None:
+            self._pool.start()
         listener = self._listener
         selector = selectors.DefaultSelector()
-        selector.register(listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
+        listening = False
         resume_at: float | None = None  # the listener is paused until then
         try:
             while not self._stopping:
@@ -215,21 +240,208 @@ class Server:
                 if resume_at is not None:
                     timeout = resume_at - time.monotonic()
                     if timeout <= 0:
-                        selector.register(listener, selectors.EVENT_READ)
                         resume_at, timeout = None, None
+                # With --workers, connections are taken only while a worker serves.
+                wanted = resume_at is None and (self._pool is None or self._pool.ready > 0)
+                if wanted != listening:
+                    if wanted:
+                        selector.register(listener, selectors.EVENT_READ)
+                    else:
+                        selector.unregister(listener)
+                    listening = wanted
+                timeout = self._watch_workers(selector, timeout)
                 for key, _ in selector.select(timeout):
-                    if key.fileobj is not listener:
+                    if isinstance(key.data, Worker):
+                        self._from_worker(key.data)
+                    elif key.fileobj is not listener:
                         os.read(self._wake_r, 512)  # a signal or stop(); loop re-checks
                     elif not self._accept(listener):
                         # Out of descriptors (or kernel memory): the listener stays
                         # readable, so selecting on it again would spin.  Waiting
                         # connections stay in the listen backlog meanwhile.
                         selector.unregister(listener)
+                        listening = False
                         resume_at = time.monotonic() + ACCEPT_PAUSE
         finally:
-            selector.close()
             listener.close()
+            if self._pool is not None:
+                self._drain_workers(selector)
+            selector.close()
         self._drain()
+
+    # --- the parent of --workers (wire/workers.py) --------------------------------------
+
+    def _watch_workers(
+        self, selector: selectors.BaseSelector, timeout: float | None
+    ) -> float | None:
+        """Start the workers that are due, keep the selector on every control socket;
+        the select timeout, shortened to the next restart."""
+        pool = self._pool
+        if pool is None:
+            return timeout
+        now = time.monotonic()
+        next_start = pool.restarts_due(now)
+        if pool.changed:
+            pool.changed = False
+            for key in list(selector.get_map().values()):
+                if isinstance(key.data, Worker):
+                    selector.unregister(key.fileobj)
+            for worker in pool.controls():
+                selector.register(worker.control, selectors.EVENT_READ, worker)
+        if next_start is not None:
+            wait = max(next_start - now, 0.0)
+            timeout = wait if timeout is None else min(timeout, wait)
+        return timeout
+
+    def _from_worker(self, worker: Worker) -> None:
+        """Messages from a worker: slots asked for, connections over, its death."""
+        assert self._pool is not None
+        while True:
+            try:
+                received = workers.receive(worker.control)
+            except (OSError, ValueError) as exc:
+                log.error("worker %d sent what is not a control message: %s", worker.index, exc)
+                received = None
+            if received is None:
+                self._worker_died(worker)
+                return
+            message, fds = received
+            for fd in fds:  # workers send none
+                os.close(fd)
+            kind = message["t"]
+            connection = worker.connections.get(message.get("id", -1))
+            if kind == "ready":
+                worker.ready = True
+            elif kind == "admit":
+                admitted = False
+                held = self._associations.get(connection) if connection is not None else None
+                if connection is not None and held is not None and not connection.refusing:
+                    admitted = self._admit(held)
+                    connection.admitted = admitted
+                with contextlib.suppress(OSError):
+                    workers.send(
+                        worker.control, {"t": "admit", "id": message["id"], "ok": admitted}
+                    )
+            elif kind == "closed" and connection is not None:
+                del worker.connections[connection.id]
+                with self._lock:
+                    self._forget(connection, None)
+                connection.close()
+            try:
+                worker.control.setblocking(False)
+                more = bool(worker.control.recv(1, socket.MSG_PEEK))
+            except (BlockingIOError, OSError):
+                more = False
+            finally:
+                worker.control.setblocking(True)
+            if not more:
+                return
+
+    def _worker_died(self, worker: Worker) -> None:
+        assert self._pool is not None
+        for connection in self._pool.died(worker):
+            with self._lock:
+                if connection in self._associations:
+                    self._forget(connection, None)
+
+    def _drain_workers(self, selector: selectors.BaseSelector) -> None:
+        """Stop: every worker drains its associations (SIGTERM) and ends; stragglers
+        are killed after ``--shutdown-timeout`` and a few seconds more."""
+        pool = self._pool
+        assert pool is not None
+        pool.terminate()
+        deadline = time.monotonic() + self.config.shutdown_timeout + 5.0
+        while any(True for _ in pool.controls()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("shut-down timeout: killing the workers still running")
+                pool.kill()
+                remaining = 5.0
+                deadline = time.monotonic() + remaining
+            self._watch_workers(selector, None)
+            for key, _ in selector.select(min(remaining, 1.0)):
+                if isinstance(key.data, Worker):
+                    self._from_worker(key.data)
+                elif key.fileobj == self._wake_r:
+                    os.read(self._wake_r, 512)
+
+    # --- a worker of --workers -----------------------------------------------------------
+
+    def _serve_link(self, link: ParentLink) -> None:
+        """A worker: serve the connections the parent sends until it says stop (SIGTERM)
+        or goes away."""
+        selector = selectors.DefaultSelector()
+        selector.register(link.sock, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        link.send({"t": "ready"})
+        try:
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is not link.sock:
+                        os.read(self._wake_r, 512)
+                        continue
+                    try:
+                        received = workers.receive(link.sock)
+                    except (OSError, ValueError):
+                        received = None
+                    if received is None:
+                        log.error("the parent process is gone: stopping")
+                        self._stopping = True
+                        break
+                    self._from_parent(link, *received)
+        finally:
+            selector.close()
+        self._drain()
+
+    def _from_parent(self, link: ParentLink, message: dict[str, object], fds: list[int]) -> None:
+        kind = message["t"]
+        raw_id = message.get("id", 0)
+        connection_id = raw_id if isinstance(raw_id, int) else 0
+        peer = message.get("a")
+        if kind == "conn" and len(fds) == 1 and isinstance(peer, list) and len(peer) == 2:
+            sock = socket.socket(fileno=fds[0])
+            address = (str(peer[0]), int(peer[1]))
+            self._launch_from_parent(sock, address, connection_id, bool(message.get("h")))
+            return
+        for fd in fds:
+            os.close(fd)
+        if kind == "admit":
+            link.answered(connection_id, bool(message.get("ok")))
+        elif kind == "reclaim":
+            with self._lock:
+                found = [
+                    a for a in self._associations if getattr(a, "link_id", None) == connection_id
+                ]
+            for association in found:
+                threading.Thread(target=association.force_stop, name="reclaim", daemon=True).start()
+
+    def _launch_from_parent(
+        self, sock: socket.socket, address: tuple[str, int], connection_id: int, hurried: bool
+    ) -> None:
+        link = self._link
+        assert link is not None
+        sock.setblocking(True)
+        config = self._hurried_config if hurried else self.config
+        association = Association(
+            sock,
+            address,
+            config,
+            self.store,
+            self.services,
+            lambda: link.admit(connection_id),
+            shared_socket=True,
+        )
+        association.link_id = connection_id
+        thread = threading.Thread(
+            target=self._run_association,
+            args=(association, connection_id),
+            name=f"association-{address[0]}:{address[1]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._associations[association] = _Held(address[0], time.monotonic(), refusing=False)
+            self._threads.add(thread)
+        thread.start()
 
     def _recover(self) -> None:
         """Put right what a crash of an earlier run left (storage/recovery.py)."""
@@ -316,9 +528,18 @@ class Server:
                 sock.close()
                 return True
             sock.setblocking(True)
-            config = self.config
-            if held.refusing or held.reserved or self._hurried(now):
-                config = self._hurried_config
+            hurried = held.refusing or held.reserved or self._hurried(now)
+            if self._pool is not None:
+                remote = self._pool.dispatch(
+                    sock, address[:2], hurried=hurried, refusing=held.refusing
+                )
+                if remote is None:
+                    self._forget_held(held)
+                    sock.close()
+                    return False
+                self._associations[remote] = held
+                return True
+            config = self._hurried_config if hurried else self.config
             admit = _refuse if held.refusing else functools.partial(self._admit, held)
             association = Association(sock, address[:2], config, self.store, self.services, admit)
             thread = threading.Thread(
@@ -520,7 +741,7 @@ _LAST_DATA_RECV = struct.Struct("=I")
 _LAST_DATA_RECV_OFFSET = 8 + 11 * 4
 
 
-def _quiet(association: Association, held: _Held, now: float) -> float:
+def _quiet(association: Association | RemoteConnection, held: _Held, now: float) -> float:
     """Seconds since the peer last sent anything, as the kernel knows it.
 
     The kernel's figure needs no bookkeeping in the association's hot path; where

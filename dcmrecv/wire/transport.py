@@ -41,9 +41,12 @@ class HandshakeFailed(Exception):
 class Transport:
     """The socket of one association; ``receive`` is for its own thread only."""
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str, *, shared: bool = False) -> None:
         self.sock = sock
         self.peer = peer
+        #: Another process holds a descriptor of this socket (the parent of --workers):
+        #: close() alone would not end the connection.
+        self.shared = shared
         #: Receive calls so far; a stopping server compares it to see activity.
         self.receives = 0
         #: True once a TLS handshake has completed.
@@ -169,6 +172,11 @@ class Transport:
     def close(self) -> None:
         with self._send_lock:
             self.closed = True
+            try:
+                if self.shared:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self.sock.close()
             except OSError:

@@ -33,6 +33,17 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
+class LogOptions:
+    """The logging options as the command evaluated them (``-ll``, ``-lc``,
+    ``--log-format``): a worker process sets up its logging the same way."""
+
+    level: str = "warn"
+    config_file: str | None = None
+    appname: str = "dcmrecv"
+    json_lines: bool = False
+
+
+@dataclass(frozen=True)
 class NamingSettings:
     """storescp's file naming and sorting options (storescp.man, "output options")."""
 
@@ -192,3 +203,13 @@ class ReceiverConfig:
     study_command: str | None = None
     #: ``--exec-timeout``: seconds before a hanging study command is killed.
     study_command_timeout: float = 60.0
+    # Scaling out (README, "Scaling out"; not in DCMTK).
+    #: ``--workers``: processes that serve the associations (1: this one; the parent of
+    #: more keeps the listener and the admission policy, wire/workers.py).
+    workers: int = 1
+    #: ``--state``: where what spans associations lives (studies, the instance index):
+    #: ``sqlite:///path``, ``postgresql://...``; None: the embedded default, in the
+    #: output directory, opened only when something needs it.
+    state: str | None = None
+    #: How the command set up logging, for the processes it starts (``--workers``).
+    logging: LogOptions = field(default_factory=lambda: LogOptions())

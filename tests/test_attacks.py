@@ -90,8 +90,8 @@ def test_a_uid_with_bytes_that_are_not_text_takes_the_invalid_uid_path(
 def test_a_dictionary_range_is_refused_before_it_expands(tmp_path: Path) -> None:
     """``(0009-o-FFFF,"EVIL",00-FF) SQ`` cost 15.7 s and 547 MB at start-up: now the
     line is refused with its file and line before anything is expanded."""
-    from dcmrecv.commands.dictionaries import read_dictionaries
     from dcmrecv.storage.dictionary import MAX_EXPANDED_TAGS, DictionaryError
+    from dcmrecv.storage.dictionary_files import read_dictionaries
 
     evil = tmp_path / "evil.dic"
     evil.write_text('(0009-o-FFFF,"EVIL",00-FF)\tSQ\tEvil\t1\tPrivateTag\n')

@@ -20,7 +20,13 @@ import dcmrecv
 from dcmrecv import exitcodes
 from dcmrecv.boundedread import MAX_CONFIG_FILE_SIZE
 from dcmrecv.commands.dcmrecv import main
-from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
+from dcmrecv.config import (
+    FilenameMode,
+    LogOptions,
+    ReceiverConfig,
+    StorageMode,
+    SubdirectoryMode,
+)
 from tests.conftest import FakeServer, require_tool
 
 pytestmark = pytest.mark.usefixtures("fresh_logging")
@@ -67,6 +73,8 @@ def test_every_option_reaches_the_config(server: FakeServer, in_tmp: Path) -> No
         max_associations=4,
         verbose_pc=True,
         shutdown_timeout=2.5,
+        # -v: the workers of --workers log as the command does.
+        logging=LogOptions(level="info", appname="dcmrecv"),
     )
 
 

@@ -24,9 +24,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
-from dcmrecv.commands.dictionaries import read_dictionaries
 from dcmrecv.storage.dataset import DatasetError, register_sequences, scan_buffer, scan_dataset
 from dcmrecv.storage.dictionary import DictionaryError, parse_dictionary, sequence_tags
+from dcmrecv.storage.dictionary_files import read_dictionaries
 from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -207,7 +207,8 @@ def test_peer_uid_cannot_name_another_directory(uid: str, expected: str) -> None
 )
 def test_distinct_instance_uids_never_share_a_file_name(first: str, second: str) -> None:
     # DCMTK would name "1.2.3/4" and "1.2.3_4" alike and one would overwrite the other.
-    if first.rstrip("\0 ") != second.rstrip("\0 ") and first.rstrip("\0 "):
+    # A value that is empty once its padding is gone is refused (PlanError), not named.
+    if first.rstrip("\0 ") != second.rstrip("\0 ") and first.rstrip("\0 ") and second.rstrip("\0 "):
         assert plan(sop_instance_uid=first).filename != plan(sop_instance_uid=second).filename
 
 

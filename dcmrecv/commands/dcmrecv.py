@@ -125,6 +125,8 @@ PLAN: tuple[Step, ...] = (
     "http_address",
     "event_log",
     study_completion,
+    "workers",
+    "state",
 )
 
 

@@ -79,6 +79,7 @@ TLS_PEER = Section(_TLS, "peer authentication:")
 _OPERATIONS = "operations options (not in DCMTK):"
 MONITORING = Section(_OPERATIONS, "monitoring:")
 END_OF_STUDY = Section(_OPERATIONS, "end of study (across all associations):")
+SCALING = Section(_OPERATIONS, "scaling out:")
 _OUTPUT = "output options:"
 OUTPUT_GENERAL = Section(_OUTPUT, "general:")
 SUBDIRECTORIES = Section(_OUTPUT, "subdirectory generation:")
@@ -123,6 +124,7 @@ DCMRECV_SECTIONS: Final = (
     *_TLS_SECTIONS,
     MONITORING,
     END_OF_STUDY,
+    SCALING,
     OUTPUT_GENERAL,
     SUBDIRECTORIES,
     FILENAMES,
@@ -844,6 +846,28 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "kill the --exec-on-eostudy command after s seconds",
         values="[s]econds: number (default: 60)",
         section=END_OF_STUDY,
+        commands=DCMRECV_ONLY,
+    ),
+    Option(
+        "--workers",
+        None,
+        "serve associations in n processes, one port\n(0: one per CPU; default: 1)",
+        values="[n]umber: integer",
+        section=SCALING,
+        field="workers",
+        parse=values.workers,
+        commands=DCMRECV_ONLY,
+    ),
+    Option(
+        "--state",
+        None,
+        "keep studies and the instance index in u:\n"
+        "sqlite:///path or postgresql://user@host/db\n"
+        "(default: a file in the output directory)",
+        values="[u]rl: string",
+        section=SCALING,
+        field="state",
+        parse=values.state_url,
         commands=DCMRECV_ONLY,
     ),
     # --- output ---------------------------------------------------------------------------

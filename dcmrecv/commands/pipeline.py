@@ -289,12 +289,15 @@ def start_logging(dialect: Dialect, cmdline: CommandLine, program: str) -> Run |
         quoted = "".join(f"'{arg}' " for arg in cmdline.arguments)
         message = f"calling '{program}' with {len(cmdline.arguments)} arguments: {quoted}\n"
         log_forced(log, logging.INFO, message)
+    from dcmrecv.config import LogOptions
+
+    options = LogOptions(settings.level, settings.config_file, dialect.name, settings.json_lines)
     return Run(
         dialect,
         cmdline,
         quiet=not log.isEnabledFor(logging.ERROR),
         verbose=log.isEnabledFor(logging.INFO),
-        config=dialect.base_config(),
+        config=replace(dialect.base_config(), logging=options),
     )
 
 
@@ -304,8 +307,8 @@ def start_logging(dialect: Dialect, cmdline: CommandLine, program: str) -> Run |
 def load_dictionaries(run: Run) -> Run | int:
     """``DCMDICTPATH`` (dcmrecv.man and storescp.man, "ENVIRONMENT"), before the option
     values: ``--output-template`` may use the dictionaries' names."""
-    from dcmrecv.commands.dictionaries import load_dictionaries as load
     from dcmrecv.storage.dictionary import DictionaryError
+    from dcmrecv.storage.dictionary_files import load_dictionaries as load
 
     try:
         load(os.environ)
@@ -319,7 +322,7 @@ def evaluate_options(run: Run) -> Run | int:
         config = run.dialect.evaluate(run.cmdline, run.verbose)
     except ArgvError as exc:
         return error(run.dialect, str(exc), run.quiet)
-    return replace(run, config=config)
+    return replace(run, config=replace(config, logging=run.config.logging))
 
 
 def load_profile(run: Run) -> Run | int:

@@ -10,9 +10,10 @@ so ``--help`` and ``--version`` do not pay for them.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from dcmrecv.commands.argv import ArgvError, option_number, option_unsigned
 from dcmrecv.commands.option import Occurrence
@@ -214,3 +215,27 @@ def quarantine_limit(occurrence: Occurrence) -> Watermark:
     if mark.size is not None and mark.size <= 0:
         raise invalid(occurrence, "expected a size such as 1G or 500M, or 5%")
     return mark
+
+
+#: More workers than this is a typo, not a machine (``--workers``).
+MAX_WORKERS: Final = 256
+
+
+def workers(occurrence: Occurrence) -> int:
+    """``--workers``: 0 means one per CPU this process may run on."""
+    count = unsigned(0, MAX_WORKERS)(occurrence)
+    if count == 0:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(count, 1)
+
+
+#: The schemes ``--state`` takes (dcmrecv/state).
+STATE_SCHEMES: Final = ("sqlite:", "postgresql:", "postgres:")
+
+
+def state_url(occurrence: Occurrence) -> str:
+    """``--state``: a URL whose scheme we know (the store is opened at start-up)."""
+    text = occurrence.values[0]
+    if not text.startswith(STATE_SCHEMES):
+        raise invalid(occurrence, "expected sqlite:///path or postgresql://...")
+    return text

@@ -191,11 +191,14 @@ class EventLogWriter:
     def __init__(self, log_file: EventLog) -> None:
         self.log_file = log_file
 
-    def subscribe(self, bus: EventBus) -> None:
-        bus.subscribe_veto(events.InstanceAnswered, self.instance_answered)
-        bus.subscribe(events.AssociationEnded, self.association_ended)
-        bus.subscribe(events.StudyCompleted, self.study_completed)
-        bus.subscribe(events.StudyOpenAtShutdown, self.study_open_at_shutdown)
+    def subscribe(self, bus: EventBus, *, instances: bool = True, studies: bool = True) -> None:
+        """``instances``: instance and association lines; ``studies``: study lines."""
+        if instances:
+            bus.subscribe_veto(events.InstanceAnswered, self.instance_answered)
+            bus.subscribe(events.AssociationEnded, self.association_ended)
+        if studies:
+            bus.subscribe(events.StudyCompleted, self.study_completed)
+            bus.subscribe(events.StudyOpenAtShutdown, self.study_open_at_shutdown)
 
     def instance_answered(self, event: events.InstanceAnswered) -> Veto | None:
         """Written (and flushed) before the C-STORE response, so that a Success is

@@ -47,7 +47,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final
 
-from dcmrecv.ops.metrics import CONTENT_TYPE, ReceiverMetrics
+from dcmrecv.ops.metrics import CONTENT_TYPE, Exposition
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class OpsEndpoint:
         self,
         address: str,
         port: int,
-        metrics: ReceiverMetrics,
+        metrics: Exposition,
         readiness: Readiness,
     ) -> None:
         self.metrics = metrics

@@ -10,11 +10,13 @@ global one, so two receivers in one process (the tests) never share counts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dcmrecv import events
@@ -37,6 +39,11 @@ _STORE_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.0
 _STORE_BUCKETS += (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+_FLUSHES_HELP = "Device flushes (fsync or syncfs) run to make stored files durable."
+_FLUSH_WAITS_HELP = (
+    "Waits for a flush by stored files; a flush shared by several counts once above."
+)
+
 #: (device flushes run, flush waits they served), read when scraped.
 FlushCounts = Callable[[], "tuple[int, int] | None"]
 
@@ -52,15 +59,27 @@ class _FlushCollector(Collector):
         if counts is None:  # --no-fsync
             return
         flushes, waits = counts
-        yield CounterMetricFamily(
-            "dcmrecv_flushes",
-            "Device flushes (fsync or syncfs) run to make stored files durable.",
-            value=flushes,
-        )
-        yield CounterMetricFamily(
-            "dcmrecv_flush_waits",
-            "Waits for a flush by stored files; a flush shared by several counts once above.",
-            value=waits,
+        yield CounterMetricFamily("dcmrecv_flushes", _FLUSHES_HELP, value=flushes)
+        yield CounterMetricFamily("dcmrecv_flush_waits", _FLUSH_WAITS_HELP, value=waits)
+
+
+class Exposition(Protocol):
+    """What ``/metrics`` serves: the text format of one registry."""
+
+    def exposition(self) -> bytes: ...
+
+
+class _FreeSpaceCollector(Collector):
+    """``dcmrecv_output_free_bytes``, measured when scraped."""
+
+    def __init__(self, free_bytes: Callable[[], float]) -> None:
+        self._free_bytes = free_bytes
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "dcmrecv_output_free_bytes",
+            "Bytes available to the receiver in the output directory's file system.",
+            value=self._free_bytes(),
         )
 
 
@@ -71,10 +90,26 @@ class ReceiverMetrics:
         self,
         free_bytes: Callable[[], float] | None = None,
         flush_counts: FlushCounts | None = None,
+        *,
+        worker: bool = False,
     ) -> None:
+        """``worker``: one of ``--workers``' processes, whose values prometheus-client
+        keeps in files its parent sums (multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR``
+        was set before this process imported it).  Then the flush counts are counters
+        brought up to date after each instance, and the free space is the parent's."""
         self.registry = CollectorRegistry(auto_describe=True)
-        if flush_counts is not None:
+        self._flush_counts = flush_counts
+        self._flushes_seen = (0, 0)
+        self._flush_lock = threading.Lock()
+        self._flushes: Counter | None = None
+        self._flush_waits: Counter | None = None
+        if flush_counts is not None and not worker:
             self.registry.register(_FlushCollector(flush_counts))
+        elif flush_counts is not None:
+            self._flushes = Counter("dcmrecv_flushes", _FLUSHES_HELP, registry=self.registry)
+            self._flush_waits = Counter(
+                "dcmrecv_flush_waits", _FLUSH_WAITS_HELP, registry=self.registry
+            )
         self._associations = Counter(
             "dcmrecv_associations",
             "Associations by what became of them.",
@@ -85,6 +120,8 @@ class ReceiverMetrics:
             "dcmrecv_associations_active",
             "Associations accepted and not yet ended.",
             registry=self.registry,
+            # --workers: the sum over the workers alive (ignored in one process).
+            multiprocess_mode="livesum",
         )
         self._instances = Counter(
             "dcmrecv_instances",
@@ -103,14 +140,9 @@ class ReceiverMetrics:
             buckets=_STORE_BUCKETS,
             registry=self.registry,
         )
-        self._free = Gauge(
-            "dcmrecv_output_free_bytes",
-            "Bytes available to the receiver in the output directory's file system.",
-            registry=self.registry,
-        )
         if free_bytes is not None:
             # Read when scraped, not per instance: one statvfs per scrape.
-            self._free.set_function(free_bytes)
+            self.registry.register(_FreeSpaceCollector(free_bytes))
         # Every label value exists from the start, so a dashboard shows 0, not "no data".
         for result in ASSOCIATION_RESULTS:
             self._associations.labels(result)
@@ -151,9 +183,46 @@ class ReceiverMetrics:
         self._bytes.inc(received_bytes)
         if seconds is not None:
             self._store_seconds.observe(seconds)
+        if self._flushes is not None:
+            self._count_flushes()
+
+    def _count_flushes(self) -> None:
+        """A worker's flush counters, brought up to the group commit's own counts."""
+        assert self._flush_counts is not None and self._flush_waits is not None
+        counts = self._flush_counts()
+        if counts is None:
+            return
+        with self._flush_lock:
+            flushes, waits = counts
+            seen_flushes, seen_waits = self._flushes_seen
+            self._flushes_seen = (flushes, waits)
+        if flushes > seen_flushes:
+            assert self._flushes is not None
+            self._flushes.inc(flushes - seen_flushes)
+        if waits > seen_waits:
+            self._flush_waits.inc(waits - seen_waits)
 
     # --- exposition -------------------------------------------------------------------
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class WorkersMetrics:
+    """``/metrics`` of the parent of ``--workers``: the sum of its workers' values
+    (prometheus-client's multiprocess mode reads the files they write) and the free
+    space, measured here."""
+
+    def __init__(self, directory: str, free_bytes: Callable[[], float] | None = None) -> None:
+        from prometheus_client import multiprocess
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        # The library leaves this constructor unannotated; it registers itself.
+        collector: Any = multiprocess.MultiProcessCollector
+        collector(self.registry, path=directory)
+        if free_bytes is not None:
+            self.registry.register(_FreeSpaceCollector(free_bytes))
+
+    def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,11 +12,18 @@ none of the operations options it is the plain server.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
-from dataclasses import dataclass, field
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dcmrecv.config import ReceiverConfig
 from dcmrecv.exitcodes import (
@@ -31,13 +38,25 @@ from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import server as wire_server
 from dcmrecv.wire.association import Services
 from dcmrecv.wire.tls import TLSError
+from dcmrecv.wire.workers import WorkerPool
 
 if TYPE_CHECKING:
     from dcmrecv.ops.http import OpsEndpoint
-    from dcmrecv.ops.metrics import ReceiverMetrics
+    from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
     from dcmrecv.ops.storescp_hooks import StorescpHooks
 
 log = logging.getLogger(__name__)
+
+
+class Role(enum.Enum):
+    """Which part of the receiver this process is (``--workers``, wire/workers.py)."""
+
+    #: One process does everything (``--workers 1``, the default).
+    SINGLE = "single"
+    #: The parent of ``--workers``: listener and admission, HTTP, study completion.
+    PARENT = "parent"
+    #: One of the workers: serves the connections the parent hands it.
+    WORKER = "worker"
 
 
 class StartError(Exception):
@@ -68,6 +87,8 @@ class _Readiness:
             return "not listening yet"
         if server.stopping:
             return "stopping"
+        if not server.serving:
+            return "no worker process serves yet"
         if not os.access(self.output_directory, os.W_OK):
             return f"output directory {self.output_directory} is not writable"
         free_space = server.store.free_space
@@ -95,9 +116,12 @@ class Runtime:
 
     config: ReceiverConfig
     services: Services
+    role: Role = Role.SINGLE
     store: InstanceStore | None = None
     hooks: StorescpHooks | None = None
-    metrics: ReceiverMetrics | None = None
+    metrics: ReceiverMetrics | WorkersMetrics | None = None
+    #: --workers: where the workers' metrics files go (prometheus-client multiprocess).
+    metrics_directory: str | None = None
     endpoint: OpsEndpoint | None = None
     event_log: EventLog | None = None
     studies: EndOfStudy | None = None
@@ -107,7 +131,7 @@ class Runtime:
         self.ready = _Readiness(self.config.output_directory)
 
     @classmethod
-    def load(cls, config: ReceiverConfig) -> Runtime:
+    def load(cls, config: ReceiverConfig, role: Role = Role.SINGLE) -> Runtime:
         """Build what ``config`` asks for; raises StartError (logged) when it cannot."""
         bus = wire_server.dialect_bus(config)
         try:
@@ -115,7 +139,7 @@ class Runtime:
         except TLSError as exc:
             wire_server.log_tls_error(exc)
             raise StartError(EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER) from None
-        runtime = cls(config, services)
+        runtime = cls(config, services, role)
         try:
             runtime._build()
         except BaseException:
@@ -124,40 +148,25 @@ class Runtime:
         return runtime
 
     def _build(self) -> None:
-        config, bus = self.config, self.services.bus
+        config, bus, role = self.config, self.services.bus, self.role
         if config.storescp is None:
             self.store = InstanceStore(config)
         else:
             self._build_storescp()
         if config.http_port is not None:
-            from dcmrecv.ops.http import OpsEndpoint
-            from dcmrecv.ops.metrics import ReceiverMetrics
-
-            ready = self.ready
-            self.metrics = ReceiverMetrics(
-                free_bytes=ready.free_bytes, flush_counts=ready.flush_counts
-            )
-            self.metrics.subscribe(bus)
-            try:
-                self.endpoint = OpsEndpoint(
-                    config.http_address, config.http_port, self.metrics, ready
-                )
-            except OSError as exc:
-                log.critical(
-                    "cannot listen for HTTP on %s port %d: %s",
-                    config.http_address,
-                    config.http_port,
-                    exc.strerror or exc,
-                )
-                raise StartError(EXITCODE_CANNOT_START_SCP_AND_LISTEN) from None
+            self._build_metrics()
         if config.event_log is not None:
             try:
                 self.event_log = EventLog(str(config.event_log), durable=config.fsync)
             except OSError as exc:
                 log.critical("cannot open event log %s: %s", config.event_log, exc.strerror or exc)
                 raise StartError(EXITCODE_CANNOT_WRITE_OUTPUT_FILE) from None
-            EventLogWriter(self.event_log).subscribe(bus)
-        if config.study_timeout is not None:
+            # Instances and associations are the workers' to record; studies the
+            # parent's, which completes them.
+            EventLogWriter(self.event_log).subscribe(
+                bus, instances=role is not Role.PARENT, studies=role is not Role.WORKER
+            )
+        if config.study_timeout is not None and role is not Role.WORKER:
             self.studies = EndOfStudy(
                 config.study_timeout,
                 command=config.study_command,
@@ -165,6 +174,39 @@ class Runtime:
                 bus=bus,
             )
             self.studies.subscribe(bus)
+
+    def _build_metrics(self) -> None:
+        """/metrics: this process's counters; the parent of --workers sums its workers'."""
+        from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
+
+        config, ready = self.config, self.ready
+        if self.role is Role.WORKER:
+            store = self.store
+            durability = store.durability if store is not None else None
+            counts = (lambda: (durability.flushes, durability.served)) if durability else None
+            self.metrics = ReceiverMetrics(flush_counts=counts, worker=True)
+            self.metrics.subscribe(self.services.bus)
+            return  # the parent serves them
+        if self.role is Role.PARENT:
+            self.metrics_directory = tempfile.mkdtemp(prefix="dcmrecv-metrics-")
+            self.metrics = WorkersMetrics(self.metrics_directory, ready.free_bytes)
+        else:
+            metrics = ReceiverMetrics(free_bytes=ready.free_bytes, flush_counts=ready.flush_counts)
+            metrics.subscribe(self.services.bus)
+            self.metrics = metrics
+        from dcmrecv.ops.http import OpsEndpoint
+
+        assert config.http_port is not None
+        try:
+            self.endpoint = OpsEndpoint(config.http_address, config.http_port, self.metrics, ready)
+        except OSError as exc:
+            log.critical(
+                "cannot listen for HTTP on %s port %d: %s",
+                config.http_address,
+                config.http_port,
+                exc.strerror or exc,
+            )
+            raise StartError(EXITCODE_CANNOT_START_SCP_AND_LISTEN) from None
 
     def _build_storescp(self) -> None:
         """storescp's naming, conversions and hooks (its ``config.storescp``)."""
@@ -217,12 +259,50 @@ class Runtime:
             self.event_log.close()
         if self.hooks is not None:
             self.hooks.close()
+        if self.metrics_directory is not None:
+            shutil.rmtree(self.metrics_directory, ignore_errors=True)
+
+    # --- the parent of --workers ---------------------------------------------------------
+
+    def workers(self) -> WorkerPool:
+        """The worker processes of ``--workers`` (started by the server when it listens)."""
+        return WorkerPool(self.config.workers, self._spawn, on_death=self._worker_ended)
+
+    def _spawn(self, index: int, control: socket.socket) -> subprocess.Popen[bytes]:
+        """Worker ``index``: a fresh interpreter with the control socket, the
+        configuration on its standard input (ops/worker.py)."""
+        env = dict(os.environ)
+        if self.metrics_directory is not None:
+            # Before the worker imports prometheus-client: its values go to files.
+            env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_directory
+        fd = control.fileno()
+        command = [sys.executable, "-m", "dcmrecv.ops.worker"]
+        process = subprocess.Popen(
+            [*command, "--control", str(fd), "--index", str(index)],
+            stdin=subprocess.PIPE,
+            pass_fds=(fd,),
+            env=env,
+        )
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(pickle.dumps(replace(self.config, workers=1)))
+        return process
+
+    def _worker_ended(self, pid: int) -> None:
+        if self.metrics_directory is not None:
+            from prometheus_client import multiprocess
+
+            # Its gauges leave the sums (livesum); its counters stay counted.  (The
+            # library leaves this function unannotated.)
+            mark_dead: Any = multiprocess.mark_process_dead
+            mark_dead(pid, self.metrics_directory)
 
 
 def serve(config: ReceiverConfig) -> int:
     """Run the receiver with the parts the configuration asks for; the exit code."""
+    role = Role.PARENT if config.workers > 1 else Role.SINGLE
     try:
-        runtime = Runtime.load(config)
+        runtime = Runtime.load(config, role)
     except StartError as exc:
         return exc.code
     runtime.start()
@@ -232,6 +312,7 @@ def serve(config: ReceiverConfig) -> int:
             runtime.listening,
             services=runtime.services,
             store=runtime.store,
+            pool=runtime.workers() if role is Role.PARENT else None,
         )
     finally:
         runtime.stop()

@@ -92,6 +92,9 @@ class _Held:
     reserved: bool = False
     #: Its association was accepted beyond --max-associations (the loopback reserve).
     beyond_limit: bool = False
+    #: Counted in this process's tally (a worker of --workers counts nothing: its
+    #: parent does).
+    counted: bool = True
 
 
 class Server:
@@ -209,6 +212,8 @@ class Server:
             self._threads.discard(thread)
 
     def _forget_held(self, held: _Held) -> None:
+        if not held.counted:
+            return
         self._beyond_limit -= held.beyond_limit
         if held.reserved:
             self._reserved -= 1
@@ -439,7 +444,9 @@ class Server:
             daemon=True,
         )
         with self._lock:
-            self._associations[association] = _Held(address[0], time.monotonic(), refusing=False)
+            self._associations[association] = _Held(
+                address[0], time.monotonic(), refusing=False, counted=False
+            )
             self._threads.add(thread)
         thread.start()
 
@@ -654,6 +661,11 @@ class Server:
     # --- stopping -------------------------------------------------------------------
 
     @property
+    def serving(self) -> bool:
+        """Whether a worker process serves (always, without ``--workers``)."""
+        return self._pool is None or self._pool.ready > 0
+
+    @property
     def stopping(self) -> bool:
         """True once ``stop`` was asked (readiness: no new associations are taken)."""
         return self._stopping
@@ -853,6 +865,7 @@ def serve(
     *,
     services: Services | None = None,
     store: InstanceStore | None = None,
+    pool: WorkerPool | None = None,
 ) -> int:
     """Run the receiver until SIGTERM/SIGINT (``--inetd``: until its one association
     has ended); returns dcmrecv's exit code.
@@ -881,7 +894,7 @@ def serve(
             descriptors // DESCRIPTORS_PER_ASSOCIATION,
         )
     try:
-        server = Server(config, services=services, store=store)
+        server = Server(config, services=services, store=store, pool=pool)
     except OSError as exc:
         services.bus.publish(ListenFailed(config.port, str(exc.strerror or exc)))
         return EXITCODE_CANNOT_START_SCP_AND_LISTEN

@@ -153,9 +153,13 @@ class WorkerPool:
     Used from the listener's thread only (the accept loop selects on ``controls()``).
     """
 
-    def __init__(self, count: int, spawn: Spawn) -> None:
+    def __init__(
+        self, count: int, spawn: Spawn, on_death: Callable[[int], None] | None = None
+    ) -> None:
+        """``on_death(pid)`` is told when a worker process has ended and been reaped."""
         self.count = count
         self._spawn = spawn
+        self._on_death = on_death
         self.workers: list[Worker | None] = [None] * count
         self._ids = 0
         self._restart_at: dict[int, float] = {}
@@ -226,6 +230,8 @@ class WorkerPool:
         except subprocess.TimeoutExpired:
             worker.process.kill()
             code = worker.process.wait()
+        if self._on_death is not None:
+            self._on_death(worker.process.pid)
         lost = list(worker.connections.values())
         for connection in lost:
             connection.cut()

@@ -87,8 +87,6 @@ class StorescpSettings:
 DEFAULT_AETITLE = "DCMRECV"
 DEFAULT_ACSE_TIMEOUT = 30.0
 DEFAULT_MAX_PDU = 16384
-#: ``--quarantine-limit``'s default: the quarantine's size before the oldest go.
-DEFAULT_QUARANTINE_LIMIT = 1 << 30
 #: The range dcmrecv accepts for ``-pdu`` (ASC_MINIMUMPDUSIZE..ASC_MAXIMUMPDUSIZE as DCMTK
 #: allows on the command line).
 MIN_MAX_PDU = 4096
@@ -129,6 +127,9 @@ class ReceiverConfig:
     #: ``--max-associations``: concurrent associations; the next is rejected (2,3,2).
     #: None means unlimited.
     max_associations: int | None = None
+    #: ``--max-associations-per-peer``: connections one peer may hold
+    #: (wire.admission.Limits.max_per_peer; None: its default, 256).
+    max_associations_per_peer: int | None = None
     #: ``+v``: log the presentation contexts in verbose mode.
     verbose_pc: bool = False
     #: Address to listen on; DCMTK listens on all interfaces.
@@ -184,8 +185,10 @@ class ReceiverConfig:
     free_space_interval: float = 1.0
     #: ``--quarantine-dir``: refused data sets are kept there with a JSON sidecar.
     quarantine_directory: Path | None = None
-    #: ``--quarantine-limit``: bytes the quarantine may hold; the oldest go first.
-    quarantine_limit: int = DEFAULT_QUARANTINE_LIMIT
+    #: ``--quarantine-limit``: allocated bytes (or a percentage of its file system)
+    #: the quarantine may hold; the oldest go first.  None: 5% of its file system
+    #: (storage.quarantine.DEFAULT_LIMIT).
+    quarantine_limit: Watermark | None = None
     # Operations (README, "Operations"); all off by default, DCMTK's behaviour.
     #: ``--http-port``: serve /metrics, /healthz and /readyz; None: no HTTP endpoint.
     http_port: int | None = None

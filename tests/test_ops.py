@@ -281,9 +281,39 @@ def heard() -> tuple[list[Any], EventBus]:
 def test_a_hanging_hook_and_its_children_are_killed(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_hook("sleep 60 & sleep 60; echo never", b"", timeout=0.5)
-    assert result is None
+    assert result.returncode is None and result.killed == "timeout"
     assert time.monotonic() - started < 10
 
 
 def test_hook_gets_stdin_and_reports_status() -> None:
-    assert run_hook("cat; exit 3", b"manifest", timeout=10) == (3, b"manifest", b"")
+    result = run_hook("cat; echo oops >&2; exit 3", b"manifest", timeout=10)
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"manifest", b"oops\n")
+    assert result.killed is None and not result.pipes_held
+
+
+def test_a_line_cut_off_on_a_stream_is_ended_by_the_next(tmp_path: Path) -> None:
+    """A stream's reader that stalls mid-line: the write fails after its timeout, and
+    the next line starts on a line of its own, so a reader loses one line, not two."""
+    import fcntl
+    import os
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    events = EventLog(str(fifo), durable=True, write_timeout=0.2)
+    assert not events.durable  # nothing to flush to a disk
+    fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ
+    with pytest.raises(OSError, match=r"its reader took nothing for 0\.2 s"):
+        events.write("instance_stored", {"reason": "x" * 10000})
+    received = b""
+    while chunk := os.read(reader, 65536):
+        received += chunk
+        if len(received) >= 4096:
+            break
+    events.write("association_ended", {"n": 1})
+    received += os.read(reader, 65536)
+    events.close()
+    os.close(reader)
+    broken, whole, rest = received.split(b"\n")
+    assert len(broken) == 4096 and rest == b""
+    assert json.loads(whole)["event"] == "association_ended"

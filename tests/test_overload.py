@@ -65,6 +65,9 @@ SMALL = Limits(
     pressure_at=6,
     hurried_request_timeout=2.0,
     reclaim_idle=3.0,
+    # Every peer here is on loopback: without a reserve, 127.0.0.1 stands for a
+    # remote sender (the reserve has tests of its own, in test_attacks.py).
+    loopback_reserve=0,
 )
 
 
@@ -542,3 +545,25 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Path) -> 
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0
     assert f"open file limit (RLIMIT_NOFILE) raised from 256 to {hard}" in stderr.decode()
+
+
+def test_the_loopback_reserve_is_for_probes_only() -> None:
+    limits = Limits(max_connections=10, max_per_peer=4, loopback_reserve=2)
+    full = {"total": 10, "limits": limits, "short_of_descriptors": False}
+    assert admission.probe_like("127.0.0.1", 0)
+    assert admission.probe_like("::1", 0)
+    assert admission.probe_like("::ffff:127.0.0.9", 0)
+    assert not admission.probe_like("127.0.0.1", 1)  # holds a connection: a sender, a flood
+    assert not admission.probe_like("10.1.2.3", 0)  # not loopback
+    assert admission.admit(0, **full, newcomer_from_loopback=True) is Verdict.SERVE_RESERVED
+    assert admission.admit(0, **full, newcomer_from_loopback=True, reserved=2) is (
+        Verdict.MAKE_ROOM
+    )
+    assert admission.admit(0, **full) is Verdict.MAKE_ROOM
+    # Below the limits nobody needs the reserve.
+    assert admission.admit(0, 5, limits, False, newcomer_from_loopback=True) is Verdict.SERVE
+    # --max-associations: (accept, beyond the limit).
+    assert admission.may_associate(3, None, False, 0, limits) == (True, False)
+    assert admission.may_associate(3, 3, False, 0, limits) == (False, False)
+    assert admission.may_associate(3, 3, True, 1, limits) == (True, True)
+    assert admission.may_associate(3, 3, True, 2, limits) == (False, False)

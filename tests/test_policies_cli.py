@@ -65,7 +65,8 @@ def test_policy_options_reach_the_config(server: FakeServer, in_tmp: Path) -> No
         (["--on-duplicate", "ignore"], "expected one of overwrite, keep, rename, reject"),
         (["--min-free-space", "lots"], "Invalid value for option --min-free-space"),
         (["--min-free-space", "150%"], "a percentage must be between 0 and 100"),
-        (["--quarantine-limit", "10%"], "expected a size such as 1G"),
+        (["--quarantine-limit", "0"], "expected a size such as 1G or 500M, or 5%"),
+        (["--quarantine-limit", "lots"], "Invalid value for option --quarantine-limit"),
     ],
 )
 def test_bad_policy_values_exit_1(
@@ -162,7 +163,14 @@ def test_quarantine_options_reach_the_config(server: FakeServer, in_tmp: Path) -
     assert result.exit_code == 0, result.output
     config = server.configs[0]
     assert config.quarantine_directory == Path("quarantine")
-    assert config.quarantine_limit == 500 * 1024 * 1024
+    assert config.quarantine_limit.size == 500 * 1024 * 1024
+    result = run(*("-od", "out", "--quarantine-dir", "quarantine", "104"))
+    assert server.configs[1].quarantine_limit is None  # the default: 5% of its file system
+    result = run(
+        *("-od", "out", "--quarantine-dir", "quarantine", "--quarantine-limit", "2%", "104")
+    )
+    assert result.exit_code == 0, result.output
+    assert server.configs[2].quarantine_limit.percent == 2
 
 
 @pytest.mark.parametrize(

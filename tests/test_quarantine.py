@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -17,7 +19,8 @@ from pynetdicom import AE
 
 from dcmrecv.config import DuplicatePolicy
 from dcmrecv.negotiation.asconfig import Profile, load_profile
-from dcmrecv.storage.quarantine import oldest_to_remove
+from dcmrecv.storage.freespace import parse_watermark
+from dcmrecv.storage.quarantine import NotKept, Room, Usage, make_room
 from dcmrecv.storage.writer import STATUS_DUPLICATE
 from tests import rawpeer
 from tests.conftest import running_receiver
@@ -140,22 +143,38 @@ def test_the_limit_removes_the_oldest_first(
         + explicit(0x7FE10010, "OB", b"", length=1000)
         for n in range(5)
     ]
+    # An entry takes its data file's blocks and its sidecar's (8 KiB with 4 KiB blocks).
+    block = max(os.statvfs(quarantine).f_frsize, 512)
+    entry = 2 * (-(-3800 // block) * block)
     with running_receiver(
         output_directory=out,
         profile=default_profile,
         quarantine_directory=quarantine,
-        quarantine_limit=8000,  # room for two entries of about 3.7 KB
+        quarantine_limit=parse_watermark(str(2 * entry + entry // 2)),  # room for two
     ) as server:
         for number, data_set in enumerate(broken):
             assert raw_store(server.port, f"1.2.3.4.{number}", data_set) == 0xC000
     kept = entries(quarantine)
     assert [record["sop_instance_uid"] for _path, record in kept] == ["1.2.3.4.3", "1.2.3.4.4"]
-    assert sum(p.stat().st_size for p in quarantine.iterdir()) <= 8000
+    assert sum(p.stat().st_blocks * 512 for p in quarantine.iterdir()) <= 2 * entry + entry // 2
     assert list(out.iterdir()) == []
 
 
-def test_oldest_to_remove() -> None:
-    sizes = {"2024a": 5, "2024b": 5, "2024c": 5}
-    assert oldest_to_remove(sizes, 15) == []
-    assert oldest_to_remove(sizes, 10) == ["2024a"]
-    assert oldest_to_remove(sizes, 4) == ["2024a", "2024b", "2024c"]
+def usage(allocated: int) -> Usage:
+    return Usage(allocated, 2)
+
+
+def test_make_room_removes_the_oldest_until_every_bound_holds() -> None:
+    held = [("2024a", usage(5)), ("2024b", usage(5)), ("2024c", usage(5))]
+    roomy = Room(held=15, limit=25, free_after=100, free_floor=10, inodes_after=50, inodes_floor=5)
+    assert make_room(held, 10, roomy) == []
+    # The limit: 15 held + 10 new must come down to 20.
+    assert make_room(held, 10, replace(roomy, limit=20)) == ["2024a"]
+    # Free space: 4 short of the floor, each removal frees 5.
+    assert make_room(held, 10, replace(roomy, free_after=6)) == ["2024a"]
+    # Inodes: each removal frees 2.
+    assert make_room(held, 10, replace(roomy, inodes_after=0)) == ["2024a", "2024b", "2024c"]
+    with pytest.raises(NotKept, match="larger than --quarantine-limit"):
+        make_room(held, 30, roomy)
+    with pytest.raises(NotKept, match=r"less than 10 \(--min-free-space plus 5% of the file"):
+        make_room(held, 10, replace(roomy, free_after=-6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 
 import pytest
@@ -71,22 +72,54 @@ def test_unusable_templates_are_refused(text: str, why: str) -> None:
         parse_template(text)
 
 
+def changed(safe: str, value: str) -> str:
+    """A value that had to be changed: its safe form, ``_`` and 16 hex digits of its
+    SHA-256 (as storage.naming.sanitize_uid)."""
+    return f"{safe}_{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+
+
 @pytest.mark.parametrize(
     ("value", "component"),
     [
-        ("..", "UNKNOWN"),
-        (".", "UNKNOWN"),
-        ("../../etc/passwd", "_._.._etc_passwd"),
-        ("a/b\\c", "a_b_c"),
-        ("line\nbreak\x1b", "line_break_"),
+        ("..", changed("_.", "..")),
+        (".", changed("_", ".")),
+        ("../../etc/passwd", changed("_._.._etc_passwd", "../../etc/passwd")),
+        ("a/b\\c", changed("a_b_c", "a/b\\c")),
+        ("line\nbreak\x1b", changed("line_break_", "line\nbreak\x1b")),
         ("   ", "UNKNOWN"),
-        (".hidden", "_hidden"),
+        (".hidden", changed("_hidden", ".hidden")),
         (None, "UNKNOWN"),
+        ("a_b", "a_b"),
+        # A value that looks like another's changed form is changed too.
+        (changed("a_b", "a/b"), changed(changed("a_b", "a/b"), changed("a_b", "a/b"))),
     ],
 )
 def test_hostile_and_missing_values(value: str | None, component: str) -> None:
     template = parse_template("{PatientID}/x")
     assert render(template, {"PatientID": value}, "UNKNOWN") == f"{component}/x"
+
+
+def test_distinct_values_give_distinct_names_as_the_default_naming_does() -> None:
+    from dcmrecv.storage.naming import sanitize_uid
+
+    template = parse_template("{PatientID}/S/{SOPInstanceUID}.dcm")
+    paths = {
+        render(template, {"PatientID": pid, "SOPInstanceUID": uid}, "UNKNOWN")
+        for pid, uid in [("A/B", "1.2.3/4"), ("A_B", "1.2.3_4"), ("A\\B", "1.2.3\\4")]
+    }
+    assert len(paths) == 3
+    assert "A_B/S/1.2.3_4.dcm" in paths
+    assert f"{changed('A_B', 'A/B')}/S/{sanitize_uid('1.2.3/4')}.dcm" in paths
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_no_two_values_share_a_component(first: str, second: str) -> None:
+    template = parse_template("{PatientID}")
+    one = render(template, {"PatientID": first}, "UNKNOWN")
+    other = render(template, {"PatientID": second}, "UNKNOWN")
+    same = first.strip(" \x00") == second.strip(" \x00")  # padding is not a value
+    empty = {first.strip(" \x00"), second.strip(" \x00")} <= {"", "UNKNOWN"}
+    assert (one == other) == (same or empty)
 
 
 def test_numbers_that_are_not_numbers_fall_back() -> None:

@@ -460,17 +460,27 @@ def test_invalid_instance_uid_is_stored_and_the_result_says_so(tmp_path: Path) -
     assert result.reason is not None and "not a valid UID" in result.reason
 
 
-def test_bit_preserving_stores_without_checking_and_finds_the_series_date(tmp_path: Path) -> None:
+#: One Patient's Name element, 3 bytes long: it reads, but breaks PS3.5's even lengths.
+ODD_NAME = b"\x10\x00\x10\x00PN\x03\x00ODD"
+
+
+def test_bit_preserving_stores_what_reads_and_finds_the_series_date(tmp_path: Path) -> None:
     store = make_store(
         tmp_path, storage_mode=StorageMode.BIT_PRESERVING, subdirectory=SubdirectoryMode.SERIES_DATE
     )
     assert send(store, CT_SMALL.dataset).status == STATUS_SUCCESS
-    garbage = b"\x01\x02\x03 not DICOM"
-    result = send(store, garbage, sop_instance_uid="1.2.9")
+    # Not checked against the request or PS3.5's length rules: it reads.
+    result = send(store, ODD_NAME, sop_instance_uid="1.2.9")
     assert result.status == STATUS_SUCCESS and result.path is not None
-    assert data_set_of(result.path) == garbage
+    assert data_set_of(result.path) == ODD_NAME
     today = datetime.now().strftime("%Y%m%d")
     assert files_under(tmp_path) == [f"data/1997/04/30/{CT_NAME}", f"undef/{today}/CT.1.2.9"]
+    # What does not read is never a Success (issue 22: a truncated data set was).
+    for garbage in (b"\x01\x02\x03 not DICOM", CT_SMALL.dataset[:-10]):
+        refused = send(store, garbage, sop_instance_uid="1.2.10")
+        assert refused.status == STATUS_CANNOT_UNDERSTAND
+        assert refused.reason is not None and refused.reason.startswith("bad data set: ")
+    assert len(files_under(tmp_path)) == 2
 
 
 def test_peer_uid_with_path_characters_stays_in_the_output_directory(tmp_path: Path) -> None:
@@ -565,9 +575,12 @@ DISK_FULL_CHILD = textwrap.dedent(
     )
     instance = store.begin(sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sop_instance_uid=uid,
                            transfer_syntax_uid="1.2.840.10008.1.2.1", calling_aetitle="X")
+    # One OB element (Explicit VR LE) of zeros: a data set that reads.
+    instance.write(bytes.fromhex("e07f10004f420000") + (size - 12).to_bytes(4, "little"))
     chunk = bytes(16384)
-    for _ in range(size // len(chunk)):
+    for _ in range(size // len(chunk) - 1):
         instance.write(chunk)
+    instance.write(bytes(len(chunk) - 12))
     result = instance.commit()
     print(json.dumps({"status": result.status, "comment": result.error_comment}))
     """
@@ -586,7 +599,7 @@ def test_file_size_limit_answers_out_of_resources_and_keeps_the_old_file(
 ) -> None:
     uid = "1.2.826.0.1.3680043.2.1"
     old = make_store(tmp_path, storage_mode=StorageMode.BIT_PRESERVING)
-    assert send(old, b"old copy", sop_instance_uid=uid).status == STATUS_SUCCESS
+    assert send(old, ODD_NAME, sop_instance_uid=uid).status == STATUS_SUCCESS
     before = (tmp_path / f"CT.{uid}").read_bytes()
     child = subprocess.run(
         [sys.executable, "-c", DISK_FULL_CHILD, str(tmp_path), uid, str(limit), str(size)],

@@ -114,6 +114,7 @@ PLAN: tuple[Step, ...] = (
     "shutdown_timeout",
     accept_calling,
     "accept_from",
+    "max_associations_per_peer",
     "output_template",
     "template_fallback",
     "on_duplicate",

@@ -521,6 +521,17 @@ OPTIONS: Final[tuple[Option, ...]] = (
         parse=values.network,
         many=True,
     ),
+    Option(
+        "--max-associations-per-peer",
+        None,
+        "let one peer (IPv4 address, IPv6 /64) hold at most\n"
+        "n connections; reject more (default: 256)",
+        values="[n]umber: integer",
+        section=ACCESS,
+        commands=DCMRECV_ONLY,
+        field="max_associations_per_peer",
+        parse=values.unsigned(1, 1024),
+    ),
     # --- TLS (dcmtls' DcmTLSOptions): plain values, the context is built by serve --------
     Option(
         "--disable-tls",
@@ -799,7 +810,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "--event-log",
         None,
         "append one JSON line per stored or failed\ninstance, association end and study to f",
-        values="[f]ilename: string",
+        values="[f]ilename: string (- for standard output)",
         section=MONITORING,
         field="event_log",
         parse=values.path,
@@ -1006,10 +1017,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "--quarantine-limit",
         None,
         "quarantine holds at most s, oldest removed first",
-        values="[s]ize: e.g. 1G (default: 1G)",
+        values="[s]ize: e.g. 1G or 5% (default: 5%)",
         section=POLICIES,
         field="quarantine_limit",
-        parse=values.size,
+        parse=values.quarantine_limit,
     ),
     # Acted on by the pipeline's check_config step, after the profile is loaded.
     Option(

@@ -208,12 +208,13 @@ def watermark(occurrence: Occurrence) -> Watermark:
     return _checked(occurrence, parse_watermark)
 
 
-def size(occurrence: Occurrence) -> int:
-    """``--quarantine-limit``: a size such as ``1G`` (no percentage)."""
+def quarantine_limit(occurrence: Occurrence) -> Watermark:
+    """``--quarantine-limit``: a size such as ``1G``, or a percentage of the
+    quarantine's file system (``5%``, the default: storage.quarantine)."""
     mark = watermark(occurrence)
-    if mark.size is None or mark.size <= 0:
-        raise invalid(occurrence, "expected a size such as 1G or 500M")
-    return mark.size
+    if mark.size is not None and mark.size <= 0:
+        raise invalid(occurrence, "expected a size such as 1G or 500M, or 5%")
+    return mark
 
 
 #: More workers than this is a typo, not a machine (``--workers``).

@@ -8,6 +8,16 @@ the C-STORE response too: after a Success, the event is on disk as durably as th
 file.  A write that fails (disk full) raises, and the engine answers the C-STORE
 with a failure status instead of losing the event.
 
+The log may also be a stream: ``-`` (standard output, as containers log), a pipe
+such as ``/dev/stdout`` under docker, a FIFO, a terminal.  A stream cannot seek, be
+truncated or be flushed to disk, so a line is handed to the reader (the Success
+waits for that, not for a disk) and nothing else is asked of it.  A stream never
+blocks the receiver silently: a FIFO nobody reads is refused when the log is opened
+(``O_NONBLOCK``: ENXIO, where a plain open would wait for a reader forever), and a
+reader that takes nothing for ``write_timeout`` seconds fails the write like a full
+disk.  A line cut off that way (or by a reader that went away) is ended by the next
+write, so a reader skips one broken line and no more.
+
 Values are JSON strings, so peer text (AE titles, UIDs) can never break a line:
 ``json.dumps`` escapes control characters and quotes.
 """
@@ -15,12 +25,18 @@ Values are JSON strings, so peer text (AE titles, UIDs) can never break a line:
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
+import select
+import stat
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from dcmrecv import events
 from dcmrecv.events import AssociationInfo, EventBus, Veto
@@ -31,6 +47,10 @@ log = logging.getLogger(__name__)
 #: Field names, the same in every kind of event.
 EVENT = "event"
 TIME = "time"
+#: ``--event-log -``: standard output.
+STANDARD_OUTPUT: Final = "-"
+#: Seconds a stream's reader may take nothing before a write fails.
+WRITE_TIMEOUT: Final = 10.0
 
 
 def now_iso() -> str:
@@ -45,21 +65,75 @@ def encode_event(kind: str, fields: Mapping[str, object], time: str | None = Non
     return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
-class EventLog:
-    """An append-only JSON lines file shared by all associations (thread-safe)."""
+def store_event_failure(exc: OSError, stored_path: str | None, reason: str | None) -> OSError:
+    """The error a C-STORE is failed with when its event cannot be written (pure).
 
-    def __init__(self, path: str, *, durable: bool) -> None:
+    The answer becomes a failure, so the sender keeps the instance; the message says
+    what became of what arrived, so that a file on disk whose store was answered
+    with a failure is never a mystery (the file stays: removing it could not bring
+    back an earlier copy it replaced, and a re-send finds it and succeeds).
+    """
+    why = exc.strerror or str(exc)
+    if stored_path is not None:
+        fate = f"the received file stays as {stored_path}"
+    else:
+        fate = f"nothing was stored ({reason})" if reason else "nothing was stored"
+    return OSError(exc.errno or errno.EIO, f"{why}; {fate}")
+
+
+def _open(path: str) -> tuple[int, bool]:
+    """A descriptor for ``path`` and whether it is a regular file.  OSError with the
+    reason, also for a FIFO that nobody reads (never a silent wait)."""
+    if path == STANDARD_OUTPUT:
+        # Our own open file description where the system gives one (a pipe, as
+        # under docker), so that our non-blocking mode is not also that of
+        # everything else writing to standard output (hooks do); else a duplicate.
+        if stat.S_ISFIFO(os.fstat(1).st_mode):
+            with contextlib.suppress(OSError):
+                fd = os.open("/proc/self/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                return fd, False
+        fd = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+        return fd, stat.S_ISREG(os.fstat(fd).st_mode)
+    # O_APPEND: every write lands at the end, whoever else appends (logrotate's
+    # copytruncate included).  0o640: events name patients' studies.  O_NONBLOCK:
+    # opening a FIFO without a reader fails (ENXIO) instead of waiting for one.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o640)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(
+                errno.ENXIO,
+                "no process is reading it (a FIFO needs its reader first; "
+                "for standard output use --event-log -)",
+            ) from None
+        raise
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    if regular:
+        os.set_blocking(fd, True)
+    return fd, regular
+
+
+class EventLog:
+    """An append-only JSON lines file or stream shared by all associations (thread-safe)."""
+
+    def __init__(self, path: str, *, durable: bool, write_timeout: float = WRITE_TIMEOUT) -> None:
         self.path = path
-        self.durable = durable
-        # O_APPEND: every write lands at the end, whoever else appends (logrotate's
-        # copytruncate included).  0o640: events name patients' studies.
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd, self.regular = _open(path)
+        #: A stream cannot be flushed to a disk: the line is with its reader.
+        self.durable = durable and self.regular
+        self.write_timeout = write_timeout
+        #: A stream's last line was cut off: the next write ends it first.
+        self._torn = False
         self._lock = threading.Lock()
 
     def write(self, kind: str, fields: Mapping[str, object]) -> None:
         """Append one event; with ``durable``, on disk when this returns.  OSError on failure."""
         line = encode_event(kind, fields)
         with self._lock:
+            if not self.regular:
+                self._write_stream(line)
+                return
             end = os.lseek(self._fd, 0, os.SEEK_END)
             written = os.write(self._fd, line)
             if written != len(line):
@@ -72,11 +146,42 @@ class EventLog:
             if self.durable:
                 os.fdatasync(self._fd)
 
+    def _write_stream(self, line: bytes) -> None:
+        """Hand ``line`` to the stream's reader within ``write_timeout``.  Holds the lock."""
+        # A line cut off before is ended first: the reader skips one broken line.
+        prefix = 1 if self._torn else 0
+        data = memoryview(b"\n" + line if prefix else line)
+        total = len(data)
+        deadline = time.monotonic() + self.write_timeout
+        try:
+            while data:
+                left = deadline - time.monotonic()
+                if left <= 0 or not _writable(self._fd, left):
+                    raise OSError(
+                        errno.ETIMEDOUT, f"its reader took nothing for {self.write_timeout:g} s"
+                    )
+                try:
+                    data = data[os.write(self._fd, data) :]
+                except BlockingIOError:
+                    continue
+        finally:
+            # Broken pipe, a reader that stopped: is a line left cut off?
+            sent = total - len(data)
+            self._torn = (sent == 0 and prefix == 1) or (sent > prefix and len(data) > 0)
+
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def _writable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` takes data within ``timeout`` seconds (POLLERR/POLLHUP count:
+    the write then says what is wrong)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(timeout, 0.0) * 1000))
 
 
 class EventLogWriter:
@@ -121,7 +226,9 @@ class EventLogWriter:
         try:
             self.log_file.write("instance_stored" if stored else "instance_failed", fields)
         except OSError as exc:
-            why = f"cannot write the event log: {exc.strerror or exc}"
+            # ... and the E: line says what became of the file (issue 22).
+            lost = store_event_failure(exc, path if stored else None, event.reason)
+            why = f"cannot write the event log: {lost.strerror}"
             return Veto(Status.OUT_OF_RESOURCES, "Event log not writable", why)
         return None
 

@@ -31,6 +31,7 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
 )
+from dcmrecv.ops import process
 from dcmrecv.ops.eventlog import EventLog, EventLogWriter
 from dcmrecv.ops.studies import EndOfStudy
 from dcmrecv.storage.writer import InstanceStore
@@ -245,6 +246,8 @@ class Runtime:
 
     def listening(self, server: wire_server.Server) -> None:
         self.ready.server = server
+        # Hook processes end by the shut-down's deadline (issue 22: ops/process.py).
+        server.on_stop(process.RUNNER.shutdown)
 
     def stop(self) -> None:
         """Stop what runs, in order: endpoint, studies (open ones to the event log), log."""

@@ -329,12 +329,18 @@ class EndOfStudy:
         except OSError as exc:
             log.error("--exec-on-eostudy could not run: %s", exc)
             return
-        if done is None:
-            log.error("%s killed after %g s", what, self._command_timeout)
+        if done.returncode is None:
+            if done.killed == "shutdown":
+                log.error("%s killed at shut-down", what)
+            else:
+                log.error("%s killed after %g s", what, self._command_timeout)
             return
-        returncode, stdout, stderr = done
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
         level = logging.INFO if returncode == 0 else logging.WARNING
         log.log(level, "%s exited with %d", what, returncode)
+        if done.pipes_held:
+            # A daemon it started (issue 22): not waited for (ops/process.py).
+            log.info("%s: a process it started keeps its output open; not read further", what)
         for name, output in (("stdout", stdout), ("stderr", stderr)):
             if output:
                 text = output[:MAX_COMMAND_OUTPUT].decode("utf-8", "replace")

@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             store=runtime.store,
             link=socket.socket(fileno=args.control),
         )
+        # Its hook processes end by the shut-down's deadline too (ops/process.py).
+        from dcmrecv.ops.process import RUNNER
+
+        server.on_stop(RUNNER.shutdown)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             server.stop()

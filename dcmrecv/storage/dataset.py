@@ -635,6 +635,7 @@ def scan_dataset(
     *,
     stop_after: int | None = None,
     wanted: frozenset[int] = _WANTED,
+    structure_only: bool = False,
 ) -> DatasetSummary:
     """Walk ``size`` bytes of a data set from ``stream`` in ``transfer_syntax_uid``.
 
@@ -646,10 +647,13 @@ def scan_dataset(
     reverse, PS3.5 A.4).  With ``stop_after`` the walk ends at the first top-level
     element past that tag (a quick look for the Series Date, no full check, so no
     length check either).  ``wanted`` (from :func:`wanted_tags`) names the top-level
-    attributes whose values the summary reports.
+    attributes whose values the summary reports.  ``structure_only`` (``+B``) asks
+    only whether the data set reads: no length and Pixel Data checks against the
+    transfer syntax.
     """
     deflated = transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES
-    if stop_after is None and not deflated:
+    strict = stop_after is None and not structure_only
+    if strict and not deflated:
         _check_even(size)
     if deflated:
         source: _Source = _InflatingSource(stream, size)
@@ -658,9 +662,10 @@ def scan_dataset(
     syntax = _syntax_of(transfer_syntax_uid)
     if source.at_end():
         raise DatasetError("data set is empty")
-    walker = _Walker(source, stop_after, _pixel_rule(transfer_syntax_uid), wanted)
+    pixel_rule = _ANY_PIXELS if structure_only else _pixel_rule(transfer_syntax_uid)
+    walker = _Walker(source, stop_after, pixel_rule, wanted)
     walker.elements(syntax, None, 0)
-    if stop_after is None and deflated:
+    if strict and deflated:
         # What counts is the inflated data set; the deflated stream itself may be of
         # odd length in files written without the padding of PS3.5 A.5.
         _check_even(source.pos)
@@ -673,19 +678,26 @@ def scan_buffer(
     *,
     stop_after: int | None = None,
     wanted: frozenset[int] = _WANTED,
+    structure_only: bool = False,
 ) -> DatasetSummary:
     """scan_dataset() for a data set held in memory: the same answers, faster."""
     if transfer_syntax_uid in DEFLATED_TRANSFER_SYNTAXES:
         return scan_dataset(
-            io.BytesIO(data), len(data), transfer_syntax_uid, stop_after=stop_after, wanted=wanted
+            io.BytesIO(data),
+            len(data),
+            transfer_syntax_uid,
+            stop_after=stop_after,
+            wanted=wanted,
+            structure_only=structure_only,
         )
     if not len(data):
         raise DatasetError("data set is empty")
-    if stop_after is None:
+    if stop_after is None and not structure_only:
         _check_even(len(data))
     syntax = _syntax_of(transfer_syntax_uid)
+    pixel_rule = _ANY_PIXELS if structure_only else _pixel_rule(transfer_syntax_uid)
     found, found_vr, ow_offset, raw = _walk_buffer(
-        bytes(data), syntax, stop_after, _pixel_rule(transfer_syntax_uid), wanted
+        bytes(data), syntax, stop_after, pixel_rule, wanted
     )
     return _summary(found, found_vr, syntax, ow_offset, raw)
 

@@ -15,6 +15,14 @@ may be a range ``gggg-o-gggg`` (odd), ``-e-`` (even), ``-u-`` (any) or ``gggg-gg
 (even).  DCMTK reports a bad line and goes on; we refuse the whole file with the
 file and line, since a half-loaded dictionary silently changes how data sets parse.
 
+DCMTK keeps a range as one entry; our tables of private attributes (pydicom's, and
+the data set check's private sequences) need one key per group and element byte, so
+a private range is expanded.  The file size is bounded (4 MiB) and so is the
+expansion: the private entries of all dictionaries together may stand for at most
+:data:`MAX_EXPANDED_TAGS` keys, so that a line such as ``(0009-o-FFFF,"X",00-FF) SQ``
+(8.4 million keys: 15.7 s and 547 MB before this bound) is refused at once with its
+file and line.  DCMTK's own private.dic needs 6,265.
+
 :func:`parse_dictionary` is pure; :func:`install` hands the entries to pydicom's
 dictionaries (single tags; ranges other than the private-block form are kept for
 the SQ check only, as pydicom has no range entries of its own).
@@ -77,6 +85,10 @@ _TAG = re.compile(r'\(\s*([^,"]+?)\s*,\s*(?:"([^"]*)"\s*,\s*)?([^)]+?)\s*\)')
 _VM = re.compile(r"[0-9]+(-([0-9]+|n|[0-9]+n))?")
 
 
+#: Keys the private entries of all dictionaries together may expand to (module notes).
+MAX_EXPANDED_TAGS = 65536
+
+
 class DictionaryError(ValueError):
     """A dictionary file that cannot be used: ``FILE:LINE: what``."""
 
@@ -93,6 +105,23 @@ class Range:
             return False
         return self.parity == "any" or (value % 2 == 1) == (self.parity == "odd")
 
+    def __len__(self) -> int:
+        """How many numbers the range covers (counted, not enumerated)."""
+        if self.parity == "any":
+            return self.high - self.low + 1
+        first = self.low if (self.low % 2 == 1) == (self.parity == "odd") else self.low + 1
+        return 0 if first > self.high else (self.high - first) // 2 + 1
+
+    def low_bytes(self) -> list[int]:
+        """The distinct low bytes (element & 0xFF) of the numbers covered, in order:
+        at most 256, found among the first 512 numbers whatever the range's size."""
+        seen = dict.fromkeys(
+            value & 0xFF
+            for value in range(self.low, min(self.high, self.low + 511) + 1)
+            if value in self
+        )
+        return list(seen)
+
 
 @dataclass(frozen=True)
 class DictEntry:
@@ -103,6 +132,14 @@ class DictEntry:
     vm: str
     version: str
     private_creator: str | None = None
+
+    @property
+    def expansion(self) -> int:
+        """Keys a private entry becomes in our tables: one per (group, element byte).
+        Public entries are not expanded (a range is not installed at all)."""
+        if self.private_creator is not None:
+            return len(self.group) * len(self.element.low_bytes())
+        return 0
 
     @property
     def single_tag(self) -> int | None:
@@ -126,8 +163,12 @@ def _range(text: str, line: str) -> Range:
     return Range(low, high, parity)
 
 
-def parse_dictionary(text: str, filename: str) -> list[DictEntry]:
-    """The entries of one ``.dic`` file (pure); DictionaryError names file and line."""
+def parse_dictionary(text: str, filename: str, expanded: int = 0) -> list[DictEntry]:
+    """The entries of one ``.dic`` file (pure); DictionaryError names file and line.
+
+    ``expanded`` is how many keys the dictionaries read before this one expand to:
+    the entries of all of them together may expand to at most MAX_EXPANDED_TAGS.
+    """
     entries: list[DictEntry] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
@@ -159,7 +200,14 @@ def parse_dictionary(text: str, filename: str) -> list[DictEntry]:
         version = fields[4].strip() if len(fields) > 4 else "DICOM"
         if creator is not None and element.high > 0xFF and element.low < 0x1000:
             raise DictionaryError(f"{where}: a private element is ee or eeee >= 1000")
-        entries.append(DictEntry(group, element, vr, keyword, vm, version, creator))
+        entry = DictEntry(group, element, vr, keyword, vm, version, creator)
+        expanded += entry.expansion
+        if expanded > MAX_EXPANDED_TAGS:
+            raise DictionaryError(
+                f"{where}: the entry stands for {entry.expansion} tags, more than the"
+                f" {MAX_EXPANDED_TAGS} all dictionaries together may expand to"
+            )
+        entries.append(entry)
     return entries
 
 
@@ -185,11 +233,11 @@ def sequence_tags(entries: Iterable[DictEntry]) -> SequenceTags:
         if entry.vr != "SQ":
             continue
         if entry.private_creator is not None:
+            low_bytes = entry.element.low_bytes()
             for group in range(entry.group.low, entry.group.high + 1):
                 if group in entry.group:
-                    for element in range(entry.element.low, entry.element.high + 1):
-                        if element in entry.element:
-                            private.add((group, entry.private_creator, element & 0xFF))
+                    for element in low_bytes:
+                        private.add((group, entry.private_creator, element))
         elif entry.single_tag is not None:
             public.add(entry.single_tag)
     return SequenceTags(frozenset(public), frozenset(private))
@@ -210,8 +258,8 @@ def install(entries: Iterable[DictEntry]) -> int:
                 continue
             # pydicom keys private entries by group and the element's low byte,
             # with "xx" standing for the block: (gggg,xxee).
-            for element in range(entry.element.low, entry.element.high + 1):
-                tag = (entry.group.low << 16) | (element & 0xFF)
+            for element in entry.element.low_bytes():
+                tag = (entry.group.low << 16) | element
                 private.setdefault(entry.private_creator, {})[tag] = (
                     vr,
                     entry.vm,

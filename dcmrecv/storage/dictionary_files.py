@@ -42,7 +42,8 @@ def read_dictionaries(value: str) -> list[DictEntry]:
         except OSError as exc:
             raise DictionaryError(f"{path}: cannot read: {exc.strerror or exc}") from None
         # DCMTK's files are ASCII; Latin-1 reads any byte, so names stay as written.
-        entries.extend(parse_dictionary(data.decode("latin-1"), path))
+        expanded = sum(entry.expansion for entry in entries)
+        entries.extend(parse_dictionary(data.decode("latin-1"), path, expanded))
     return entries
 
 

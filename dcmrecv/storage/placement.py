@@ -85,7 +85,9 @@ def attribute_text(
         return f"{number:g}" if isinstance(number, float) else str(number)
     if vr in _OPAQUE:
         return None
-    text = raw.decode(_charset_codec(specific_character_set), "replace")
+    # surrogateescape, not "replace": bytes that are not text stay distinct (two
+    # values must not both become U+FFFD); render() makes them "_" and adds a hash.
+    text = raw.decode(_charset_codec(specific_character_set), "surrogateescape")
     return text.rstrip("\0 ").lstrip(" ")
 
 

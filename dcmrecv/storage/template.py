@@ -15,12 +15,21 @@ asks for one (``{SeriesNumber:04d}`` on IS "7" gives ``0007``).
 :func:`parse_template` checks a template once, at start-up: only known names, no
 conversions or indexing, a relative path whose literal components are never empty,
 ``.`` or ``..``.  :func:`render` fills it for one instance.  Every value is made
-safe before it joins the path: path separators, NUL and control characters become
-``_``, DICOM padding is stripped, a component that would be empty, ``.``, ``..`` or
-hidden (leading ``.``, the writer's temporary files are hidden) is repaired, each
-component is at most 255 bytes and the whole path at most 4096, and a missing or
-empty value becomes the fallback word (``--template-fallback``, default UNKNOWN).
-So no value a peer sends can move a file outside the output directory.
+safe before it joins the path: path separators, NUL, control characters and bytes
+that are not text in the character set become ``_``, DICOM padding is stripped, a
+component that would be empty, ``.``, ``..`` or hidden (leading ``.``, the writer's
+temporary files are hidden) is repaired, each component is at most 255 bytes and the
+whole path at most 4096, and a missing or empty value becomes the fallback word
+(``--template-fallback``, default UNKNOWN).  So no value a peer sends can move a file
+outside the output directory.
+
+Distinct values stay distinct, as in the default naming (``naming.sanitize_uid``): a
+value that had to be changed is followed by ``_`` and 16 hex digits of the SHA-256 of
+the value, so ``A/B``, ``A\\B`` and ``A_B`` give three names (``A_B_<hash>``,
+``A_B_<other hash>``, ``A_B``); a value that ends like that already gets a hash too,
+so no value can pose as another's changed form.  (Two fields in one component can
+still join alike, ``{A}_{B}`` for ``x``/``y_z`` and ``x_y``/``z``: that is the
+template's choice of separators.)
 """
 
 from __future__ import annotations
@@ -43,7 +52,12 @@ MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
 
 _TAG_FIELD = re.compile(r"[0-9A-Fa-f]{8}")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+#: Separators, controls, and the bytes a character set could not decode
+#: (surrogateescape's U+DC80..U+DCFF, see placement.attribute_text).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\\udc80-\udcff]")
+#: Hex digits of SHA-256 that tell changed values apart (naming.DISAMBIGUATOR_DIGITS).
+DISAMBIGUATOR_DIGITS = 16
+_LOOKS_CHANGED = re.compile(rf"_[0-9a-f]{{{DISAMBIGUATOR_DIGITS}}}$")
 
 
 class TemplateError(ValueError):
@@ -176,28 +190,56 @@ def _bounded(component: str, limit: int = MAX_COMPONENT_BYTES) -> str:
     return f"{head}~{digest}"
 
 
+def _disambiguator(value: str) -> str:
+    """``_`` and 16 hex digits of the value's SHA-256: what naming.sanitize_uid adds."""
+    digest = hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    return "_" + digest[:DISAMBIGUATOR_DIGITS]
+
+
+def _value_text(raw: str | None, spec: str, fallback: str, *, first: bool) -> str:
+    """One placeholder's text: safe, formatted, and distinct from every other value's."""
+    value = raw.strip(" \x00") if raw is not None else ""
+    if not value:
+        return fallback
+    safe = _UNSAFE.sub("_", value)
+    changed = safe != value
+    if first and safe.startswith("."):
+        # At the start of a component a leading dot would hide the file ("." and ".."
+        # would not be files at all).
+        safe = "_" + safe[1:]
+        changed = True
+    formatted = _formatted(safe, spec)
+    # A format spec's fill character is text too.
+    shown = safe_text(formatted) if formatted is not None else ""
+    if not shown:
+        return fallback
+    if changed or _LOOKS_CHANGED.search(shown):
+        shown += _disambiguator(value)
+    return shown
+
+
 def render(template: Template, values: Mapping[str, str | None], fallback: str) -> str:
     """The relative path for one instance (pure).
 
     ``values`` maps placeholder names (as written in the template) to text, None
     or missing for an absent value.  The result never contains ``..`` or an empty
-    component, never starts with ``/`` and stays within the byte limits.
+    component, never starts with ``/`` and stays within the byte limits; distinct
+    values of one placeholder give distinct paths (see the module notes).
     """
     parts: list[str] = []
     for component in template.components:
         text = []
-        for part in component:
+        for index, part in enumerate(component):
             if isinstance(part, str):
                 text.append(part)
                 continue
-            raw = values.get(part.name)
-            value = safe_text(raw) if raw is not None else ""
-            shown = _formatted(value, part.spec) if value else None
-            text.append(safe_text(shown) if shown else fallback)
+            text.append(_value_text(values.get(part.name), part.spec, fallback, first=index == 0))
         name = "".join(text)
         if name in ("", ".", ".."):
             name = fallback
         elif name.startswith("."):
+            # The template's own text (values were repaired above): the same for
+            # every instance, so no two values can meet here.
             name = "_" + name[1:]
         parts.append(_bounded(name))
     path = "/".join(parts)

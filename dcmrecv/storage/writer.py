@@ -46,8 +46,11 @@ Storage modes (dcmrecv.man, "storage mode"):
   sequence and item gets undefined length, Data Set Trailing Padding (FFFC,FFFC) is
   dropped, and (0002,0016) is not written); we keep the bytes the sender sent, which is
   faster and loses nothing, and a reader sees the same attributes.
-* bit-preserving (``+B``): the received bytes, not checked.  Unlike DCMTK, ``+ssd``
-  works here: the Series Date is read from the temporary file before it is renamed.
+* bit-preserving (``+B``): the received bytes, unchanged, once the same walk has
+  found that they read (a truncated data set gets 0xC000, where DCMTK aborts); the
+  UIDs, the length and the Pixel Data's encoding are not checked against the request
+  and the transfer syntax.  Unlike DCMTK, ``+ssd`` works here: the Series Date is
+  read in that walk.
 * ignore: nothing is written; Success with ``path`` None.
 
 Deflated transfer syntaxes are stored as received (deflated) behind the file meta
@@ -72,7 +75,6 @@ from typing import BinaryIO, Final, Protocol
 from dcmrecv.logs.printable import printable_value
 from dcmrecv.status import Status
 from dcmrecv.storage.dataset import (
-    SERIES_DATE_TAG,
     DatasetError,
     DatasetSummary,
     scan_buffer,
@@ -89,7 +91,6 @@ from dcmrecv.storage.model import (
     DuplicatePolicy,
     StorageMode,
     StorageOptions,
-    SubdirectoryMode,
 )
 from dcmrecv.storage.model import (
     InstanceFacts as InstanceFacts,
@@ -312,8 +313,6 @@ class InstanceStore:
         template = config.output_template
         #: What the data set check collects: with a template, its attributes too.
         self.wanted = wanted_tags(template.tags if template is not None else None)
-        #: ``+B`` reads the received file only as far as the template needs.
-        self.template_stop = max(template.tags, default=None) if template is not None else None
         #: ``--min-free-space``: None when not set.
         self.free_space = (
             FreeSpace(self.root, config.min_free_space, config.free_space_interval)
@@ -328,7 +327,7 @@ class InstanceStore:
         self.one_flush = self.durability is not None and self.durability.covers_names
         #: ``--quarantine-dir``: None when not set.
         self.quarantine = (
-            Quarantine(config.quarantine_directory, config.quarantine_limit)
+            Quarantine(config.quarantine_directory, config.quarantine_limit, config.min_free_space)
             if config.quarantine_directory is not None
             else None
         )
@@ -605,14 +604,11 @@ class _FileInstance(IncomingInstance):
                 del self._pending[:]
             assert self._root_fd is not None and self._temp_name is not None
             kept = quarantine.keep(self._root_fd, self._temp_name, fd, record)
-        except OSError as exc:
+        except OSError as exc:  # quarantine.NotKept says why it may not be kept
             note = f"not quarantined: {exc.strerror or exc}"
         else:
-            if kept is None:
-                note = f"not quarantined: larger than --quarantine-limit {quarantine.limit}"
-            else:
-                self._temp_name = None
-                note = f"quarantined as {quarantine.directory / kept}"
+            self._temp_name = None
+            note = f"quarantined as {quarantine.directory / kept}"
         return replace(result, reason=f"{result.reason or result.error_comment}; {note}")
 
     def _commit(self) -> StoreResult:
@@ -688,8 +684,8 @@ class _FileInstance(IncomingInstance):
         """What the storage mode reads of the data set: its summary, or a refusal.
 
         Normal mode (``-B``) walks the whole data set and checks it against the
-        request; ``+B`` keeps any bytes and reads only as far as its naming needs
-        (the template's attributes, the Series Date for ``+ssd``).
+        request; ``+B`` keeps the bytes of any data set that reads (the same walk,
+        structure only), and takes its naming's values from it.
         """
         store = self._store
         config = store.config
@@ -714,15 +710,13 @@ class _FileInstance(IncomingInstance):
                     "encapsulated Pixel Data received with VR OW, stored as OB (PS3.5 A.4)"
                 )
             return summary
-        stop = store.template_stop
-        if stop is None and config.subdirectory is SubdirectoryMode.SERIES_DATE:
-            stop = SERIES_DATE_TAG
-        if stop is None:
-            return None
-        # An unreadable data set just has no values: the fallback words, undef/.
-        with contextlib.suppress(DatasetError):
-            return self._scan(stop_after=stop, wanted=store.wanted)
-        return None
+        # +B stores the received bytes unchanged, but only a data set that reads
+        # (issue 22; DCMTK's +B aborts on a truncated one).  The same walk gives the
+        # template's values and the Series Date.
+        try:
+            return self._scan(stop_after=None, wanted=store.wanted, structure_only=True)
+        except DatasetError as exc:
+            return _failure(STATUS_CANNOT_UNDERSTAND, f"bad data set: {exc}")
 
     def _facts(self, summary: DatasetSummary | None) -> InstanceFacts:
         request = self._request
@@ -798,7 +792,11 @@ class _FileInstance(IncomingInstance):
             os.pwrite(self._fd, b"OB", position)
 
     def _scan(
-        self, *, stop_after: int | None, wanted: frozenset[int] | None = None
+        self,
+        *,
+        stop_after: int | None,
+        wanted: frozenset[int] | None = None,
+        structure_only: bool = False,
     ) -> DatasetSummary:
         size = self._received
         ts = self._request.transfer_syntax_uid
@@ -806,7 +804,11 @@ class _FileInstance(IncomingInstance):
             data = memoryview(self._pending)[self._meta_length :]
             try:
                 return scan_buffer(
-                    data, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                    data,
+                    ts,
+                    stop_after=stop_after,
+                    wanted=wanted or self._store.wanted,
+                    structure_only=structure_only,
                 )
             finally:
                 data.release()
@@ -818,7 +820,12 @@ class _FileInstance(IncomingInstance):
             stream: BinaryIO = open(self._fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
             with stream:
                 return scan_dataset(
-                    stream, size, ts, stop_after=stop_after, wanted=wanted or self._store.wanted
+                    stream,
+                    size,
+                    ts,
+                    stop_after=stop_after,
+                    wanted=wanted or self._store.wanted,
+                    structure_only=structure_only,
                 )
         finally:
             os.lseek(self._fd, 0, os.SEEK_END)

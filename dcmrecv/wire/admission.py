@@ -19,7 +19,13 @@ every other sender.  So:
   quiet long enough; a connection over a limit that cannot make room is served
   only to answer its request with A-ASSOCIATE-RJ (2,3,2), "local limit
   exceeded" (PS3.8 9.3.4), as DCMTK answers over ``--max-associations`` -- a
-  bounded number of those at once, beyond that it is closed.
+  bounded number of those at once, beyond that it is closed;
+* a few connections are held beyond the limits for a loopback address that holds
+  no other connection: the local health probe (a container's HEALTHCHECK,
+  an operator's echoscu) is never refused because remote peers hold every slot
+  (issue 22: five busy addresses filled the 1024 slots).  A flooding peer holds
+  connections, so it cannot take them; a local process that floods from many
+  loopback addresses could, as a local process can do worse.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class Limits:
     #: Seconds an established association must have been quiet before it is
     #: reclaimed to make room (it may be between two studies, or stalled).
     reclaim_idle: float = 10.0
+    #: Connections (and associations beyond ``--max-associations``) held beyond the
+    #: limits for loopback addresses that hold no other: the local health probe.
+    loopback_reserve: int = 2
 
 
 DEFAULT_LIMITS = Limits()
@@ -76,6 +85,24 @@ def peer_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1 (an IPv4-mapped loopback address too)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def probe_like(address: str, peer_count: int) -> bool:
+    """Whether a new connection may use the loopback reserve: from a loopback address
+    that holds no other connection, as a health probe does (a flood holds many, a
+    sender's second association one)."""
+    return peer_count == 0 and is_loopback(address)
 
 
 def address_allowed(address: str, networks: tuple[IPNetwork, ...] | None) -> bool:
@@ -100,10 +127,30 @@ class Verdict(enum.Enum):
     MAKE_ROOM_IN_PEER = "make room in peer"
     #: The receiver is at ``max_connections``: reclaim the quietest connection.
     MAKE_ROOM = "make room"
+    #: Serve it beyond the limits, in the loopback reserve (hurried, as near a limit).
+    SERVE_RESERVED = "serve reserved"
 
 
-def admit(peer_count: int, total: int, limits: Limits, short_of_descriptors: bool) -> Verdict:
-    """The verdict for a new connection from a peer that holds ``peer_count`` of ``total``."""
+def admit(
+    peer_count: int,
+    total: int,
+    limits: Limits,
+    short_of_descriptors: bool,
+    *,
+    newcomer_from_loopback: bool = False,
+    reserved: int = 0,
+) -> Verdict:
+    """The verdict for a new connection from a peer that holds ``peer_count`` of ``total``.
+
+    ``newcomer_from_loopback``: it may use the loopback reserve (probe_like), of
+    which ``reserved`` connections are in use.
+    """
+    if (
+        total >= limits.max_connections
+        and newcomer_from_loopback
+        and reserved < limits.loopback_reserve
+    ):
+        return Verdict.SERVE_RESERVED
     if peer_count >= limits.max_per_peer:
         return Verdict.MAKE_ROOM_IN_PEER
     if total >= limits.max_connections:
@@ -120,6 +167,21 @@ class Excess(enum.Enum):
     REFUSE = "refuse"
     #: Too many are being refused already: close the connection.
     CLOSE = "close"
+
+
+def may_associate(
+    admitted: int, limit: int | None, newcomer_from_loopback: bool, beyond: int, limits: Limits
+) -> tuple[bool, bool]:
+    """``--max-associations``: (accept the association?, beyond the limit?).
+
+    At the limit an association that may use the loopback reserve (probe_like)
+    is still accepted while fewer than ``loopback_reserve`` are beyond it.
+    """
+    if limit is None or admitted < limit:
+        return True, False
+    if newcomer_from_loopback and beyond < limits.loopback_reserve:
+        return True, True
+    return False, False
 
 
 def excess(refusing: int, limits: Limits) -> Excess:

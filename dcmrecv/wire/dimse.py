@@ -102,8 +102,11 @@ class Command:
 
 
 def _text(value: memoryview) -> str:
-    # UI values are NUL padded, AE/LO values space padded (PS3.5 6.2).
-    return bytes(value).decode("ascii", errors="replace").strip(" \x00")
+    # UI values are NUL padded, AE/LO values space padded (PS3.5 6.2).  Latin-1 maps
+    # every byte to one character and back: a UID with bytes that are not text
+    # (``1.2.3\xff``) stays the value the data set holds (dataset.py reads it the
+    # same way), so the two compare equal and the writer's invalid-UID path names it.
+    return bytes(value).decode("latin-1").strip(" \x00")
 
 
 def decode_command(data: bytes | bytearray | memoryview) -> Command:
@@ -173,7 +176,8 @@ def _element(element: int, value: bytes) -> bytes:
 
 
 def _ui(value: str) -> bytes:
-    raw = value.encode("ascii", errors="replace")
+    # The response echoes the request's bytes (decoded as Latin-1 by _text).
+    raw = value.encode("latin-1", errors="replace")
     return raw + b"\x00" if len(raw) % 2 else raw  # UI pads with NUL (PS3.5 9.1)
 
 

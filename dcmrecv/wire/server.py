@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import resource
@@ -85,6 +86,12 @@ class _Held:
     refusing: bool
     #: Closed to make room; no longer counted against its peer.
     reclaimed: bool = False
+    #: May use the loopback reserve (admission.probe_like: the health probe).
+    newcomer_from_loopback: bool = False
+    #: Held in the loopback reserve, beyond the connection limits.
+    reserved: bool = False
+    #: Its association was accepted beyond --max-associations (the loopback reserve).
+    beyond_limit: bool = False
     #: Counted in this process's tally (a worker of --workers counts nothing: its
     #: parent does).
     counted: bool = True
@@ -112,6 +119,8 @@ class Server:
         from the parent over this control socket, already admitted.
         """
         self.config = config
+        if config.max_associations_per_peer is not None:
+            limits = replace(limits, max_per_peer=config.max_associations_per_peer)
         self.limits = limits
         if services is None:
             services = default_services(config)
@@ -129,11 +138,18 @@ class Server:
         self._admitted = 0
         self._tally = admission.Tally()
         self._refusing = 0
+        #: Connections in the loopback reserve, and associations beyond --max-associations.
+        self._reserved = 0
+        self._beyond_limit = 0
         self._threads: set[threading.Thread] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._wake_closed = False
         self._stopping = False
+        #: Set by stop(): when the drain aborts what is left (monotonic time).
+        self.shutdown_deadline: float | None = None
+        #: Told the shut-down's deadline when stop() is first asked (hook processes).
+        self._stop_callbacks: list[Callable[[float], None]] = []
         #: Near a limit a connection gets a short time to send its request (PS3.8 9.1.5).
         self._hurried_config = replace(
             config, acse_timeout=min(config.acse_timeout, limits.hurried_request_timeout)
@@ -147,11 +163,26 @@ class Server:
 
     # --- admission ----------------------------------------------------------------
 
-    def _admit(self) -> bool:
-        limit = self.config.max_associations
+    def held_by(self, address: str) -> int:
+        """Connections the peer of ``address`` holds now (what its limit counts)."""
         with self._lock:
-            if self._stopping or (limit is not None and self._admitted >= limit):
+            return self._tally.count(admission.peer_key(address))
+
+    def _admit(self, held: _Held) -> bool:
+        with self._lock:
+            if self._stopping:
                 return False
+            accept, beyond = admission.may_associate(
+                self._admitted,
+                self.config.max_associations,
+                held.newcomer_from_loopback,
+                self._beyond_limit,
+                self.limits,
+            )
+            if not accept:
+                return False
+            held.beyond_limit = beyond
+            self._beyond_limit += beyond
             self._admitted += 1
             return True
 
@@ -183,7 +214,10 @@ class Server:
     def _forget_held(self, held: _Held) -> None:
         if not held.counted:
             return
-        if held.refusing:
+        self._beyond_limit -= held.beyond_limit
+        if held.reserved:
+            self._reserved -= 1
+        elif held.refusing:
             self._refusing -= 1
         elif not held.reclaimed:
             self._tally.remove(held.peer)
@@ -285,8 +319,9 @@ class Server:
                 worker.ready = True
             elif kind == "admit":
                 admitted = False
-                if connection is not None and not connection.refusing:
-                    admitted = self._admit()
+                held = self._associations.get(connection) if connection is not None else None
+                if connection is not None and held is not None and not connection.refusing:
+                    admitted = self._admit(held)
                     connection.admitted = admitted
                 with contextlib.suppress(OSError):
                     workers.send(
@@ -493,12 +528,14 @@ class Server:
             if self._stopping:
                 sock.close()
                 return True
-            held = self._place(admission.peer_key(peer), peer, now)
+            key = admission.peer_key(peer)
+            newcomer = admission.probe_like(peer, self._tally.count(key))
+            held = self._place(key, peer, now, newcomer)
             if held is None:
                 sock.close()
                 return True
             sock.setblocking(True)
-            hurried = held.refusing or self._hurried(now)
+            hurried = held.refusing or held.reserved or self._hurried(now)
             if self._pool is not None:
                 remote = self._pool.dispatch(
                     sock, address[:2], hurried=hurried, refusing=held.refusing
@@ -510,7 +547,7 @@ class Server:
                 self._associations[remote] = held
                 return True
             config = self._hurried_config if hurried else self.config
-            admit = _refuse if held.refusing else self._admit
+            admit = _refuse if held.refusing else functools.partial(self._admit, held)
             association = Association(sock, address[:2], config, self.store, self.services, admit)
             thread = threading.Thread(
                 target=self._run_association,
@@ -533,12 +570,20 @@ class Server:
     def _hurried(self, now: float) -> bool:
         return now < self._short_until or self._tally.total >= self.limits.pressure_at
 
-    def _place(self, peer: str, address: str, now: float) -> _Held | None:
+    def _place(self, peer: str, address: str, now: float, newcomer: bool) -> _Held | None:
         """Count a new connection in, making room if need be; None: close it.  Holds the lock."""
         limits = self.limits
         verdict = admission.admit(
-            self._tally.count(peer), self._tally.total, limits, now < self._short_until
+            self._tally.count(peer),
+            self._tally.total,
+            limits,
+            now < self._short_until,
+            newcomer_from_loopback=newcomer,
+            reserved=self._reserved,
         )
+        if verdict is Verdict.SERVE_RESERVED:
+            self._reserved += 1
+            return _Held(peer, now, refusing=False, newcomer_from_loopback=True, reserved=True)
         if verdict in (Verdict.MAKE_ROOM_IN_PEER, Verdict.MAKE_ROOM):
             within = peer if verdict is Verdict.MAKE_ROOM_IN_PEER else None
             if not self._reclaim(now, within, "Connection limit reached"):
@@ -556,14 +601,17 @@ class Server:
                 self._refusing += 1
                 return _Held(peer, now, refusing=True)
         self._tally.add(peer)
-        return _Held(peer, now, refusing=False)
+        return _Held(peer, now, refusing=False, newcomer_from_loopback=newcomer)
 
     def _reclaim(self, now: float, peer: str | None, why: str) -> bool:
         """Close the quietest connection (of ``peer``, if given) to make room.  Holds the lock."""
         candidates = [
             Candidate(association, held.peer, association.admitted, _quiet(association, held, now))
             for association, held in self._associations.items()
-            if not held.refusing and not held.reclaimed and (peer is None or held.peer == peer)
+            if not held.refusing
+            and not held.reclaimed
+            and not held.reserved
+            and (peer is None or held.peer == peer)
         ]
         chosen = admission.choose_reclaim(candidates, self.limits, peer)
         if chosen is None:
@@ -622,8 +670,18 @@ class Server:
         """True once ``stop`` was asked (readiness: no new associations are taken)."""
         return self._stopping
 
+    def on_stop(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(deadline)`` when stop() is first asked: the monotonic time
+        by which the drain aborts what is left (``--shutdown-timeout``).  It must be
+        quick and safe in a signal handler."""
+        self._stop_callbacks.append(callback)
+
     def stop(self) -> None:
         """Ask the accept loop to end; safe from any thread and from signal handlers."""
+        if self.shutdown_deadline is None:
+            self.shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
+            for callback in self._stop_callbacks:
+                callback(self.shutdown_deadline)
         self._stopping = True
         try:
             os.write(self._wake_w, b"x")
@@ -637,7 +695,7 @@ class Server:
             log.info("stopping: %d association(s) still running", len(running))
         for association in running:
             association.request_stop()
-        deadline = time.monotonic() + self.config.shutdown_timeout
+        deadline = self.shutdown_deadline or time.monotonic() + self.config.shutdown_timeout
         for thread in self._snapshot_threads():
             thread.join(max(deadline - time.monotonic(), 0))
         with self._lock:

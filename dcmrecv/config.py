@@ -211,5 +211,8 @@ class ReceiverConfig:
     #: ``sqlite:///path``, ``postgresql://...``; None: the embedded default, in the
     #: output directory, opened only when something needs it.
     state: str | None = None
+    #: Who stores, in the state store: set by the parent of ``--workers`` for its
+    #: workers (one receiver, one replica); None: this process (``host:pid``).
+    replica: str | None = None
     #: How the command set up logging, for the processes it starts (``--workers``).
     logging: LogOptions = field(default_factory=lambda: LogOptions())

@@ -677,7 +677,7 @@ def test_a_hook_that_leaves_a_daemon_ends_when_it_exits(tmp_path: Path) -> None:
     that is what is reported, and nobody waits for the daemon."""
     import time
 
-    from dcmrecv.ops.studies import run_hook
+    from dcmrecv.ops.process import run_hook
 
     started = time.monotonic()
     done = run_hook(f"setsid sleep 45 & echo $! >> {tmp_path}/daemons; exit 0", b"{}", 3)

@@ -18,17 +18,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dcmrecv.events import EventBus, StudyCompleted, StudyOpenAtShutdown
 from dcmrecv.logs.printable import printable
 from dcmrecv.ops.eventlog import EventLog, encode_event
 from dcmrecv.ops.http import CLIENT_TIMEOUT, OpsEndpoint
 from dcmrecv.ops.metrics import ReceiverMetrics
 from dcmrecv.ops.process import run_hook
-from dcmrecv.ops.studies import EndOfStudy, StudyFile, StudyTracker
+from dcmrecv.ops.studies import StudyFile, StudyTracker
 
 CI = os.environ.get("CI") == "true"
 
@@ -234,48 +232,6 @@ def test_a_resent_instance_is_listed_once() -> None:
     tracker.add("1.1", study_file(1), "A", now=0.5)
     (study,) = tracker.pop_due(now=2)
     assert len(study.files) == 1 and study.manifest("complete")["instances"] == 1
-
-
-def test_completion_runs_the_command_once_with_the_manifest(tmp_path: Path) -> None:
-    out = tmp_path / "manifest.json"
-    events, bus = heard()
-    # The study is complete after 1.5 s without a new instance: the five below come
-    # well within that even when a loaded machine stalls this thread for a moment.
-    completion = EndOfStudy(1.5, command=f"cat > {out}; echo done", command_timeout=10, bus=bus)
-    completion.start()
-    for n in range(5):
-        completion.instance_stored("1.1", study_file(n), "SCU1" if n % 2 else "SCU2")
-    deadline = time.monotonic() + 30
-    while not events and time.monotonic() < deadline:
-        time.sleep(0.05)
-    completion.stop()
-    assert [type(event).__name__ for event in events] == ["StudyCompleted"]
-    manifest = json.loads(out.read_text())
-    assert manifest["study_instance_uid"] == "1.1" and manifest["instances"] == 5
-    assert manifest["calling_ae_titles"] == ["SCU1", "SCU2"]
-    assert sorted(f["sop_instance_uid"] for f in manifest["files"]) == [
-        f"1.2.3.{n}" for n in range(5)
-    ]
-
-
-def test_open_studies_at_shutdown_are_recorded() -> None:
-    events, bus = heard()
-    completion = EndOfStudy(3600, command=None, command_timeout=1, bus=bus)
-    completion.start()
-    completion.instance_stored("9.9", study_file(1), "A")
-    completion.stop()
-    assert [(type(event).__name__, event.study_instance_uid) for event in events] == [
-        ("StudyOpenAtShutdown", "9.9")
-    ]
-
-
-def heard() -> tuple[list[Any], EventBus]:
-    """A bus that keeps the study events published on it."""
-    heard: list[Any] = []
-    bus = EventBus()
-    bus.subscribe(StudyCompleted, heard.append)
-    bus.subscribe(StudyOpenAtShutdown, heard.append)
-    return heard, bus
 
 
 def test_a_hanging_hook_and_its_children_are_killed(tmp_path: Path) -> None:

@@ -30,10 +30,11 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_CREATE_TRANSPORT_LAYER,
     EXITCODE_CANNOT_START_SCP_AND_LISTEN,
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
+    EXITCODE_INVALID_ASSOCIATION_CONFIG,
 )
 from dcmrecv.ops import process
+from dcmrecv.ops.completion import EndOfStudy
 from dcmrecv.ops.eventlog import EventLog, EventLogWriter
-from dcmrecv.ops.studies import EndOfStudy
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import server as wire_server
 from dcmrecv.wire.association import Services
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from dcmrecv.ops.http import OpsEndpoint
     from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
     from dcmrecv.ops.storescp_hooks import StorescpHooks
+    from dcmrecv.state.model import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +127,20 @@ class Runtime:
     endpoint: OpsEndpoint | None = None
     event_log: EventLog | None = None
     studies: EndOfStudy | None = None
+    #: The state store (dcmrecv/state), when something needs it.
+    state: StateStore | None = None
     ready: _Readiness = field(init=False)
 
     def __post_init__(self) -> None:
         self.ready = _Readiness(self.config.output_directory)
+
+    @property
+    def replica(self) -> str:
+        """This receiver in the state store: ``host:pid`` (its workers say their
+        parent's, so that the receiver is one replica)."""
+        from dcmrecv.state.model import replica_name
+
+        return self.config.replica or replica_name()
 
     @classmethod
     def load(cls, config: ReceiverConfig, role: Role = Role.SINGLE) -> Runtime:
@@ -155,6 +167,8 @@ class Runtime:
             self._build_storescp()
         if config.http_port is not None:
             self._build_metrics()
+        if config.study_timeout is not None:
+            self._build_state()
         if config.event_log is not None:
             try:
                 self.event_log = EventLog(str(config.event_log), durable=config.fsync)
@@ -167,13 +181,39 @@ class Runtime:
                 bus, instances=role is not Role.PARENT, studies=role is not Role.WORKER
             )
         if config.study_timeout is not None and role is not Role.WORKER:
+            assert self.state is not None
             self.studies = EndOfStudy(
+                self.state,
                 config.study_timeout,
+                replica=self.replica,
                 command=config.study_command,
                 command_timeout=config.study_command_timeout,
                 bus=bus,
             )
-            self.studies.subscribe(bus)
+
+    def _build_state(self) -> None:
+        """The state store (``--state``, else the embedded default) and the instance
+        index that records every stored instance there before its Success."""
+        from dcmrecv.ops.index import InstanceIndex
+        from dcmrecv.state.model import StateUnavailable
+        from dcmrecv.state.url import open_state
+
+        config = self.config
+        url = config.state or default_state_url(config)
+        try:
+            self.state = open_state(url, durable=config.fsync)
+        except ValueError as exc:
+            log.critical("cannot use the state store: %s", exc)
+            raise StartError(EXITCODE_INVALID_ASSOCIATION_CONFIG) from None
+        if self.role is not Role.WORKER:
+            # Creates or migrates the schema.  A store that is down now is used as
+            # soon as it answers (C-STOREs that need it get 0xA700 until then).
+            try:
+                log.info("%s", self.state.check())
+            except StateUnavailable as exc:
+                log.error("%s; C-STOREs are answered 0xA700 until it answers", exc)
+        if self.role is not Role.PARENT:
+            InstanceIndex(self.state, self.replica).subscribe(self.services.bus)
 
     def _build_metrics(self) -> None:
         """/metrics: this process's counters; the parent of --workers sums its workers'."""
@@ -257,6 +297,8 @@ class Runtime:
             self.studies.stop()
         if self.event_log is not None:
             self.event_log.close()
+        if self.state is not None:
+            self.state.close()
         if self.hooks is not None:
             self.hooks.close()
         if self.metrics_directory is not None:
@@ -285,7 +327,8 @@ class Runtime:
         )
         assert process.stdin is not None
         with process.stdin:
-            process.stdin.write(pickle.dumps(replace(self.config, workers=1)))
+            worker = replace(self.config, workers=1, replica=self.replica)
+            process.stdin.write(pickle.dumps(worker))
         return process
 
     def _worker_ended(self, pid: int) -> None:
@@ -316,3 +359,13 @@ def serve(config: ReceiverConfig) -> int:
         )
     finally:
         runtime.stop()
+
+
+#: The embedded store's file in the output directory (a dot file: readers skip it).
+STATE_FILE = ".dcmrecv-state.sqlite"
+
+
+def default_state_url(config: ReceiverConfig) -> str:
+    """The embedded store: SQLite in the output directory, shared by the workers of
+    this host (not by replicas on other hosts: they need ``--state postgresql://``)."""
+    return f"sqlite:///{os.path.abspath(os.path.join(config.output_directory, STATE_FILE))}"

@@ -1,49 +1,37 @@
-"""When is a study complete?  One tracker, two end rules, one runner.
+"""When does a study end, within one process?  storescp's rule, as a pure tracker.
 
-DICOM has no "study complete" message for C-STORE, so receivers guess:
+DICOM has no "study complete" message for C-STORE, so receivers guess.  DCMTK's
+storescp (``--sort-*`` with ``-xcs``/``-rns``/``-tos``) ends a study when an object
+of another study is stored, or after ``--eostudy-timeout`` seconds without one;
+DCMTK keeps one "last study" per process and forbids ``--fork``.  Here the rule holds
+with concurrent associations: the next object of another study ends the studies
+that no association still in progress last stored an object of
+(:data:`EndRule.NEXT_STUDY`; for one association at a time that is DCMTK's rule).
 
-* DCMTK's storescp (``--sort-*`` with ``-xcs``/``-rns``/``-tos``): a study ends when
-  an object of another study is stored, or after ``--eostudy-timeout`` seconds
-  without one.  DCMTK keeps one "last study" per process and forbids ``--fork``;
-  here the rule holds with concurrent associations: the next object of another study
-  ends the studies that no association still in progress last stored an object of
-  (:data:`EndRule.NEXT_STUDY`; for one association at a time that is DCMTK's rule).
-* dcmrecv's ``--eostudy-timeout``: a study is complete when no instance of it has
-  arrived for that many seconds, counted across every association, so a study sent
-  over several concurrent associations completes once, with every file
-  (:data:`EndRule.QUIET`).
+dcmrecv's own ``--eostudy-timeout`` (quiet for that long across every association,
+worker and replica) is decided in the state store instead (ops/completion.py): the
+same question asked of shared, durable state.  :class:`StudyTracker` keeps that
+rule too (:data:`EndRule.QUIET`) for a tracker in memory.
 
 :class:`StudyTracker` is the pure part (no threads, no clock of its own): instances
 go in, ended studies come out.  :class:`StudyCompletion` runs one in a thread for
-the timeouts.  :class:`EndOfStudy` is dcmrecv's subscriber: it feeds the stored
-instances in, and for each complete study publishes :class:`StudyCompleted` (the
-event log writes it) and runs ``--exec-on-eostudy`` with the study's manifest on its
-standard input (one process runner for every hook: ``ops/process.py``).
+the timeouts.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dcmrecv import events
-from dcmrecv.events import AssociationInfo, EventBus
+from dcmrecv.events import AssociationInfo
 from dcmrecv.logs.printable import printable
-from dcmrecv.ops.eventlog import file_size, now_iso
-from dcmrecv.ops.process import run_hook
-from dcmrecv.status import is_stored
 
 log = logging.getLogger(__name__)
-
-#: Output of the command kept for the log, per stream.
-MAX_COMMAND_OUTPUT = 4096
 
 
 class EndRule(enum.Enum):
@@ -251,97 +239,3 @@ class StudyCompletion:
                     self._on_timeout(study)
                 except Exception:  # one study's hook must not end the others'
                     log.exception("end of study %s failed", printable(study.study_instance_uid))
-
-
-class EndOfStudy:
-    """dcmrecv's ``--eostudy-timeout`` and ``--exec-on-eostudy``, a subscriber of the bus."""
-
-    def __init__(
-        self,
-        timeout: float,
-        *,
-        command: str | None,
-        command_timeout: float,
-        bus: EventBus,
-    ) -> None:
-        self._completion = StudyCompletion(StudyTracker(timeout), self._complete)
-        self._command = command
-        self._command_timeout = command_timeout
-        self._bus = bus
-
-    def subscribe(self, bus: EventBus) -> None:
-        bus.subscribe(events.InstanceAnswered, self._on_instance)
-
-    def start(self) -> None:
-        self._completion.start()
-
-    def _on_instance(self, event: events.InstanceAnswered) -> None:
-        study_uid = event.study_instance_uid
-        if not study_uid or event.path is None or not is_stored(event.status):
-            return
-        # Absolute: the hook need not know the receiver's directory.
-        path = os.path.abspath(event.path)
-        size = file_size(path)
-        file = StudyFile(
-            path=path,
-            sop_class_uid=event.sop_class_uid,
-            sop_instance_uid=event.sop_instance_uid,
-            series_instance_uid=event.series_instance_uid,
-            size=size if size is not None else event.received_bytes,
-            received=now_iso(),
-        )
-        self.instance_stored(study_uid, file, event.association.calling_ae_title)
-
-    def instance_stored(
-        self, study_instance_uid: str, file: StudyFile, calling_ae_title: str
-    ) -> None:
-        self._completion.add(study_instance_uid, file, calling_ae_title)
-
-    def stop(self) -> None:
-        """Stop; studies still open are announced as open (the event log records them)."""
-        for study in self._completion.stop():
-            log.info(
-                "Study %s still open at shutdown (%d instances); recorded in the event log",
-                printable(study.study_instance_uid),
-                len(study.files),
-            )
-            self._bus.publish(
-                events.StudyOpenAtShutdown(study.study_instance_uid, study.manifest("open"))
-            )
-
-    def _complete(self, study: OpenStudy) -> None:
-        log.info(
-            "Study %s complete: %d instances from %s",
-            printable(study.study_instance_uid),
-            len(study.files),
-            ", ".join(printable(t) for t in sorted(study.calling_ae_titles)),
-        )
-        manifest = study.manifest("complete")
-        self._bus.publish(events.StudyCompleted(study.study_instance_uid, manifest))
-        if self._command is not None:
-            self._run_command(study, manifest)
-
-    def _run_command(self, study: OpenStudy, manifest: dict[str, object]) -> None:
-        what = f"--exec-on-eostudy for study {printable(study.study_instance_uid)}"
-        data = json.dumps(manifest, indent=1).encode()
-        try:
-            done = run_hook(self._command or "", data, self._command_timeout)
-        except OSError as exc:
-            log.error("--exec-on-eostudy could not run: %s", exc)
-            return
-        if done.returncode is None:
-            if done.killed == "shutdown":
-                log.error("%s killed at shut-down", what)
-            else:
-                log.error("%s killed after %g s", what, self._command_timeout)
-            return
-        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
-        level = logging.INFO if returncode == 0 else logging.WARNING
-        log.log(level, "%s exited with %d", what, returncode)
-        if done.pipes_held:
-            # A daemon it started (issue 22): not waited for (ops/process.py).
-            log.info("%s: a process it started keeps its output open; not read further", what)
-        for name, output in (("stdout", stdout), ("stderr", stderr)):
-            if output:
-                text = output[:MAX_COMMAND_OUTPUT].decode("utf-8", "replace")
-                log.log(level, "--exec-on-eostudy %s: %s", name, printable(text.rstrip()))

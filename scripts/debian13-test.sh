@@ -20,7 +20,7 @@ suite=trixie
 # What scripts/test.sh would otherwise install at every run (dcmtk, prometheus for
 # promtool, postgresql, python3-venv), plus openssl for the TLS test certificates and
 # the CA bundle.
-packages=(dcmtk prometheus postgresql python3-venv openssl ca-certificates)
+packages=(dcmtk prometheus postgresql haproxy python3-venv openssl ca-certificates)
 cache=${DCMRECV_CI_CACHE:-/var/cache/dcmrecv-ci}
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -2,7 +2,8 @@
 # Make the development environment scripts/test.sh runs in (it calls this first):
 #   - Debian packages: dcmtk (the real peers we test against), prometheus (promtool),
 #     postgresql (the state store's server, started by the tests in a temporary
-#     directory; tests/pgcluster.py), python3-venv if missing;
+#     directory; tests/pgcluster.py), haproxy (the balancer of tests/test_scaleout.py),
+#     python3-venv if missing;
 #   - .venv with this package (editable) and its test extras;
 #   - the test peer pynetdicom (tests/peers.txt) in .venv/peers, importable by
 #     .venv/bin/python through a .pth file but with its console scripts off PATH: its
@@ -20,6 +21,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # Debian keeps them off PATH, in /usr/lib/postgresql/VERSION/bin
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || command -v pg_ctl >/dev/null 2>&1 ||
     need_apt+=(postgresql)
+# haproxy: the balancer in front of three replicas (tests/test_scaleout.py)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${need_apt[*]}"

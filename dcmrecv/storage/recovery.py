@@ -67,13 +67,15 @@ class Recovery:
     truncated: int = 0
 
 
-def recover(root: str) -> Recovery:
+def recover(root: str, *, top_only: bool = False) -> Recovery:
     """Remove the leftovers of a crash anywhere under ``root`` (see the module).
 
     The whole tree is walked once (a temporary file moved deeper by hand is found
-    too); symbolic links are not followed.  A second walk, only when a truncated
-    file was found, looks for its final names by inode number, which the directory
-    listing gives without a stat per file.
+    too); symbolic links are not followed.  ``top_only`` looks at ``root`` itself
+    only, where the writer makes its temporary files: after one worker of several
+    died, the others' files are in use (locked) and left alone.  A second walk, only
+    when a truncated file was found, looks for its final names by inode number,
+    which the directory listing gives without a stat per file.
     """
     outcome = Recovery()
     #: (device, inode) of files whose final names must go.
@@ -82,6 +84,8 @@ def recover(root: str) -> Recovery:
         for name in filenames:
             if is_temp_name(name):
                 _recover_temp(dirpath, name, outcome, truncated)
+        if top_only:
+            break
     if truncated:
         _remove_truncated(root, truncated, outcome)
     return outcome

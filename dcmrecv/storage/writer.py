@@ -360,12 +360,13 @@ class InstanceStore:
         code = self._modality(sop_class_uid)
         return None if not code or code == UNKNOWN_MODALITY else code
 
-    def cleanup_leftovers(self) -> int:
-        """Put right what a crash left under the output directory (storage/recovery.py).
+    def cleanup_leftovers(self, *, top_only: bool = False) -> int:
+        """Put right what a crash left under the output directory (storage/recovery.py);
+        ``top_only``: in the output directory itself, where temporary files are made.
 
         Returns how many temporary files were removed.
         """
-        return recover(self.root).removed
+        return recover(self.root, top_only=top_only).removed
 
     def begin(
         self,

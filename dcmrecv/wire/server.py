@@ -348,6 +348,14 @@ class Server:
             with self._lock:
                 if connection in self._associations:
                     self._forget(connection, None)
+        # What it was writing stays behind as temporary files (the others' are
+        # locked, in use): put it right as a start-up does, off the accept loop.
+        threading.Thread(target=self._recover_top, name="recover", daemon=True).start()
+
+    def _recover_top(self) -> None:
+        removed = self.store.cleanup_leftovers(top_only=True)
+        if removed:
+            log.warning("removed %d incomplete file(s) left by the worker that ended", removed)
 
     def _drain_workers(self, selector: selectors.BaseSelector) -> None:
         """Stop: every worker drains its associations (SIGTERM) and ends; stragglers

@@ -207,9 +207,7 @@ def stored_somewhere(receivers: Sequence[Receiver], count: int) -> bool:
 def without_group_lengths(dataset: pydicom.Dataset) -> dict[int, object]:
     """The data set's elements by tag, as storescu sends them: it leaves out group
     lengths (gggg,0000) and the trailing padding (FFFC,FFFC)."""
-    return {
-        int(e.tag): e.value for e in dataset if e.tag.element != 0 and e.tag != 0xFFFCFFFC
-    }
+    return {int(e.tag): e.value for e in dataset if e.tag.element != 0 and e.tag != 0xFFFCFFFC}
 
 
 def check_outcome(workdir: Path, instances: Sequence[Instance]) -> None:

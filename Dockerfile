@@ -27,7 +27,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dcmrecv ./dcmrecv
 RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip wheel --wheel-dir /wheels .
+ && /opt/build/bin/pip wheel --wheel-dir /wheels '.[postgresql]'
 
 # --- stage 2: the runtime --------------------------------------------------------------
 FROM ${BASE_IMAGE}
@@ -37,7 +37,7 @@ FROM ${BASE_IMAGE}
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python3 -m venv /opt/dcmrecv \
  && /opt/dcmrecv/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
-        --find-links /wheels dcmrecv \
+        --find-links /wheels 'dcmrecv[postgresql]' \
  && /opt/dcmrecv/bin/pip uninstall --yes --quiet setuptools pip \
  && groupadd --system --gid 10001 dcmrecv \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \

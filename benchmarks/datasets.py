@@ -131,4 +131,8 @@ def shares(dataset: Dataset, senders: int, root: Path) -> Dataset:
 
 
 def count_files(root: Path) -> int:
-    return sum(len(files) for _, _, files in os.walk(root))
+    """Stored files under ``root``: not the dot files a receiver keeps beside them
+    (our embedded state store, ``.dcmrecv-state.sqlite``), which readers skip."""
+    return sum(
+        sum(1 for name in files if not name.startswith(".")) for _, _, files in os.walk(root)
+    )

@@ -179,6 +179,11 @@ user=$("${ENGINE[@]}" image inspect --format '{{.Config.User}}' "$IMAGE")
 case "$user" in
     "" | 0 | 0:* | root | root:*) fail "the image runs as root (USER '$user')" ;;
 esac
+# Replicas share their state in PostgreSQL (--state postgresql://...): the image has
+# the driver (dcmrecv[postgresql]).
+"${ENGINE[@]}" run --rm --network none --entrypoint python "$IMAGE" -c 'import psycopg' \
+    || fail "the image cannot use --state postgresql:// (psycopg is missing)"
+say "the image has psycopg for --state postgresql://"
 
 # --- a series of DICOM files ---------------------------------------------------------------
 make_series() {  # make_series DIR COUNT: COUNT instances of one CT series; prints their UIDs

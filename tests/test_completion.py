@@ -9,6 +9,9 @@ test waits for what a user would see: the events, and the manifest the command g
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ from dcmrecv.state.model import InstanceRecord, StateStore
 from dcmrecv.state.url import open_state
 
 TIMEOUT = 30.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -138,3 +142,34 @@ def test_studies_still_open_at_shutdown_are_announced_as_open(store: StateStore)
     assert [(type(e).__name__, e.study_instance_uid) for e in events] == [
         ("StudyOpenAtShutdown", "9.9")
     ]
+
+
+# --- --check-config and the store being down, with the real receiver -----------------
+
+
+def dcmrecv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dcmrecv", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_check_config_creates_and_names_the_embedded_store(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    result = dcmrecv("--check-config", "--eostudy-timeout", "5", "-od", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    state = tmp_path / "out" / ".dcmrecv-state.sqlite"
+    assert f"--state: sqlite:///{state}: SQLite" in result.stdout
+    assert "schema version" in result.stdout and state.exists()
+
+
+def test_check_config_says_why_a_store_cannot_be_used(tmp_path: Path) -> None:
+    unreachable = "postgresql://someone:secret@127.0.0.1:1/nothing"
+    result = dcmrecv("--check-config", "--state", unreachable, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "E: state store postgresql://someone@127.0.0.1:1/nothing" in result.stderr
+    assert "secret" not in result.stderr

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -139,12 +140,14 @@ class Receiver:
         self.options = list(options)
         self.manifests = manifests
         self.port = free_port()
+        self.http = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.workdir / f"{self.name}.log").open("ab")
         command = [sys.executable, "-m", "dcmrecv", "-v", *PROFILE, "-od", "out"]
         command += [*self.options, "--eostudy-timeout", str(QUIET), "--exec-on-eostudy", HOOK]
+        command += ["--http-port", str(self.http)]
         self.process = subprocess.Popen(
             [*command, str(self.port)],
             stdout=log,
@@ -170,23 +173,40 @@ class Receiver:
         return (self.workdir / f"{self.name}.log").read_text(errors="replace")
 
 
+#: The haproxy configuration the README's compose file ships.
+HAPROXY_CFG = ROOT / "deploy" / "scale-out" / "haproxy.cfg"
+
+
+def local_haproxy_config(port: int, backends: Sequence[tuple[int, int]]) -> str:
+    """The shipped haproxy.cfg with its addresses on loopback (pure): the frontend on
+    ``port``, the servers at (DICOM port, HTTP port) each; everything else as shipped
+    (TCP mode, leastconn, the /readyz check)."""
+    lines = []
+    for line in HAPROXY_CFG.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("bind "):
+            line = f"    bind 127.0.0.1:{port}"
+        elif stripped.startswith("default-server "):
+            line = line.replace("check port 11180 ", "")
+        elif stripped.startswith("server "):
+            continue
+        lines.append(line)
+    lines += [
+        f"    server r{n} 127.0.0.1:{dicom} check port {http} inter 500ms"
+        for n, (dicom, http) in enumerate(backends)
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @contextlib.contextmanager
-def haproxy(workdir: Path, backends: Sequence[int]) -> Iterator[int]:
-    """Debian's haproxy in TCP mode on a free port in front of ``backends``."""
+def haproxy(workdir: Path, backends: Sequence[tuple[int, int]]) -> Iterator[int]:
+    """Debian's haproxy with the shipped configuration, on a free port."""
     program = require_program("haproxy", "for the replicas test (Debian package haproxy)")
     port = free_port()
-    servers = "\n".join(
-        f"    server r{n} 127.0.0.1:{backend} check inter 500ms fall 1 rise 1"
-        for n, backend in enumerate(backends)
-    )
     config = workdir / "haproxy.cfg"
-    config.write_text(
-        "global\n    maxconn 256\n"
-        "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n"
-        "    timeout server 60s\n    retries 3\n    option redispatch\n"
-        f"frontend dicom\n    bind 127.0.0.1:{port}\n    default_backend replicas\n"
-        f"backend replicas\n    balance roundrobin\n{servers}\n"
-    )
+    config.write_text(local_haproxy_config(port, backends))
+    checked = subprocess.run([program, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     process = subprocess.Popen(
         [program, "-db", "-f", str(config)],
         stdout=subprocess.DEVNULL,
@@ -249,7 +269,7 @@ def test_three_replicas_behind_haproxy_on_postgresql(
         receiver.start()
     first, second = rounds(instances)
     try:
-        with haproxy(tmp_path, [r.port for r in receivers]) as port:
+        with haproxy(tmp_path, [(r.port, r.http) for r in receivers]) as port:
             senders = send(port, first)
             # Kill one replica while the first round is under way; its senders fail
             # and send their batches again (haproxy takes them elsewhere).
@@ -303,3 +323,52 @@ def test_three_workers_on_the_embedded_state_with_a_worker_killed(tmp_path: Path
     assert code == 0
     check_outcome(tmp_path, instances)
     assert f"(process {worker}) ended (signal 9)" in receiver.log()
+
+
+@pytest.mark.dcmtk
+def test_the_state_store_down_fails_stores_with_a700_and_the_receiver_recovers(
+    tmp_path: Path,
+    postgresql_cluster: object,  # noqa: F811
+) -> None:
+    """PostgreSQL stops: C-STOREs that need it get 0xA700 with a line naming the store
+    and the file; it starts again: the same receiver stores again, without a restart."""
+    storescu = require_tool("storescu")
+    instances = make_studies(tmp_path / "files")[:2]
+    (tmp_path / "out").mkdir()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    cluster: Any = postgresql_cluster
+    state = fresh_database(cluster)
+    receiver = Receiver(tmp_path, "receiver", ["--state", state], manifests)
+    receiver.start()
+
+    def store(instance: Instance) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [storescu, "-v", "-aec", "X", "127.0.0.1", str(receiver.port), str(instance.path)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
+
+    try:
+        cluster.stop()
+        try:
+            refused = store(instances[0])
+        finally:
+            cluster.start()
+        # A sender tries again; the receiver reconnects at most once a second.
+        deadline = time.monotonic() + TIMEOUT
+        while (again := store(instances[1])).returncode != 0:
+            assert time.monotonic() < deadline, again.stderr
+            time.sleep(0.5)
+    finally:
+        assert receiver.stop() == 0
+    assert "Received Store Response (Refused: OutOfResources)" in refused.stderr
+    log = receiver.log()
+    line = next(line for line in log.splitlines() if "cannot record the instance" in line)
+    assert line.startswith(f"E: C-STORE of SOP instance {instances[0].uid}: ")
+    assert "state store postgresql://dcmrecv@127.0.0.1" in line
+    assert "the received file stays as" in line and line.endswith("(status 0xA700)")
+    assert again.returncode == 0, again.stderr
+    assert "Sending C-STORE Response (Success)" in log

@@ -386,6 +386,28 @@ def check_config(run: Run) -> Run | int:
         dataset = pydicom.dcmread(str(sample), stop_before_pixels=True)
         path = checkconfig.sample_path(dataset, template, config.template_fallback)
         click.echo(f"--output-template: pydicom's CT_small.dcm would be stored as {path}")
+    return check_state(config)
+
+
+def check_state(config: ReceiverConfig) -> int:
+    """``--check-config`` with a state store in use (``--state``, or the embedded one
+    for ``--eostudy-timeout``): connect, create or migrate its tables, say so; 1 when
+    it cannot be used."""
+    if config.state is None and config.study_timeout is None:
+        return exitcodes.EXITCODE_NO_ERROR
+    from dcmrecv.state.model import StateUnavailable
+    from dcmrecv.state.url import default_url, open_state
+
+    url = config.state or default_url(config.output_directory)
+    try:
+        store = open_state(url, durable=config.fsync)
+        try:
+            click.echo(f"--state: {store.check()}")
+        finally:
+            store.close()
+    except (ValueError, StateUnavailable) as exc:
+        logger().error("%s", exc)
+        return exitcodes.EXITCODE_COMMANDLINE_SYNTAX_ERROR
     return exitcodes.EXITCODE_NO_ERROR
 
 

@@ -35,6 +35,7 @@ from dcmrecv.exitcodes import (
 from dcmrecv.ops import process
 from dcmrecv.ops.completion import EndOfStudy
 from dcmrecv.ops.eventlog import EventLog, EventLogWriter
+from dcmrecv.storage.quarantine import DEFAULT_LIMIT
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import server as wire_server
 from dcmrecv.wire.association import Services
@@ -196,10 +197,10 @@ class Runtime:
         index that records every stored instance there before its Success."""
         from dcmrecv.ops.index import InstanceIndex
         from dcmrecv.state.model import StateUnavailable
-        from dcmrecv.state.url import open_state
+        from dcmrecv.state.url import default_url, open_state
 
         config = self.config
-        url = config.state or default_state_url(config)
+        url = config.state or default_url(config.output_directory)
         try:
             self.state = open_state(url, durable=config.fsync)
         except ValueError as exc:
@@ -327,7 +328,16 @@ class Runtime:
         )
         assert process.stdin is not None
         with process.stdin:
-            worker = replace(self.config, workers=1, replica=self.replica)
+            worker = replace(
+                self.config,
+                workers=1,
+                replica=self.replica,
+                # One --quarantine-limit for the whole receiver: each worker's index
+                # (storage/quarantine.py) keeps its share.
+                quarantine_limit=(self.config.quarantine_limit or DEFAULT_LIMIT).share(
+                    self.config.workers
+                ),
+            )
             process.stdin.write(pickle.dumps(worker))
         return process
 
@@ -359,13 +369,3 @@ def serve(config: ReceiverConfig) -> int:
         )
     finally:
         runtime.stop()
-
-
-#: The embedded store's file in the output directory (a dot file: readers skip it).
-STATE_FILE = ".dcmrecv-state.sqlite"
-
-
-def default_state_url(config: ReceiverConfig) -> str:
-    """The embedded store: SQLite in the output directory, shared by the workers of
-    this host (not by replicas on other hosts: they need ``--state postgresql://``)."""
-    return f"sqlite:///{os.path.abspath(os.path.join(config.output_directory, STATE_FILE))}"

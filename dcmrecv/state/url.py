@@ -51,6 +51,16 @@ def open_state(url: str, *, durable: bool) -> StateStore:
     )
 
 
+#: The embedded store's file in the output directory (a dot file: readers skip it).
+DEFAULT_FILE = ".dcmrecv-state.sqlite"
+
+
+def default_url(output_directory: str | os.PathLike[str]) -> str:
+    """The embedded store (pure): SQLite in the output directory, shared by the
+    processes of one host (not by replicas on several: they need PostgreSQL)."""
+    return f"sqlite:///{os.path.abspath(os.path.join(output_directory, DEFAULT_FILE))}"
+
+
 def scheme_of(url: str) -> str:
     """The URL's scheme in lower case, or "" (pure)."""
     scheme, colon, _ = url.partition(":")

@@ -34,6 +34,13 @@ class Watermark:
             return int(total * self.percent / 100)
         return self.size or 0
 
+    def share(self, parts: int) -> Watermark:
+        """One of ``parts`` equal shares of this mark (each worker's, ``--workers``)."""
+        text = f"{self.text}/{parts}"
+        if self.percent is not None:
+            return Watermark(text, percent=self.percent / parts)
+        return Watermark(text, size=(self.size or 0) // parts)
+
 
 def parse_watermark(text: str) -> Watermark:
     """``5G``, ``500M``, ``10%``... -> Watermark; ValueError with the reason otherwise."""

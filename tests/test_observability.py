@@ -378,8 +378,9 @@ def test_storescp_serves_metrics_and_writes_the_event_log(workdir: Path) -> None
 
 
 def test_open_studies_cost_about_a_kilobyte_each_and_half_per_file() -> None:
-    # The README's figures (benchmarks.study_memory): thousands of open studies
-    # stay in the megabytes.  Generous bounds: they catch a file's data set or a
+    # storescp's studies (-ss/-su/-sp with -xcs/-rns) are tracked in memory
+    # (benchmarks.study_memory, README "storescp"): thousands of open studies stay in
+    # the megabytes.  Generous bounds: they catch a file's data set or a
     # per-study thread sneaking in, not a few bytes.
     result = measure(studies=500, files_per_study=10)
     assert result.per_study < 2048

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -42,10 +42,13 @@ from psycopg import conninfo
 from dcmrecv.state import schema
 from dcmrecv.state.model import (
     RECONNECT_INTERVAL,
+    CommitmentJob,
     InstanceRecord,
     SchemaTooNew,
     StateUnavailable,
     StudyClaim,
+    commitment_from_row,
+    commitment_parameters,
     due_parameters,
     instance_from_row,
     instance_parameters,
@@ -82,6 +85,8 @@ def _sql(statement: str) -> str:
 RECORD_INSTANCE: Final = (
     f"WITH instance AS ({_sql(schema.UPSERT_INSTANCE)}) {_sql(schema.TOUCH_STUDY)}"
 )
+#: An instance without a study to track (storage commitment's index alone).
+UPSERT_INSTANCE: Final = _sql(schema.UPSERT_INSTANCE)
 
 
 class PostgresStore:
@@ -108,9 +113,10 @@ class PostgresStore:
 
     # --- the interface ----------------------------------------------------------
 
-    def record_instance(self, record: InstanceRecord, now: float) -> None:
+    def record_instance(self, record: InstanceRecord, now: float, *, study: bool = True) -> None:
         parameters = instance_parameters(record, now)
-        self._run(lambda connection: connection.execute(RECORD_INSTANCE, parameters))
+        statement = RECORD_INSTANCE if study and record.study_instance_uid else UPSERT_INSTANCE
+        self._run(lambda connection: connection.execute(statement, parameters))
 
     def claim_due(
         self, owner: str, now: float, quiet: float, lease: float, limit: int = 16
@@ -164,12 +170,89 @@ class PostgresStore:
     def open_studies(self, replica: str) -> list[str]:
         return [str(row[0]) for row in self._rows(schema.OPEN_STUDIES, {"replica": replica})]
 
-    def find_instance(self, sop_class_uid: str, sop_instance_uid: str) -> InstanceRecord | None:
-        rows = self._rows(
-            schema.FIND_INSTANCE,
-            {"sop_class_uid": sop_class_uid, "sop_instance_uid": sop_instance_uid},
+    def find_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, InstanceRecord]:
+        found: dict[str, InstanceRecord] = {}
+        batch = schema.FIND_INSTANCES_BATCH
+        for start in range(0, len(sop_instance_uids), batch):
+            uids = list(sop_instance_uids[start : start + batch])
+            for row in self._rows(schema.FIND_INSTANCES_POSTGRESQL, {"uids": uids}):
+                record = instance_from_row(row)
+                found[record.sop_instance_uid] = record
+        return found
+
+    # --- storage commitment -------------------------------------------------------
+
+    def add_commitment(self, job: CommitmentJob, owner: str, now: float, lease: float) -> bool:
+        parameters = commitment_parameters(job, owner, now, lease)
+        statement = _sql(schema.ADD_COMMITMENT)
+
+        def work(connection: Connection) -> bool:
+            with connection.transaction():
+                if connection.execute(statement, parameters).rowcount:
+                    return True
+                connection.execute(statement, {**parameters, "duplicate": 1})
+                return False
+
+        return self._run(work)
+
+    def claim_commitments(
+        self, owner: str, now: float, lease: float, limit: int = 8
+    ) -> list[CommitmentJob]:
+        parameters: dict[str, object] = {
+            "owner": owner,
+            "now": now,
+            "until": now + lease,
+            "limit": limit,
+        }
+
+        def work(connection: Connection) -> list[CommitmentJob]:
+            with connection.transaction():
+                locked = connection.execute(
+                    _sql(schema.LOCK_DUE_COMMITMENTS), parameters
+                ).fetchall()
+                if not locked:
+                    return []
+                rows = connection.execute(
+                    _sql(schema.LEASE_LOCKED_COMMITMENTS),
+                    {**parameters, "job_ids": [row[0] for row in locked]},
+                ).fetchall()
+            return [commitment_from_row(row) for row in rows]
+
+        return self._run(work)
+
+    def save_report(self, job_id: str, owner: str, report_json: str, until: float) -> bool:
+        return self._change(
+            schema.SAVE_REPORT,
+            {"job_id": job_id, "owner": owner, "report_json": report_json, "until": until},
         )
-        return instance_from_row(rows[0]) if rows else None
+
+    def end_commitment(
+        self, job_id: str, owner: str, state: str, error: str | None, attempted: int
+    ) -> bool:
+        return self._change(
+            schema.END_COMMITMENT,
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "state": state,
+                "error": error,
+                "attempted": attempted,
+            },
+        )
+
+    def retry_commitment(
+        self, job_id: str, owner: str, next_attempt: float, error: str | None, attempted: int
+    ) -> bool:
+        return self._change(
+            schema.RETRY_COMMITMENT,
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "next_attempt": next_attempt,
+                "error": error,
+                "attempted": attempted,
+            },
+        )
 
     def check(self) -> str:
         def facts(connection: Connection) -> tuple[int, str]:
@@ -297,6 +380,11 @@ class PostgresStore:
         connection.execute(
             _sql(schema.FORGET_OWNERS), {"before": time.time() - schema.FORGET_OWNERS_AFTER}
         )
+        if (current or 0) >= 2:
+            connection.execute(
+                _sql(schema.FORGET_COMMITMENTS),
+                {"before": time.time() - schema.FORGET_COMMITMENTS_AFTER},
+            )
         return current or 0
 
     def _refuse_newer(

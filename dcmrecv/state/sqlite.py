@@ -23,19 +23,23 @@ connection (SQLite forbids using the parent's) and leaves the parent's alone.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 from dcmrecv.state import schema
 from dcmrecv.state.model import (
+    CommitmentJob,
     InstanceRecord,
     SchemaTooNew,
     StateUnavailable,
     StudyClaim,
+    commitment_from_row,
+    commitment_parameters,
     due_parameters,
     instance_from_row,
     instance_parameters,
@@ -92,12 +96,14 @@ class SqliteStore:
 
     # --- the interface ----------------------------------------------------------
 
-    def record_instance(self, record: InstanceRecord, now: float) -> None:
+    def record_instance(self, record: InstanceRecord, now: float, *, study: bool = True) -> None:
         parameters = instance_parameters(record, now)
+        touch = study and bool(record.study_instance_uid)
 
         def work(connection: sqlite3.Connection) -> None:
             connection.execute(_UPSERT_INSTANCE, parameters)
-            connection.execute(_TOUCH_STUDY, parameters)
+            if touch:
+                connection.execute(_TOUCH_STUDY, parameters)
 
         self._write(work)
 
@@ -155,12 +161,80 @@ class SqliteStore:
         rows = self._read(_sql(schema.OPEN_STUDIES), {"replica": replica})
         return [str(row[0]) for row in rows]
 
-    def find_instance(self, sop_class_uid: str, sop_instance_uid: str) -> InstanceRecord | None:
-        rows = self._read(
-            _sql(schema.FIND_INSTANCE),
-            {"sop_class_uid": sop_class_uid, "sop_instance_uid": sop_instance_uid},
+    def find_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, InstanceRecord]:
+        found: dict[str, InstanceRecord] = {}
+        batch = schema.FIND_INSTANCES_BATCH
+        for start in range(0, len(sop_instance_uids), batch):
+            uids = json.dumps(list(sop_instance_uids[start : start + batch]))
+            for row in self._read(_sql(schema.FIND_INSTANCES_SQLITE), {"uids": uids}):
+                record = instance_from_row(row)
+                found[record.sop_instance_uid] = record
+        return found
+
+    # --- storage commitment -------------------------------------------------------
+
+    def add_commitment(self, job: CommitmentJob, owner: str, now: float, lease: float) -> bool:
+        parameters = commitment_parameters(job, owner, now, lease)
+
+        def work(connection: sqlite3.Connection) -> bool:
+            if connection.execute(_sql(schema.ADD_COMMITMENT), parameters).rowcount:
+                return True
+            connection.execute(_sql(schema.ADD_COMMITMENT), {**parameters, "duplicate": 1})
+            return False
+
+        return self._write(work)
+
+    def claim_commitments(
+        self, owner: str, now: float, lease: float, limit: int = 8
+    ) -> list[CommitmentJob]:
+        parameters = {"owner": owner, "now": now, "until": now + lease, "limit": limit}
+
+        def work(connection: sqlite3.Connection) -> list[CommitmentJob]:
+            rows = connection.execute(_sql(schema.SELECT_DUE_COMMITMENTS), parameters).fetchall()
+            connection.executemany(
+                _sql(schema.LEASE_COMMITMENT),
+                [{**parameters, "job_id": row[0]} for row in rows],
+            )
+            return [commitment_from_row(row) for row in rows]
+
+        # Read first, without the write lock: an idle receiver's poll writes nothing.
+        if not self._read(_sql(schema.SELECT_DUE_COMMITMENTS), parameters):
+            return []
+        return self._write(work)
+
+    def save_report(self, job_id: str, owner: str, report_json: str, until: float) -> bool:
+        return self._change(
+            schema.SAVE_REPORT,
+            {"job_id": job_id, "owner": owner, "report_json": report_json, "until": until},
         )
-        return instance_from_row(rows[0]) if rows else None
+
+    def end_commitment(
+        self, job_id: str, owner: str, state: str, error: str | None, attempted: int
+    ) -> bool:
+        return self._change(
+            schema.END_COMMITMENT,
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "state": state,
+                "error": error,
+                "attempted": attempted,
+            },
+        )
+
+    def retry_commitment(
+        self, job_id: str, owner: str, next_attempt: float, error: str | None, attempted: int
+    ) -> bool:
+        return self._change(
+            schema.RETRY_COMMITMENT,
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "next_attempt": next_attempt,
+                "error": error,
+                "attempted": attempted,
+            },
+        )
 
     def check(self) -> str:
         with self._lock:
@@ -236,12 +310,18 @@ class SqliteStore:
             connection.execute(
                 schema.FORGET_OWNERS, {"before": _wall_clock() - schema.FORGET_OWNERS_AFTER}
             )
+            version = max(migrations) if pending else int(current)
+            if version >= 2:
+                connection.execute(
+                    schema.FORGET_COMMITMENTS,
+                    {"before": _wall_clock() - schema.FORGET_COMMITMENTS_AFTER},
+                )
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        return max(migrations) if pending else int(current)
+        return version
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` in one write transaction, committed when this returns."""

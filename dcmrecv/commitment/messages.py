@@ -20,6 +20,7 @@ the status to answer for anything malformed.  Pure: bytes in, values out.
 from __future__ import annotations
 
 import enum
+import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -404,3 +405,36 @@ class _Writer:
         head = _TAG.pack(_ITEM >> 16, _ITEM & 0xFFFF)
         body = b"".join(head + _U32.pack(len(item)) + item for item in items)
         return self.element(tag, b"SQ", body)
+
+
+# --- as kept in the state store (JSON) ---------------------------------------------------
+
+
+def references_to_json(references: Sequence[Reference]) -> str:
+    return json.dumps([[r.sop_class_uid, r.sop_instance_uid] for r in references])
+
+
+def references_from_json(text: str) -> tuple[Reference, ...]:
+    return tuple(Reference(str(c), str(i)) for c, i in json.loads(text))
+
+
+def report_to_json(report: Report) -> str:
+    return json.dumps(
+        {
+            "transaction_uid": report.transaction_uid,
+            "committed": [[r.sop_class_uid, r.sop_instance_uid] for r in report.committed],
+            "failed": [
+                [f.reference.sop_class_uid, f.reference.sop_instance_uid, f.reason]
+                for f in report.failed
+            ],
+        }
+    )
+
+
+def report_from_json(text: str) -> Report:
+    values = json.loads(text)
+    return Report(
+        str(values["transaction_uid"]),
+        tuple(Reference(str(c), str(i)) for c, i in values["committed"]),
+        tuple(Failure(Reference(str(c), str(i)), int(r)) for c, i, r in values["failed"]),
+    )

@@ -329,9 +329,11 @@ for line in sys.stdin:  # a round: claim until nothing is left
     claimed = []
     for attempt in range(100000):
         got = store.claim_due(owner, time.time(), 0.0, 600.0, limit=1 + attempt % 3)
+        if not got:  # none now (the other may hold the rows' locks): once more, then done
+            got = store.claim_due(owner, time.time(), 0.0, 600.0)
+            if not got:
+                break
         claimed += [claim.study_instance_uid for claim in got]
-        if not got and store.claim_due(owner, time.time(), 0.0, 600.0) == []:
-            break
     print(json.dumps(claimed), flush=True)
 store.close()
 """

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -54,6 +54,7 @@ from dcmrecv.state.model import (
     instance_parameters,
     one_line,
 )
+from dcmrecv.state.updates import SingleStatementUpdates
 
 #: pg_advisory_xact_lock key held while the schema is created or migrated ("dcmrecv"
 #: in ASCII); any other user of the database is unlikely to pick it.
@@ -89,7 +90,7 @@ RECORD_INSTANCE: Final = (
 UPSERT_INSTANCE: Final = _sql(schema.UPSERT_INSTANCE)
 
 
-class PostgresStore:
+class PostgresStore(SingleStatementUpdates):
     """The :class:`~dcmrecv.state.model.StateStore` on a PostgreSQL database."""
 
     def __init__(
@@ -142,30 +143,6 @@ class PostgresStore:
     def study_instances(self, study_instance_uid: str) -> list[InstanceRecord]:
         rows = self._rows(schema.STUDY_INSTANCES, {"study_instance_uid": study_instance_uid})
         return [instance_from_row(row) for row in rows]
-
-    def finish(self, claim: StudyClaim, owner: str) -> bool:
-        return self._change(
-            schema.FINISH,
-            {
-                "study_instance_uid": claim.study_instance_uid,
-                "generation": claim.generation,
-                "owner": owner,
-            },
-        )
-
-    def renew(self, claim: StudyClaim, owner: str, now: float, lease: float) -> bool:
-        return self._change(
-            schema.RENEW,
-            {"study_instance_uid": claim.study_instance_uid, "owner": owner, "until": now + lease},
-        )
-
-    def release(self, claim: StudyClaim, owner: str) -> None:
-        self._change(
-            schema.RELEASE, {"study_instance_uid": claim.study_instance_uid, "owner": owner}
-        )
-
-    def heartbeat(self, owner: str, now: float) -> None:
-        self._change(schema.HEARTBEAT, {"owner": owner, "now": now})
 
     def open_studies(self, replica: str) -> list[str]:
         return [str(row[0]) for row in self._rows(schema.OPEN_STUDIES, {"replica": replica})]
@@ -220,40 +197,6 @@ class PostgresStore:
 
         return self._run(work)
 
-    def save_report(self, job_id: str, owner: str, report_json: str, until: float) -> bool:
-        return self._change(
-            schema.SAVE_REPORT,
-            {"job_id": job_id, "owner": owner, "report_json": report_json, "until": until},
-        )
-
-    def end_commitment(
-        self, job_id: str, owner: str, state: str, error: str | None, attempted: int
-    ) -> bool:
-        return self._change(
-            schema.END_COMMITMENT,
-            {
-                "job_id": job_id,
-                "owner": owner,
-                "state": state,
-                "error": error,
-                "attempted": attempted,
-            },
-        )
-
-    def retry_commitment(
-        self, job_id: str, owner: str, next_attempt: float, error: str | None, attempted: int
-    ) -> bool:
-        return self._change(
-            schema.RETRY_COMMITMENT,
-            {
-                "job_id": job_id,
-                "owner": owner,
-                "next_attempt": next_attempt,
-                "error": error,
-                "attempted": attempted,
-            },
-        )
-
     def check(self) -> str:
         def facts(connection: Connection) -> tuple[int, str]:
             row = connection.execute("SHOW synchronous_commit").fetchone()
@@ -299,7 +242,7 @@ class PostgresStore:
                     self._failed(one_line(exc))
                 raise self._unavailable(one_line(exc)) from None
 
-    def _change(self, statement: str, parameters: dict[str, object]) -> bool:
+    def _change(self, statement: str, parameters: Mapping[str, object]) -> bool:
         """One statement in autocommit; True if it changed a row."""
         text = _sql(statement)
         return self._run(lambda connection: connection.execute(text, parameters).rowcount > 0)

@@ -45,6 +45,7 @@ from dcmrecv.state.model import (
     instance_parameters,
     one_line,
 )
+from dcmrecv.state.updates import SingleStatementUpdates
 
 #: Seconds a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT: Final = 10.0
@@ -74,7 +75,7 @@ _UPSERT_INSTANCE: Final = _sql(schema.UPSERT_INSTANCE)
 _TOUCH_STUDY: Final = _sql(schema.TOUCH_STUDY)
 
 
-class SqliteStore:
+class SqliteStore(SingleStatementUpdates):
     """The :class:`~dcmrecv.state.model.StateStore` on a SQLite file."""
 
     def __init__(
@@ -133,30 +134,6 @@ class SqliteStore:
         rows = self._read(_sql(schema.STUDY_INSTANCES), {"study_instance_uid": study_instance_uid})
         return [instance_from_row(row) for row in rows]
 
-    def finish(self, claim: StudyClaim, owner: str) -> bool:
-        return self._change(
-            schema.FINISH,
-            {
-                "study_instance_uid": claim.study_instance_uid,
-                "generation": claim.generation,
-                "owner": owner,
-            },
-        )
-
-    def renew(self, claim: StudyClaim, owner: str, now: float, lease: float) -> bool:
-        return self._change(
-            schema.RENEW,
-            {"study_instance_uid": claim.study_instance_uid, "owner": owner, "until": now + lease},
-        )
-
-    def release(self, claim: StudyClaim, owner: str) -> None:
-        self._change(
-            schema.RELEASE, {"study_instance_uid": claim.study_instance_uid, "owner": owner}
-        )
-
-    def heartbeat(self, owner: str, now: float) -> None:
-        self._change(schema.HEARTBEAT, {"owner": owner, "now": now})
-
     def open_studies(self, replica: str) -> list[str]:
         rows = self._read(_sql(schema.OPEN_STUDIES), {"replica": replica})
         return [str(row[0]) for row in rows]
@@ -201,40 +178,6 @@ class SqliteStore:
         if not self._read(_sql(schema.SELECT_DUE_COMMITMENTS), parameters):
             return []
         return self._write(work)
-
-    def save_report(self, job_id: str, owner: str, report_json: str, until: float) -> bool:
-        return self._change(
-            schema.SAVE_REPORT,
-            {"job_id": job_id, "owner": owner, "report_json": report_json, "until": until},
-        )
-
-    def end_commitment(
-        self, job_id: str, owner: str, state: str, error: str | None, attempted: int
-    ) -> bool:
-        return self._change(
-            schema.END_COMMITMENT,
-            {
-                "job_id": job_id,
-                "owner": owner,
-                "state": state,
-                "error": error,
-                "attempted": attempted,
-            },
-        )
-
-    def retry_commitment(
-        self, job_id: str, owner: str, next_attempt: float, error: str | None, attempted: int
-    ) -> bool:
-        return self._change(
-            schema.RETRY_COMMITMENT,
-            {
-                "job_id": job_id,
-                "owner": owner,
-                "next_attempt": next_attempt,
-                "error": error,
-                "attempted": attempted,
-            },
-        )
 
     def check(self) -> str:
         with self._lock:

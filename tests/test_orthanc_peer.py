@@ -1,8 +1,7 @@
 """Orthanc (Debian's orthanc package) as a real peer of our receiver (tests/orthanc.py).
 
-Orthanc's C-STORE SCU is DCMTK's network library driven by Orthanc's own job engine: it
-proposes every storage SOP class it knows (126 presentation contexts) and sends each
-instance in its original transfer syntax when the receiver accepts it.  This is the
+Orthanc's C-STORE SCU is DCMTK's network library driven by Orthanc's job engine: its
+association proposes 63 storage SOP classes in 126 presentation contexts.  This is the
 harness the storage commitment tests build on: Orthanc stores into us, then asks us to
 commit.
 """
@@ -20,12 +19,16 @@ from tests.conftest import running_receiver
 from tests.orthanc import OrthancFactory, orthanc  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
+TRAILING_PADDING = 0xFFFCFFFC
 
-#: pydicom's test files Orthanc sends: two SOP classes, and one kept JPEG 2000 on the way.
+#: pydicom's test files Orthanc sends: three SOP classes, both uncompressed little endian
+#: transfer syntaxes.  No compressed file: Orthanc 1.12 (Debian 13) does not open a new
+#: association for a transfer syntax the first one did not negotiate, it transcodes, and
+#: cannot decode JPEG 2000 with Debian's DCMTK, so such a file fails before it is sent.
 SENT = (
     "CT_small.dcm",  # CT Image Storage, Explicit VR Little Endian
     "MR_small.dcm",  # MR Image Storage, Explicit VR Little Endian
-    "JPEG2000.dcm",  # Secondary Capture, JPEG 2000
+    "rtplan.dcm",  # RT Plan Storage, Implicit VR Little Endian
 )
 
 
@@ -46,8 +49,9 @@ def test_orthanc_stores_instances_in_our_receiver(
     orthanc: OrthancFactory,  # noqa: F811
 ) -> None:
     """Orthanc's synchronous C-STORE job reports every instance sent, and each one is in
-    our output directory as Orthanc had it: same SOP Instance UID, transfer syntax and
-    pixel data."""
+    our output directory with the data set Orthanc had.  (Not always in the same transfer
+    syntax: Orthanc 1.12 sends the Implicit VR file as Explicit VR, the syntax it
+    negotiated for the first instance.)"""
     output = tmp_path / "out"
     output.mkdir()
     files = [pydicom_file(name) for name in SENT]
@@ -63,6 +67,7 @@ def test_orthanc_stores_instances_in_our_receiver(
     assert sorted(stored) == sorted(originals)
     for uid, original in originals.items():
         received = stored[uid]
-        assert received.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
-        assert received.SOPClassUID == original.SOPClassUID
-        assert received.PixelData == original.PixelData
+        # Orthanc (DCMTK) drops the trailing padding (FFFC,FFFC) pydicom's CT and MR files
+        # end with; PS3.5 7.8 lets any application remove it.
+        original.pop(TRAILING_PADDING, None)
+        assert received == original

@@ -28,6 +28,23 @@ REST calls (Orthanc 1.6 and later):
   an N-EVENT-REPORT for that Transaction UID arrived, then ``"Status"`` is ``"Success"``
   or ``"Failure"`` with ``"Success"`` and ``"Failures"`` lists.
 
+What Orthanc does as the requester, seen on the wire with Orthanc 1.10.1 (Debian 12) and
+1.12.7 (Debian 13), the same in both:
+
+- the N-ACTION goes on an association of its own (calling AE ``DicomAet``, called AE the
+  modality's): one presentation context, the Storage Commitment Push Model SOP Class with
+  Implicit and Explicit VR Little Endian, no SCP/SCU role selection item;
+- it needs an N-ACTION-RSP with status 0000 that carries Affected SOP Class UID and
+  Affected SOP Instance UID, else the REST call fails (HTTP 500) and nothing waits;
+- right after that response it sends A-RELEASE-RQ: an N-EVENT-REPORT sent on that same
+  association is dropped (the connection is reset, the report stays Pending);
+- the N-EVENT-REPORT must come on a new association to Orthanc's DICOM port, calling with
+  an AE title listed in ``DicomModalities`` (compared case-insensitively; here also from
+  that modality's host, ``DicomCheckModalityHost``, and calling ``DicomAet``,
+  ``DicomCheckCalledAet``).  Role selection is optional: none, or any proposed roles, are
+  accepted.  Explicit VR Little/Big Endian and Implicit VR Little Endian are accepted.
+  Every Failure Reason is kept (0112 shows as ``"FailureReason": 274``).
+
 Under CI (``CI=true``) a missing Orthanc fails the tests that need it; elsewhere they skip.
 """
 

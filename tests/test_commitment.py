@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from dcmrecv.wire import dimse
 from dcmrecv.wire.calling import CallingAssociation
 from dcmrecv.wire.requestor import ProposedContext
 from tests.conftest import free_port, require_tool
-from tests.helpers import COMMANDS, PROFILE, ct_files, metric, receiver, wait_until
+from tests.helpers import COMMANDS, PROFILE, ct_files, environment, metric, receiver, wait_until
 
 pytestmark = pytest.mark.dcmtk
 
@@ -474,6 +476,53 @@ def test_storescp_takes_storage_commitment_too(tmp_path: Path, requester: Reques
         requester.request(port, references(files))
 
     assert requester.reports[0].committed() == [references(files)[0][1]]
+
+
+def test_storescp_inetd_delivers_the_report_before_it_exits(
+    tmp_path: Path, requester: Requester
+) -> None:
+    """One process per connection (inetd): a requester that released gets its report
+    on a new association before the process ends, not from the next connection's."""
+    requester.listen()
+    (tmp_path / "out").mkdir()
+    # With --inetd the log goes only to a -lc file.
+    (tmp_path / "logger.cfg").write_text(
+        "log4cplus.rootLogger = INFO, file\n"
+        "log4cplus.appender.file = log4cplus::FileAppender\n"
+        f"log4cplus.appender.file.File = {tmp_path / 'storescp.log'}\n"
+        "log4cplus.appender.file.layout = log4cplus::PatternLayout\n"
+        "log4cplus.appender.file.layout.ConversionPattern = %p: %m%n\n"
+    )
+    statuses: list[int] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        asking = threading.Thread(
+            target=lambda: statuses.append(
+                requester.request(port, [(CTImageStorage, "1.2.3")], wait_for_report=False)
+            )
+        )
+        asking.start()
+        connection, _ = listener.accept()
+    with connection:
+        storescp = subprocess.run(
+            [
+                *COMMANDS["storescp"],
+                *("--inetd", "-lc", "logger.cfg", *PROFILE, "-od", "out"),
+                *("--storage-commitment", *requester.peer_option),
+            ],
+            stdin=connection.fileno(),
+            cwd=tmp_path,
+            env=environment(),
+            timeout=120,
+            check=False,
+        )
+    asking.join(60)
+
+    log = (tmp_path / "storescp.log").read_text()
+    assert (storescp.returncode, statuses) == (0, [0]), log
+    # Delivered by the time the process exited: nothing waits for another connection.
+    assert [report.failed() for report in requester.reports] == [{"1.2.3": NO_SUCH_OBJECT}], log
+    assert "sent to MODALITY on the new association: 0 committed, 1 failed" in log
 
 
 def _run(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:

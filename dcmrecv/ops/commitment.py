@@ -114,7 +114,10 @@ class StorageCommitment:
         self.retry = config.commitment_retry
         #: This process's lease owner name.
         self.owner = new_owner()
+        #: Set when a report is handed to the deliverer; counted, so that a stopping
+        #: deliverer knows whether one came after its last look.
         self.wake = threading.Event()
+        self.handovers = 0
 
     def factory(self) -> ServiceFactory:
         """The handler factory the associations are given (wire/scp.py)."""
@@ -228,6 +231,7 @@ class StorageCommitment:
             self.store.retry_commitment(job.job_id, self.owner, time.time(), None, attempted=0)
         except StateUnavailable as exc:
             log.error("cannot hand the report over: %s; it is sent when its lease ends", exc)
+        self.handovers += 1
         self.wake.set()
 
     def _publish(
@@ -493,40 +497,59 @@ class Deliverer:
         self.clock = clock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commitment", daemon=True)
+        #: The store could not be read at the last look (said once, not every second).
+        self._failing = False
+        #: ``service.handovers`` at the last look: more at ``stop`` means one more look,
+        #: as do transactions put back because the thread was stopping.
+        self._seen = 0
+        self._put_back = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the delivery in progress.  Reports handed over since the last
+        look (the associations that just ended: with ``storescp --inetd`` the only
+        one) get their one attempt now, before the process exits."""
+        service = self.service
         self._stopping.set()
-        self.service.wake.set()
+        service.wake.set()
         if self._thread.is_alive():
             self._thread.join(DELIVERY_TIMEOUT + 5)
+        if service.handovers > self._seen or self._put_back:
+            self._stopping.clear()
+            self._look()
+            self._stopping.set()
 
     def _run(self) -> None:
         service = self.service
-        failing = False
         while not self._stopping.is_set():
             service.wake.wait(POLL_INTERVAL)
             service.wake.clear()
+            if not self._stopping.is_set():
+                self._look()
+
+    def _look(self) -> None:
+        """Claim the due transactions and deliver them."""
+        service = self.service
+        self._seen = service.handovers
+        try:
+            jobs = service.store.claim_commitments(service.owner, self.clock(), LEASE)
+        except StateUnavailable as exc:
+            if not self._failing:
+                log.error("cannot look for storage commitment reports to send: %s", exc)
+            self._failing = True
+            return
+        self._failing = False
+        for job in jobs:
             if self._stopping.is_set():
-                return
-            try:
-                jobs = service.store.claim_commitments(service.owner, self.clock(), LEASE)
-            except StateUnavailable as exc:
-                if not failing:
-                    log.error("cannot look for storage commitment reports to send: %s", exc)
-                failing = True
+                self._release(job)
+                self._put_back = True
                 continue
-            failing = False
-            for job in jobs:
-                if self._stopping.is_set():
-                    self._release(job)
-                    continue
-                try:
-                    service.deliver(job, self.clock())
-                except Exception:  # a bug of ours must not end the thread
-                    log.exception("Internal error delivering transaction %s", job.transaction_uid)
+            try:
+                service.deliver(job, self.clock())
+            except Exception:  # a bug of ours must not end the thread
+                log.exception("Internal error delivering transaction %s", job.transaction_uid)
 
     def _release(self, job: CommitmentJob) -> None:
         """Stopping: a claimed transaction goes back, due now, for the next start or

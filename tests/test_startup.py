@@ -75,6 +75,8 @@ def test_a_mistyped_option_loads_nothing_heavy(tmp_path: Path) -> None:
 
 def test_health_probe_loads_neither_pydicom_nor_the_engine(tmp_path: Path) -> None:
     _, modules = _loaded(tmp_path, "import dcmrecv.commands.healthcheck")
-    assert "dcmrecv.wire.pdu" in modules  # it speaks DICOM with our PDU codec
+    assert "dcmrecv.wire.requestor" in modules  # it speaks DICOM with our requestor
     engine = ("pydicom", "numpy", "dcmrecv.ops", "dcmrecv.wire.association", "dcmrecv.wire.tls")
-    assert _among(modules, (*engine, "dcmrecv.commands.options")) == []
+    # Nor the configuration (with the storage model, a third of the probe's CPU).
+    light = ("dcmrecv.commands.options", "dcmrecv.config", "dcmrecv.storage")
+    assert _among(modules, (*engine, *light)) == []

@@ -304,6 +304,8 @@ class InstanceStore:
         self.config = config
         check_extension(config.filename_extension)
         self.root = os.fspath(config.output_directory)
+        #: ``root`` as a Path, the base of every result's ``path`` (built once).
+        self.root_path = Path(self.root)
         self.clock = clock
         self.namer = namer if namer is not None else namer_for(config, clock)
         self.converter = converter
@@ -654,7 +656,9 @@ class _FileInstance(IncomingInstance):
         if isinstance(placed, StoreResult):
             return placed
         how, plan = placed
-        relative = os.fspath(plan.relative)
+        # One parse of the relative path, joined as parts (not as text) below.
+        relative_path = plan.relative
+        relative = str(relative_path)
         if how is _Placed.REJECTED:
             return _failure(
                 STATUS_DUPLICATE, f"duplicate SOP instance, already stored as {relative}"
@@ -672,7 +676,7 @@ class _FileInstance(IncomingInstance):
         summary = facts.summary
         return StoreResult(
             status=STATUS_SUCCESS,
-            path=Path(store.root) / relative,
+            path=store.root_path / relative_path,
             error_comment=None,
             overwritten=how is _Placed.OVERWRITTEN,
             log_path=os.path.join(store.root, relative),

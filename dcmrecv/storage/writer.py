@@ -482,6 +482,8 @@ class _FileInstance(IncomingInstance):
         self._temp_name: str | None = None
         #: ``_fd`` is a file with no name yet (InstanceStore.nameless).
         self._nameless = False
+        #: ``_temp_name`` records the file's complete size already (_record_size).
+        self._sized = False
         self._received = 0
         meta = b""
         if not request.sop_class_uid or not request.sop_instance_uid:
@@ -527,12 +529,14 @@ class _FileInstance(IncomingInstance):
             self._error = exc
             self._remove_temp()
 
-    def _create_temp(self) -> int:
+    def _create_temp(self, size: int | None = None) -> int:
         """A new file in the output directory (same file system as every subdirectory
         we create, so the final link or rename never copies): nameless where the store
-        makes them so, else hidden and locked."""
+        makes them so, else hidden and locked; ``size``, the size it will have once
+        written, goes into its name at once (see _commit)."""
         if self._root_fd is None:
             self._root_fd = os.open(self._store.root, _DIR_FLAGS)
+        self._sized = False
         if self._store.nameless:
             try:
                 fd = os.open(".", _NAMELESS_FLAGS, 0o666, dir_fd=self._root_fd)
@@ -545,6 +549,8 @@ class _FileInstance(IncomingInstance):
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
             name = new_temp_name()
+            if size is not None:
+                name = sized_temp_name(name, size)
             try:
                 fd = os.open(name, flags, 0o666, dir_fd=self._root_fd)
                 break
@@ -552,6 +558,7 @@ class _FileInstance(IncomingInstance):
                 continue
         self._temp_name = name
         self._fd = fd
+        self._sized = size is not None
         # Marks the file as in use for cleanup_leftovers(); a file system without
         # flock (some network mounts) only loses that protection.
         with contextlib.suppress(OSError):
@@ -586,7 +593,7 @@ class _FileInstance(IncomingInstance):
         """
         self._name_temp()  # the converter reads the received file by its path
         assert self._fd is not None and self._root_fd is not None and self._temp_name
-        old_fd, old_name = self._fd, self._temp_name
+        old_fd, old_name, old_sized = self._fd, self._temp_name, self._sized
         source_path = os.path.join(self._store.root, old_name)
         self._fd = None
         self._temp_name = None
@@ -594,6 +601,7 @@ class _FileInstance(IncomingInstance):
             new_fd = self._create_temp()
         except OSError:
             self._fd, self._temp_name, self._nameless = old_fd, old_name, False
+            self._sized = old_sized
             raise
         try:
             os.lseek(old_fd, 0, os.SEEK_SET)
@@ -611,6 +619,7 @@ class _FileInstance(IncomingInstance):
             with contextlib.suppress(OSError):
                 os.close(new_fd)
             self._fd, self._temp_name, self._nameless = old_fd, old_name, False
+            self._sized = old_sized
             raise
         with contextlib.suppress(OSError):
             os.unlink(old_name, dir_fd=self._root_fd)
@@ -713,7 +722,13 @@ class _FileInstance(IncomingInstance):
         if isinstance(checked, StoreResult):
             return checked
         facts = self._facts(checked)
-        fd = self._fd if self._fd is not None else self._create_temp()
+        if self._fd is not None:
+            fd = self._fd
+        else:
+            # A small instance is complete in memory: where the temporary name must
+            # record the size (one flush, below), the file is created under that
+            # name, which saves the rename (and fstat) of _record_size.
+            fd = self._create_temp(len(self._pending) if store.one_flush else None)
         if self._pending:
             _write_all(fd, self._pending)
             del self._pending[:]
@@ -1009,6 +1024,8 @@ class _FileInstance(IncomingInstance):
 
     def _record_size(self, fd: int) -> None:
         """Rename the temporary file to a name that records its complete size."""
+        if self._sized:
+            return  # created under such a name
         assert self._root_fd is not None and self._temp_name is not None
         name = sized_temp_name(self._temp_name, os.fstat(fd).st_size)
         os.rename(self._temp_name, name, src_dir_fd=self._root_fd, dst_dir_fd=self._root_fd)

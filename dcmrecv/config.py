@@ -23,6 +23,7 @@ from dcmrecv.storage.template import DEFAULT_FALLBACK
 if TYPE_CHECKING:
     # Types of fields only: the commands import this module on every start, and
     # asconfig brings the UID table, the template module pydicom's dictionary.
+    from dcmrecv.commitment.peers import Peer
     from dcmrecv.negotiation.asconfig import Profile
     from dcmrecv.storage.encoding import OutputEncoding
     from dcmrecv.storage.freespace import Watermark
@@ -214,5 +215,30 @@ class ReceiverConfig:
     #: Who stores, in the state store: set by the parent of ``--workers`` for its
     #: workers (one receiver, one replica); None: this process (``host:pid``).
     replica: str | None = None
+    # Storage commitment (README, "Storage commitment"; PS3.4 Annex J; not in DCMTK).
+    #: ``--storage-commitment``: accept the Push Model class (SCP role) and report.
+    storage_commitment: bool = False
+    #: ``--commitment-peer`` and ``--commitment-peers``: where reports go, by the
+    #: requester's AE title; a requester not listed is refused.
+    commitment_peers: tuple[Peer, ...] = ()
+    #: ``--commitment-verify``: re-read each file and compare its SHA-256 first.
+    commitment_verify: bool = False
+    #: ``--commitment-retry``: seconds an undelivered report is tried again for.
+    commitment_retry: float = 3600.0
     #: How the command set up logging, for the processes it starts (``--workers``).
     logging: LogOptions = field(default_factory=lambda: LogOptions())
+
+    @property
+    def uses_state(self) -> bool:
+        """Whether something needs the state store: study completion or storage
+        commitment (``--state`` alone names it without using it)."""
+        return self.study_timeout is not None or self.storage_commitment
+
+    @property
+    def state_url(self) -> str:
+        """``--state``, else the embedded store in the output directory (storescp's
+        ``-od`` for storescp)."""
+        from dcmrecv.state.url import default_url
+
+        directory = Path(self.storescp.output_directory) if self.storescp else self.output_directory
+        return self.state or default_url(directory)

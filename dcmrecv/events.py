@@ -214,6 +214,42 @@ class StudyOpenAtShutdown:
     manifest: dict[str, Any]
 
 
+# --- storage commitment (PS3.4 Annex J) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentRequested:
+    """An N-ACTION Request Storage Commitment was answered: ``status`` 0 accepted it
+    (its report follows), any other refused it for ``reason``."""
+
+    association: AssociationInfo
+    #: "" when the request could not be read.
+    transaction_uid: str
+    instances: int
+    status: int
+    reason: str | None = None
+    #: The Transaction UID had been requested before (its report fails every
+    #: instance with reason 0131H).
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentReported:
+    """A transaction is over: its report was delivered, or delivery was given up."""
+
+    transaction_uid: str
+    #: The requester's AE title, where the report went.
+    requester: str
+    committed: int
+    failed: int
+    delivered: bool
+    #: "requesting association" or "new association".
+    via: str
+    attempts: int
+    #: Why it was given up.
+    reason: str | None = None
+
+
 # --- the bus -----------------------------------------------------------------------------------
 
 E = TypeVar("E")

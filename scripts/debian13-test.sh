@@ -18,9 +18,10 @@ checkout=$PWD
 
 suite=trixie
 # What scripts/test.sh would otherwise install at every run (dcmtk, prometheus for
-# promtool, postgresql, python3-venv), plus openssl for the TLS test certificates and
-# the CA bundle.
-packages=(dcmtk prometheus postgresql haproxy python3-venv openssl ca-certificates)
+# promtool, postgresql, haproxy, orthanc, python3-venv), plus openssl for the TLS test
+# certificates and the CA bundle.  debootstrap starts no service while it installs
+# (policy-rc.d and a stand-in start-stop-daemon), so orthanc's postinst starts nothing.
+packages=(dcmtk prometheus postgresql haproxy orthanc python3-venv openssl ca-certificates)
 cache=${DCMRECV_CI_CACHE:-/var/cache/dcmrecv-ci}
 
 if [ "$(id -u)" -ne 0 ]; then

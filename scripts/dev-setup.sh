@@ -3,7 +3,8 @@
 #   - Debian packages: dcmtk (the real peers we test against), prometheus (promtool),
 #     postgresql (the state store's server, started by the tests in a temporary
 #     directory; tests/pgcluster.py), haproxy (the balancer of tests/test_scaleout.py),
-#     python3-venv if missing;
+#     orthanc (the storage commitment peer, started by the tests in a temporary
+#     directory; tests/orthanc.py), python3-venv if missing;
 #   - .venv with this package (editable) and its test extras;
 #   - the test peer pynetdicom (tests/peers.txt) in .venv/peers, importable by
 #     .venv/bin/python through a .pth file but with its console scripts off PATH: its
@@ -23,11 +24,19 @@ compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || command -v pg_ctl >/
     need_apt+=(postgresql)
 # haproxy: the balancer in front of three replicas (tests/test_scaleout.py)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# Orthanc: the storage commitment requester and C-STORE peer (tests/orthanc.py)
+command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need_apt+=(orthanc)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${need_apt[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # The orthanc package enables and starts a system Orthanc (/etc/orthanc, DICOM 4242
+    # and HTTP 8042 on every interface) where systemd runs; the tests start their own.
+    # Without an init system (containers, chroots, CI here) invoke-rc.d starts nothing.
+    if [[ " ${need_apt[*]} " == *" orthanc "* ]] && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now orthanc.service >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

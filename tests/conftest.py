@@ -16,12 +16,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from dcmrecv.config import ReceiverConfig
+    from dcmrecv.negotiation.asconfig import Profile
     from dcmrecv.wire.server import Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -217,6 +219,14 @@ def in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run in an empty, writable working directory (the default output directory)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def default_profile() -> Profile:
+    """The bundled storescp.cfg's Default profile, as a receiver in this process takes it."""
+    from dcmrecv.negotiation.asconfig import load_profile
+
+    return load_profile(Path(__file__).resolve().parent.parent / "storescp.cfg", "Default")
 
 
 #: Ports handed out by free_port() in this process, never handed out twice.

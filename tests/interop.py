@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,9 +23,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_preamble
 
-from tests.conftest import free_port, require_tool, wait_for_port
+from tests.conftest import free_port, require_tool
+from tests.helpers import files_under, listening
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The profile file Debian's dcmtk package installs; DCMTK's dcmrecv and ours read the same one.
 DCMTK_STORESCP_CFG = Path("/etc/dcmtk/storescp.cfg")
 
@@ -219,31 +218,15 @@ def receiver_process(
     Standard output and error go to ``workdir/receiver.log`` (DCMTK logs to stderr).
     """
     port = free_port()
-    env = _environment()
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with (workdir / "receiver.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, *arguments, str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-        )
-    try:
-        wait_for_port(port, process)
+    log = workdir / "receiver.log"
+    with listening(
+        [*command, *arguments, str(port)], port, workdir, log, append=False, timeout=30
+    ) as process:
         yield port, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
 
 
 def _environment() -> dict[str, str]:
-    """The environment for every process started here.
+    """The environment of the senders started here.
 
     DCMTK programs leave Nagle's algorithm on unless TCP_NODELAY=1 is in their environment
     (dcmrecv.man, ENVIRONMENT); then every C-STORE round trip between two DCMTK programs
@@ -299,11 +282,6 @@ def run_receiver(
 # --- what was stored ----------------------------------------------------------------------
 
 
-def stored_files(directory: Path) -> list[str]:
-    """Relative POSIX paths of every file below directory, sorted."""
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-
-
 def stored_directories(directory: Path) -> list[str]:
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_dir())
 
@@ -339,7 +317,7 @@ def masked_name(relative_path: str, filename_mode: str) -> str:
 def by_instance(directory: Path) -> dict[str, str]:
     """SOP Instance UID (from the file meta) -> relative path, for every stored file."""
     result: dict[str, str] = {}
-    for relative in stored_files(directory):
+    for relative in files_under(directory):
         meta = pydicom.dcmread(directory / relative, stop_before_pixels=True).file_meta
         uid = str(meta.MediaStorageSOPInstanceUID)
         if uid in result:

@@ -24,7 +24,7 @@ LAYERS = [
         "logs",
         "negotiation",
     },
-    {"storage", "state"},
+    {"storage", "state", "commitment"},
     {"config"},
     {"wire"},
     {"ops"},

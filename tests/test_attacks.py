@@ -14,14 +14,15 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile
 from tests import rawpeer
 from tests.conftest import running_receiver
+from tests.helpers import association_answer, free_bytes, raw_store, stop, tmpfs, wait_until
 from tests.rawpeer import (
     CT_IMAGE_STORAGE,
     EXPLICIT_VR_LE,
@@ -39,11 +40,6 @@ PROFILE = ["-v", "-xf", str(ROOT / "storescp.cfg"), "Default"]
 CT_CONTEXT = 1
 
 
-@pytest.fixture(scope="module")
-def default_profile() -> Profile:
-    return load_profile(ROOT / "storescp.cfg", "Default")
-
-
 def require_program_or_skip(name: str) -> str:
     import shutil
 
@@ -51,18 +47,6 @@ def require_program_or_skip(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed")
     return path
-
-
-def raw_store(port: int, request_uid: str | bytes, data_set: bytes) -> int:
-    """One C-STORE from a raw peer; the response's status."""
-    with RawPeer(port) as peer:
-        accepted = peer.associate(
-            associate_rq([(CT_CONTEXT, CT_IMAGE_STORAGE, [EXPLICIT_VR_LE])], calling="HOSTILE")
-        )
-        assert accepted == {CT_CONTEXT: EXPLICIT_VR_LE}
-        peer.send(message(CT_CONTEXT, True, c_store_rq(CT_IMAGE_STORAGE, request_uid)))
-        peer.send(message(CT_CONTEXT, False, data_set))
-        return rawpeer.status_of(peer.receive_command())
 
 
 # --- 8. A SOP Instance UID that is not text -----------------------------------------------
@@ -282,12 +266,6 @@ def dcmrecv_process(
     return process, port
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    return process.wait(60)
-
-
 def store_ct(port: int, uid: str) -> int:
     """One CT_small.dcm under ``uid`` from pynetdicom; the status."""
     import pydicom
@@ -398,25 +376,8 @@ def test_a_store_whose_event_is_lost_says_where_its_file_is(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 30 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped with the reason otherwise)."""
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "30m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def free_bytes(path: Path) -> int:
-    info = os.statvfs(path)
-    return info.f_bavail * info.f_frsize
 
 
 def refused_data_set(uid: str, size: int) -> bytes:
@@ -650,15 +611,6 @@ def test_a_request_must_be_complete_within_its_deadline_from_the_first_byte() ->
 # --- 3. A hook that forks a daemon -------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
-        time.sleep(0.05)
-
-
 def log_text(workdir: Path) -> str:
     return (workdir / "receiver.log").read_text(errors="replace")
 
@@ -701,7 +653,7 @@ def test_study_completions_do_not_wait_for_a_hooks_daemon(tmp_path: Path) -> Non
         wait_for_port(port, process)  # type: ignore[arg-type]
         for study in (1, 2):
             assert store_ct(port, f"1.2.3.22.6.{study}") == 0
-            wait_for(
+            wait_until(
                 lambda s=study: log_text(tmp_path).count("exited with 0") == s,  # type: ignore[misc]
                 f"study {study} to complete",
                 timeout=30,  # far from the 45 s a daemon held the one before
@@ -730,7 +682,7 @@ def test_sigterm_during_a_hook_takes_the_shutdown_timeout_not_the_hooks(tmp_path
     try:
         wait_for_port(port, process)  # type: ignore[arg-type]
         assert store_ct(port, "1.2.3.22.7.1") == 0
-        wait_for((tmp_path / "hook-started").exists, "the hook to start")
+        wait_until((tmp_path / "hook-started").exists, "the hook to start")
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
@@ -771,7 +723,7 @@ def test_sigterm_during_a_synchronous_storescp_hook_takes_the_shutdown_timeout(
     try:
         wait_for_port(port, process)  # type: ignore[arg-type]
         sender.start()
-        wait_for((tmp_path / "hook-started").exists, "the hook to start")
+        wait_until((tmp_path / "hook-started").exists, "the hook to start")
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
@@ -793,7 +745,7 @@ def assert_gone(pid_file: Path) -> None:
         return state == "Z"
 
     try:
-        wait_for(gone, f"the hook {pid} to be killed", timeout=10)
+        wait_until(gone, f"the hook {pid} to be killed", timeout=10)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -842,9 +794,9 @@ def test_no_zombies_when_the_receiver_is_process_1(tmp_path: Path) -> None:
         receiver = int(child)
         for study in range(3):
             assert store_ct(port, f"1.2.3.22.9.{study}") == 0
-        wait_for(lambda: log_text(tmp_path).count("exited with 0") == 3, "three hooks")
+        wait_until(lambda: log_text(tmp_path).count("exited with 0") == 3, "three hooks")
         # The orphans sleep 0.3 s at most; then they are zombies until reaped.
-        wait_for(lambda: not zombie_children(receiver), "no zombie children", timeout=20)
+        wait_until(lambda: not zombie_children(receiver), "no zombie children", timeout=20)
     finally:
         if receiver is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -885,18 +837,6 @@ def test_a_placeholder_is_text_unless_the_hook_runs_it_as_source(
 
 
 # --- 9. Connection slots and the local health probe ----------------------------------------
-
-
-def association_answer(port: int, source: str) -> tuple[RawPeer, str | tuple[int, int, int]]:
-    """An A-ASSOCIATE-RQ from ``source``: the peer and "AC", the RJ's fields or "closed"."""
-    peer = RawPeer(port, source=source)
-    peer.send(rawpeer.ECHO_RQ_FIXTURE)
-    answer = peer.receive()
-    if answer is None:
-        return peer, "closed"
-    if answer.pdu_type == rawpeer.A_ASSOCIATE_AC:
-        return peer, "AC"
-    return peer, answer.reject_fields()
 
 
 def probe_echo(port: int) -> str:
@@ -944,7 +884,7 @@ def test_a_health_probe_from_loopback_is_never_refused_for_slots(limit: str) -> 
             answers = []
             for _ in range(12):
                 answers.append(probe_echo(server.port))
-                wait_for(lambda: server.held_by("127.0.0.1") == 0, "the probe to end")
+                wait_until(lambda: server.held_by("127.0.0.1") == 0, "the probe to end")
             assert answers == ["healthy"] * 12
             # The reserve is two connections: a third loopback newcomer at once is not.
             extra = [association_answer(server.port, f"127.0.0.{n}") for n in (6, 7, 8)]

@@ -51,6 +51,7 @@ from dcmrecv.negotiation.uids import (
 )
 from tests import interop
 from tests.conftest import free_port, require_tool, wait_for_port
+from tests.helpers import files_under
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "asconfig"
@@ -462,7 +463,7 @@ def _send_and_read(
         returncode, log = interop.send("dcmsend", port, files, workdir)
     assert returncode == 0, log
     stored = {}
-    for relative in interop.stored_files(output):
+    for relative in files_under(output):
         dataset = pydicom.dcmread(output / relative)
         pixels = dataset.get((0x7FE0, 0x0010))
         stored[str(dataset.SOPInstanceUID)] = (

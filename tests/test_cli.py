@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 import dcmrecv
 from dcmrecv import exitcodes
@@ -28,12 +28,9 @@ from dcmrecv.config import (
     SubdirectoryMode,
 )
 from tests.conftest import FakeServer, require_tool
+from tests.helpers import invoke_dcmrecv as run
 
 pytestmark = pytest.mark.usefixtures("fresh_logging")
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), prog_name="dcmrecv")
 
 
 # --- argv -> ReceiverConfig ------------------------------------------------------------

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from dcmrecv.events import EventBus, StudyCompleted, StudyOpenAtShutdown
 from dcmrecv.ops.completion import EndOfStudy
 from dcmrecv.state.model import InstanceRecord, StateStore
 from dcmrecv.state.url import open_state
+from tests.helpers import ROOT, wait_until
 
 TIMEOUT = 30.0
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -57,13 +56,6 @@ def heard() -> tuple[list[Any], EventBus]:
     bus.subscribe(StudyCompleted, heard.append)
     bus.subscribe(StudyOpenAtShutdown, heard.append)
     return heard, bus
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_quiet_study_completes_once_with_every_instance(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dcmrecv.storage.durability import GroupCommit, _load_syncfs, mount_type
+from tests.helpers import wait_until
 
 
 class Flushes:
@@ -40,13 +40,6 @@ class Flushes:
         self.calls.append(("syncfs", fd))
         if self.fail is not None:
             raise self.fail
-
-
-def _wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
 
 
 def _start(target: Callable[[], None]) -> threading.Thread:
@@ -95,7 +88,7 @@ def test_callers_arriving_during_a_flush_share_the_next_one() -> None:
     # Four more files are complete while the first flush runs: that flush began
     # before their writes, so it must not count for them.
     others = [_start(lambda fd=fd: commit.flush(fd)) for fd in (2, 3, 4, 5)]
-    _wait_for(lambda: commit._arrived == 5)
+    wait_until(lambda: commit._arrived == 5, "five callers", timeout=10)
     assert all(thread.is_alive() for thread in others)
     flushes.release.set()
     for thread in [first, *others]:
@@ -123,7 +116,7 @@ def test_a_failed_shared_flush_fails_every_caller_it_was_to_cover() -> None:
     first = _start(lambda: flush(1))
     assert flushes.holding.wait(10)
     others = [_start(lambda fd=fd: flush(fd)) for fd in (2, 3, 4)]
-    _wait_for(lambda: commit._arrived == 4)
+    wait_until(lambda: commit._arrived == 4, "four callers", timeout=10)
     flushes.release.set()
     for thread in [first, *others]:
         thread.join(10)

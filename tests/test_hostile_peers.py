@@ -33,9 +33,10 @@ from hypothesis import strategies as st
 from pynetdicom import pdu as pn_pdu
 
 from dcmrecv.config import SubdirectoryMode
-from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile
 from tests import rawpeer
 from tests.conftest import running_receiver
+from tests.helpers import everything_under
 from tests.rawpeer import (
     CT_IMAGE_STORAGE,
     DEFLATED_EXPLICIT_VR_LE,
@@ -61,7 +62,6 @@ from tests.rawpeer import (
     user_information,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = 2  # A-ABORT source 2: DICOM UL service-provider (PS3.8 9.3.8)
 UNRECOGNIZED_PDU = 1
 UNEXPECTED_PDU = 2
@@ -88,11 +88,6 @@ STORAGE_RQ = associate_rq(
 )
 
 
-@pytest.fixture(scope="module")
-def default_profile() -> Profile:
-    return load_profile(ROOT / "storescp.cfg", "Default")
-
-
 @pytest.fixture(autouse=True)
 def log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """The receiver's log; no hostile input may reach its last-resort handler."""
@@ -106,10 +101,6 @@ def assert_still_serving(port: int) -> None:
     """A well-behaved SCU (pynetdicom) still gets its C-ECHO answered."""
     status = rawpeer.pynetdicom_echo(port)
     assert status == 0x0000, f"C-ECHO after the hostile peer: status {status}"
-
-
-def files_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if not p.is_dir())
 
 
 def is_failure(status: int) -> bool:
@@ -647,7 +638,7 @@ def test_new_command_while_a_data_set_is_incomplete_is_aborted(
             assert peer.expect_abort()[0] == PROVIDER
         assert "command fragment while a data set is still expected" in log.text
         assert_still_serving(server.port)
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -682,7 +673,7 @@ def test_store_request_without_uids_fails_and_stores_nothing(
             peer.release()
         assert "Sending C-STORE Response (" in log.text
         assert_still_serving(server.port)
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 def test_store_of_another_sop_class_than_the_context_fails(
@@ -697,7 +688,7 @@ def test_store_of_another_sop_class_than_the_context_fails(
         status = peer.store(CT_CONTEXT, command, data_set)
         assert is_failure(status), f"status 0x{status:04X}"
         peer.release()
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 UNPARSABLE_DATA_SETS = {
@@ -731,7 +722,7 @@ def test_unparsable_data_set_fails_with_cannot_understand(
             peer.release()
         assert "Sending C-STORE Response (Error: CannotUnderstand)" in log.text
         assert_still_serving(server.port)
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -758,7 +749,7 @@ def test_data_set_uids_differing_from_the_command_fail_with_a900(
             assert status == 0xA900, f"status 0x{status:04X}"
             peer.release()
         assert "Sending C-STORE Response (Error: DataSetDoesNotMatchSOPClass)" in log.text
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 @pytest.mark.parametrize(("depth", "stored"), [(64, True), (65, False), (1000, False)])
@@ -778,11 +769,11 @@ def test_sequences_nested_deeper_than_64_are_refused(
         peer.release()
     if stored:
         assert status == 0x0000, f"status 0x{status:04X}"
-        [path] = files_under(tmp_path)
+        [path] = everything_under(tmp_path)
         assert pydicom.dcmread(path).SOPInstanceUID == "1.2.3.4.108"
     else:
         assert is_failure(status), f"status 0x{status:04X}"
-        assert files_under(tmp_path) == []
+        assert everything_under(tmp_path) == []
 
 
 def deflate(data_chunks: Iterator[bytes]) -> bytes:
@@ -804,7 +795,7 @@ def test_deflated_data_set_is_stored(tmp_path: Path, default_profile: Profile) -
         status = peer.store(DEFLATED_CONTEXT, command, deflate(iter([plain])))
         peer.release()
     assert status == 0x0000
-    [path] = files_under(tmp_path)
+    [path] = everything_under(tmp_path)
     stored = pydicom.dcmread(path)
     assert stored.file_meta.TransferSyntaxUID == DEFLATED_EXPLICIT_VR_LE
     assert stored.PixelData == bytes(100_000)
@@ -837,7 +828,7 @@ def test_deflate_bomb_is_refused(
             peer.release()
         assert "Sending C-STORE Response (" in log.text
         assert_still_serving(server.port)
-    assert files_under(tmp_path) == []
+    assert everything_under(tmp_path) == []
 
 
 def test_p_data_of_exactly_our_maximum_is_accepted_one_byte_more_is_not(
@@ -864,7 +855,7 @@ def test_p_data_of_exactly_our_maximum_is_accepted_one_byte_more_is_not(
         over = p_data_tf(pdv(CT_CONTEXT, rawpeer.LAST, data_set + b"\x00"))
         peer.send(over)
         assert peer.expect_abort() == (PROVIDER, INVALID_PDU_PARAMETER_VALUE)
-    assert len(files_under(tmp_path)) == 1
+    assert len(everything_under(tmp_path)) == 1
 
 
 # --- peer values never leave the output directory -----------------------------------------------
@@ -952,7 +943,7 @@ def test_distinct_instances_whose_uids_sanitise_alike_are_both_kept(
         )
         peer.release()
     assert statuses == [0x0000] * 5
-    files = files_under(tmp_path)
+    files = everything_under(tmp_path)
     assert {pydicom.dcmread(path).SOPInstanceUID for path in files} == set(uids)
     assert len(files) == len(uids)
     assert tmp_path / ("CT." + "A1B2C3D4" * 8) in files  # DCMTK's name where it is safe

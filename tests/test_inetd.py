@@ -25,36 +25,20 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from dcmrecv.commands.argv import ArgvError
 from dcmrecv.commands.storescp import evaluate, parse
 from dcmrecv.wire import inherited
 from tests.conftest import free_port, require_program, require_tool, wait_for_port
-from tests.interop import stored_files
+from tests.helpers import ROOT, environment, files_under, pydicom_file, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 STORESCP = [sys.executable, "-c", "from dcmrecv.commands.storescp import main; main()"]
 DCMRECV = [sys.executable, "-m", "dcmrecv"]
 TIMEOUT = 60
 
 
-def pydicom_file(name: str) -> Path:
-    path = get_testdata_file(name, download=False)
-    assert path is not None
-    return Path(str(path))
-
-
 FILES = [pydicom_file("CT_small.dcm"), pydicom_file("MR_small.dcm")]
 UIDS = sorted(str(pydicom.dcmread(path).SOPInstanceUID) for path in FILES)
-
-
-def environment() -> dict[str, str]:
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    for name in inherited.ACTIVATION_VARIABLES:
-        env.pop(name, None)
-    return env
 
 
 def log_config(tmp_path: Path) -> tuple[Path, Path]:
@@ -73,7 +57,7 @@ def log_config(tmp_path: Path) -> tuple[Path, Path]:
 
 def stored_uids(directory: Path) -> list[str]:
     return sorted(
-        str(pydicom.dcmread(directory / name).SOPInstanceUID) for name in stored_files(directory)
+        str(pydicom.dcmread(directory / name).SOPInstanceUID) for name in files_under(directory)
     )
 
 
@@ -320,7 +304,7 @@ def test_inetd_stores_like_dcmtks_storescp_and_exits_by_itself(tmp_path: Path) -
         # DCMTK's stdout and stderr are /dev/null in inetd mode: nothing reaches them,
         # which under inetd would be the DICOM connection.
         assert (run.scp.returncode, run.scp.stdout, run.scp.stderr) == (0, "", ""), name
-        runs[name] = stored_files(output)
+        runs[name] = files_under(output)
         assert stored_uids(output) == UIDS, name
     assert runs["ours"] == runs["dcmtk"]
 
@@ -414,7 +398,7 @@ def test_conflicting_options_exit_as_dcmtks_storescp(
         run = run_inetd(command, ["--inetd", *options, "-od", str(output)], tmp_path / name)
         assert run.scp.returncode == 1, name
         assert run.scu.returncode != 0, name  # the connection closed unanswered
-        assert stored_files(output) == []
+        assert files_under(output) == []
         if name == "ours":
             # Under inetd standard error is the connection: nothing may be printed
             # there (current DCMTK prints the --fork one before it redirects).
@@ -638,13 +622,7 @@ def activated(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(TIMEOUT)
+        stop(process)
 
 
 def send(port: int, files: Sequence[Path] = FILES) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,7 @@ import pytest
 
 from tests import interop
 from tests.conftest import require_tool
+from tests.helpers import files_under
 
 # rtplan.dcm carries a UID longer than 64 characters on purpose; pydicom warns on reading it.
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
@@ -115,8 +116,8 @@ def test_every_instance_is_acknowledged_and_stored(pair: Pair, files: list[Path]
     assert pair.dcmtk.sender_returncode == 0, pair.dcmtk.sender_log
     assert pair.ours.sender_returncode == 0, pair.ours.sender_log
     expected = len(files) if pair.option_set.stores_files else 0
-    assert len(interop.stored_files(pair.dcmtk.output_directory)) == expected
-    assert len(interop.stored_files(pair.ours.output_directory)) == expected
+    assert len(files_under(pair.dcmtk.output_directory)) == expected
+    assert len(files_under(pair.ours.output_directory)) == expected
     # README "How it differs": on SIGTERM ours finishes and exits 0; DCMTK's is killed.
     assert pair.ours.returncode == 0, pair.ours.log
 
@@ -130,7 +131,7 @@ def test_same_paths(request: pytest.FixtureRequest, pair: Pair) -> None:
     theirs, ours = pair.dcmtk.output_directory, pair.ours.output_directory
     assert interop.stored_directories(ours) == interop.stored_directories(theirs)
     if pair.option_set.filename_mode == "+fd":
-        assert interop.stored_files(ours) == interop.stored_files(theirs)
+        assert files_under(ours) == files_under(theirs)
         return
     # Random or time-based names: the same instance must get a name of the same shape
     # (prefix, separators, extension, directory) with only the generated part different.
@@ -255,8 +256,8 @@ def test_bit_preserving_with_series_date_directories(files: list[Path], tmp_path
     as_sent = interop.run_receiver(dcmtk, [*profile, "+B"], "storescu", files, tmp_path / "b")
     both = interop.run_receiver(ours, [*profile, "+B", "+ssd"], "storescu", files, tmp_path / "o")
     assert both.sender_returncode == 0, both.sender_log
-    paths = interop.stored_files(both.output_directory)
-    assert paths == interop.stored_files(by_date.output_directory)
+    paths = files_under(both.output_directory)
+    assert paths == files_under(by_date.output_directory)
     assert len(paths) == len(files)
     for relative in paths:
         ours_bytes = interop.preamble_and_meta(both.output_directory / relative)[2]

@@ -19,15 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pydicom
 import pytest
 
-from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile
 from tests import rawpeer
 from tests.conftest import free_port, running_receiver, wait_for_port
+from tests.helpers import ROOT, data_set_bytes, everything_under, wait_until
 from tests.rawpeer import (
     CT_IMAGE_STORAGE,
     EXPLICIT_VR_LE,
@@ -40,7 +39,6 @@ from tests.rawpeer import (
     message,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 CT_CONTEXT = 1
 ECHO_CONTEXT = 3
 STORAGE_RQ = associate_rq(
@@ -54,41 +52,14 @@ STORAGE_RQ = associate_rq(
 HALF = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def default_profile() -> Profile:
-    return load_profile(ROOT / "storescp.cfg", "Default")
-
-
 @pytest.fixture
 def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="dcmrecv")
     return caplog
 
 
-def everything_under(directory: Path) -> list[Path]:
-    """Every file, hidden ones included: temporaries must be gone too."""
-    return sorted(p for p in directory.rglob("*") if not p.is_dir())
-
-
 def temporaries(directory: Path) -> list[Path]:
     return [p for p in everything_under(directory) if p.name.startswith(".")]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll ``condition``: for effects of the receiver's threads that we cannot await."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
-
-
-def data_set_bytes(path: Path) -> bytes:
-    """The encoded data set of a Part 10 file: everything after the file meta."""
-    with path.open("rb") as handle:
-        pydicom.filereader.read_preamble(handle, False)
-        pydicom.filereader._read_file_meta_info(handle)
-        return handle.read()
 
 
 def big_data_set(uid: str, fill: int, size: int = 3 * HALF) -> bytes:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -35,9 +34,9 @@ from dcmrecv.negotiation.asconfig import load_profile
 from dcmrecv.wire.server import LOG_INTERVAL
 from tests import rawpeer
 from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
+from tests.helpers import ROOT, data_set_bytes, stop, wait_until
 from tests.rawpeer import RawPeer
 
-ROOT = Path(__file__).resolve().parent.parent
 SOAK = os.environ.get("DCMRECV_SOAK") == "1"
 soak_only = pytest.mark.skipif(not SOAK, reason="soak test: set DCMRECV_SOAK=1 to run it")
 
@@ -84,22 +83,7 @@ class ReceiverProcess:
         return self.status("Threads")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
+        return stop(self.process, timeout=30)
 
 
 def associate_and_abort(port: int, count: int, errors: list[BaseException]) -> None:
@@ -256,14 +240,6 @@ def write_series(directory: Path, count: int, seed: int) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def data_set_bytes(path: Path) -> bytes:
-    """The encoded data set of a Part 10 file: everything after the file meta."""
-    with path.open("rb") as handle:
-        pydicom.filereader.read_preamble(handle, False)
-        pydicom.filereader._read_file_meta_info(handle)
-        return handle.read()
 
 
 def check_senders_at_once(tmp_path: Path, senders: int, per_sender: int, rounds: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from dcmrecv.negotiation.asconfig import load_profile
 from dcmrecv.status import Status
 from dcmrecv.storage.freespace import parse_watermark
 from tests.conftest import running_receiver
+from tests.helpers import free_bytes, tmpfs
 from tests.rawpeer import (
     A_ASSOCIATE_AC,
     A_ASSOCIATE_RJ,
@@ -38,20 +38,8 @@ MIB = 1 << 20
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tmpfs", "8m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def fill(disk: Path, leave: int) -> Path:
@@ -62,11 +50,6 @@ def fill(disk: Path, leave: int) -> Path:
     with filler.open("ab") as handle:
         handle.write(bytes(max(0, free - leave)))
     return filler
-
-
-def free_bytes(disk: Path) -> int:
-    info = os.statvfs(disk)
-    return info.f_bavail * info.f_frsize
 
 
 def store_until_refused(port: int, ds: pydicom.Dataset, most: int) -> list[int]:

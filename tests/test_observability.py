@@ -13,10 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -27,6 +26,7 @@ from pynetdicom import AE
 
 from benchmarks.study_memory import measure
 from tests.conftest import free_port, rejection_seen, require_tool
+from tests.helpers import wait_until
 from tests.interop import DCMTK_STORESCP_CFG, our_command, receiver_process
 from tests.test_ops import promtool
 
@@ -86,15 +86,6 @@ def events(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll a condition another process makes true (no event to wait on across processes)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
-
-
 def storescu(port: int, files: list[Path]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [require_tool("storescu"), "-aec", "ANY-SCP", "127.0.0.1", str(port), *map(str, files)],
@@ -140,8 +131,11 @@ def test_study_over_concurrent_associations_completes_once_with_every_file(
         for sender in senders:
             output, _ = sender.communicate(timeout=120)
             assert sender.returncode == 0, output
-        wait_until(lambda: any(e["event"] == "study_complete" for e in events(event_log)))
-        wait_until(lambda: len(list(workdir.glob("manifest.*.json"))) == 1)
+        wait_until(
+            lambda: any(e["event"] == "study_complete" for e in events(event_log)),
+            "the study_complete event",
+        )
+        wait_until(lambda: len(list(workdir.glob("manifest.*.json"))) == 1, "the manifest")
 
         def ended() -> bool:
             return (
@@ -149,7 +143,7 @@ def test_study_over_concurrent_associations_completes_once_with_every_file(
                 == 0
             )
 
-        wait_until(ended)
+        wait_until(ended, "the associations to end")
         status, text = http_get(http_port, "/metrics")
         assert status == 200
         assert http_get(http_port, "/healthz") == (200, "ok\n")
@@ -226,7 +220,7 @@ def test_a_hanging_study_command_is_killed_at_its_timeout(workdir: Path) -> None
     with receiver_process(our_command(), arguments, workdir) as (port, _process):
         sender = storescu(port, files)
         sender.communicate(timeout=120)
-        wait_until(lambda: "killed after 0.5 s" in log_path.read_text())
+        wait_until(lambda: "killed after 0.5 s" in log_path.read_text(), "the command to be killed")
     assert f"E: --exec-on-eostudy for study {STUDY_UID} killed after 0.5 s" in log_path.read_text()
 
 
@@ -246,7 +240,10 @@ def test_metrics_count_rejected_and_aborted_associations(workdir: Path) -> None:
         def counted() -> dict[str, float]:
             return metric_values(http_get(http_port, "/metrics")[1])
 
-        wait_until(lambda: counted()['dcmrecv_associations_total{result="aborted"}'] == 1)
+        wait_until(
+            lambda: counted()['dcmrecv_associations_total{result="aborted"}'] == 1,
+            "the aborted association to be counted",
+        )
         values = counted()
     assert values['dcmrecv_associations_total{result="accepted"}'] == 1
     assert values['dcmrecv_associations_total{result="rejected"}'] == 1

@@ -24,8 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dcmrecv.config import ReceiverConfig
 from dcmrecv.negotiation.asconfig import load_profile
 from dcmrecv.wire import admission
 from dcmrecv.wire.admission import (
@@ -47,10 +45,10 @@ from dcmrecv.wire.admission import (
 )
 from dcmrecv.wire.server import LOG_INTERVAL, Server
 from tests import rawpeer
-from tests.conftest import free_port, require_tool, wait_for_port
+from tests.conftest import free_port, require_tool, running_receiver, wait_for_port
+from tests.helpers import ROOT, association_answer, wait_until
 from tests.rawpeer import RawPeer
 
-ROOT = Path(__file__).resolve().parent.parent
 FLOOD = "127.0.0.2"
 CT_SMALL = str(get_testdata_file("CT_small.dcm"))
 
@@ -75,7 +73,7 @@ def admitted_in_the_end(port: int, source: str) -> RawPeer:
     """Request an association from ``source`` until room is made for it (within 30 s)."""
     deadline = time.monotonic() + 30
     while True:
-        peer, answer = answer_to_request(port, source)
+        peer, answer = association_answer(port, source)
         if answer == "AC":
             return peer
         peer.close()
@@ -186,28 +184,9 @@ def _enough_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-@contextmanager
-def serving(limits: Limits = DEFAULT_LIMITS, **settings: Any) -> Iterator[Server]:
+def serving(limits: Limits = DEFAULT_LIMITS, **settings: Any) -> AbstractContextManager[Server]:
     """Our receiver in this process on 127.0.0.1, with these limits."""
-    settings.setdefault("bind_address", "127.0.0.1")
-    settings.setdefault("shutdown_timeout", 10.0)
-    server = Server(ReceiverConfig(port=0, **settings), limits)
-    thread = threading.Thread(target=server.serve_forever, name="test-receiver", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "receiver did not stop"
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
+    return running_receiver(server_args={"limits": limits}, **settings)
 
 
 def silent_connections(port: int, source: str, count: int) -> list[socket.socket]:
@@ -228,20 +207,8 @@ def closed_by_receiver(sock: socket.socket) -> bool:
         return True
 
 
-def answer_to_request(port: int, source: str) -> tuple[RawPeer, str | tuple[int, int, int]]:
-    """Send an A-ASSOCIATE-RQ from ``source``: "AC", the RJ's fields, or "closed"."""
-    peer = RawPeer(port, source=source)
-    peer.send(rawpeer.ECHO_RQ_FIXTURE)
-    answer = peer.receive()
-    if answer is None:
-        return peer, "closed"
-    if answer.pdu_type == rawpeer.A_ASSOCIATE_AC:
-        return peer, "AC"
-    return peer, answer.reject_fields()
-
-
 def answer_only(port: int, source: str) -> str | tuple[int, int, int]:
-    peer, answer = answer_to_request(port, source)
+    peer, answer = association_answer(port, source)
     peer.close()
     return answer
 
@@ -285,7 +252,7 @@ def test_a_flood_from_one_address_never_locks_out_another_sender(
             # 100 associations from one address, left idle once accepted ...
             answers: Counter[str | tuple[int, int, int]] = Counter()
             for _ in range(100):
-                peer, answer = answer_to_request(server.port, FLOOD)
+                peer, answer = association_answer(server.port, FLOOD)
                 answers[answer] += 1
                 held.append(peer.sock)
             # ... then 600 connections from it that never send a request.
@@ -442,7 +409,7 @@ def test_a_peer_at_its_limit_makes_room_from_its_own_idle_associations() -> None
                 held.append(peer)
             assert answer_only(server.port, FLOOD) == (2, 3, 2)
             # Another address is not affected by this peer's limit.
-            other, answer = answer_to_request(server.port, "127.0.0.3")
+            other, answer = association_answer(server.port, "127.0.0.3")
             assert answer == "AC"
             other.release()
             # The oldest association keeps working: the quietest yields, not the oldest.

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from dcmrecv.storage.dataset import scan_buffer, scan_dataset, wanted_tags
 from dcmrecv.storage.placement import Arrival, renamed, template_plan, template_values
 from dcmrecv.storage.template import parse_template
+from tests.helpers import data_set_and_syntax, pydicom_file
 
 TEMPLATE = parse_template(
     "{PatientID}/{StudyDate}_{SeriesNumber:04d}/{Rows}x{Columns}_{Modality}/{SOPInstanceUID}"
@@ -21,12 +20,9 @@ ARRIVAL = Arrival("SENDER", "DCMRECV", "127.0.0.1", datetime(2024, 5, 6, 7, 8, 9
 
 
 def _data_set(name: str) -> tuple[bytes, str, pydicom.Dataset]:
-    path = Path(get_testdata_file(name))  # type: ignore[arg-type]
-    with path.open("rb") as handle:
-        pydicom.filereader.read_preamble(handle, False)
-        meta = pydicom.filereader._read_file_meta_info(handle)
-        data = handle.read()
-    return data, str(meta.TransferSyntaxUID), pydicom.dcmread(path)
+    path = pydicom_file(name)
+    data, syntax = data_set_and_syntax(path)
+    return data, syntax, pydicom.dcmread(path)
 
 
 @pytest.mark.parametrize(

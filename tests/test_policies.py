@@ -4,7 +4,6 @@ senders (DCMTK's storescu, pynetdicom) into our receiver."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import subprocess
 import threading
@@ -17,26 +16,16 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 
 from dcmrecv.config import DuplicatePolicy, StorageMode
-from dcmrecv.negotiation.asconfig import load_profile
 from dcmrecv.storage.template import parse_template
 from dcmrecv.storage.writer import STATUS_DUPLICATE
 from tests.conftest import require_tool, running_receiver
+from tests.helpers import changed, files_under
 
-ROOT = Path(__file__).resolve().parent.parent
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 MR_SMALL = Path(get_testdata_file("MR_small.dcm"))  # type: ignore[arg-type]
 TEMPLATE = (
     "{PatientID}/{StudyDate}_{AccessionNumber}/{SeriesNumber:04d}_{Modality}/{SOPInstanceUID}.dcm"
 )
-
-
-@pytest.fixture(scope="module")
-def default_profile():  # type: ignore[no-untyped-def]
-    return load_profile(ROOT / "storescp.cfg", "Default")
-
-
-def files_under(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
 
 def pynetdicom_send(
@@ -87,12 +76,6 @@ def test_storescu_instance_lands_where_the_template_says(tmp_path: Path, default
     )
     assert files_under(tmp_path) == [expected]
     assert pydicom.dcmread(tmp_path / expected).SOPInstanceUID == sent.SOPInstanceUID
-
-
-def changed(safe: str, value: str) -> str:
-    """A value the template had to change: its safe form and a hash of the value, so
-    distinct values stay distinct (as naming.sanitize_uid names UIDs)."""
-    return f"{safe}_{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
 HOSTILE = [

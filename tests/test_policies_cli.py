@@ -12,17 +12,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dcmrecv import exitcodes
-from dcmrecv.commands.dcmrecv import main
 from dcmrecv.config import DuplicatePolicy
 from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.template import parse_template
 from tests.conftest import FakeServer
+from tests.helpers import invoke_dcmrecv as run
 
 pytestmark = pytest.mark.usefixtures("fresh_logging")
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), prog_name="dcmrecv")
 
 
 def test_policies_are_off_by_default(server: FakeServer, in_tmp: Path) -> None:

@@ -191,6 +191,35 @@ def test_a_request_data_set_beyond_the_bound_is_drained_not_kept(
     assert pair.acceptor.idle
 
 
+def test_a_request_of_ours_reaches_the_requestor_and_its_response_comes_back() -> None:
+    """The acceptor's N-EVENT-REPORT on the association (PS3.4 J.3.3): the requestor
+    gets the request, and its response is matched to ours by Message ID."""
+    pair = established()
+    report = p.Request(1, dimse.N_EVENT_REPORT_RQ, VERIFICATION, "1.2.3", b"\x00" * 8, 2, "job")
+    (message_received,) = pair.answer(report)
+    assert isinstance(message_received, r.MessageReceived)
+    command = message_received.command
+    assert (command.command_field, command.event_type_id) == (dimse.N_EVENT_REPORT_RQ, 2)
+    assert message_received.data_set == b"\x00" * 8
+    assert pair.acceptor.outstanding == (report,)
+
+    response = dimse.encode_response(
+        dimse.N_EVENT_REPORT_RSP, command.message_id, 0, VERIFICATION, "1.2.3", event_type_id=2
+    )
+    (received,) = pair.to_acceptor(pair.request(1, response))
+
+    assert isinstance(received, p.ResponseReceived)
+    assert received.request is report and received.command.status == 0
+    assert pair.acceptor.outstanding == ()
+
+
+def test_a_response_to_nothing_we_sent_is_aborted() -> None:
+    pair = established()
+    response = dimse.encode_response(dimse.N_EVENT_REPORT_RSP, 1, 0, VERIFICATION)
+    with pytest.raises(ProtocolError, match="unexpected DIMSE response 0x8100"):
+        pair.to_acceptor(pair.request(1, response))
+
+
 def test_c_cancel_is_an_event_without_an_answer() -> None:
     pair = established()
     cancel = command_set(

@@ -18,31 +18,19 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 
 from dcmrecv.config import DuplicatePolicy
-from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile
 from dcmrecv.storage.freespace import parse_watermark
 from dcmrecv.storage.quarantine import NotKept, Room, Usage, make_room
 from dcmrecv.storage.writer import STATUS_DUPLICATE
-from tests import rawpeer
 from tests.conftest import running_receiver
+from tests.helpers import raw_store
 from tests.rawpeer import (
     CT_IMAGE_STORAGE,
-    EXPLICIT_VR_LE,
-    RawPeer,
-    associate_rq,
-    c_store_rq,
     ct_data_set,
     explicit,
-    message,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-CT_CONTEXT = 1
-
-
-@pytest.fixture(scope="module")
-def default_profile() -> Profile:
-    return load_profile(ROOT / "storescp.cfg", "Default")
 
 
 @pytest.fixture
@@ -51,17 +39,6 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     out.mkdir()
     quarantine.mkdir()
     return out, quarantine
-
-
-def raw_store(port: int, request_uid: str, data_set: bytes) -> int:
-    with RawPeer(port) as peer:
-        accepted = peer.associate(
-            associate_rq([(CT_CONTEXT, CT_IMAGE_STORAGE, [EXPLICIT_VR_LE])], calling="HOSTILE")
-        )
-        assert accepted == {CT_CONTEXT: EXPLICIT_VR_LE}
-        peer.send(message(CT_CONTEXT, True, c_store_rq(CT_IMAGE_STORAGE, request_uid)))
-        peer.send(message(CT_CONTEXT, False, data_set))
-        return rawpeer.status_of(peer.receive_command())
 
 
 def entries(quarantine: Path) -> list[tuple[Path, dict[str, object]]]:

@@ -15,35 +15,17 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dcmrecv.config import FilenameMode, StorageMode, SubdirectoryMode
-from dcmrecv.negotiation.asconfig import load_profile
 from tests.conftest import rejection_seen, require_tool, running_receiver
+from tests.helpers import data_set_bytes, everything_under
 
-ROOT = Path(__file__).resolve().parent.parent
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 MR_SMALL = Path(get_testdata_file("MR_small.dcm"))  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def default_profile():  # type: ignore[no-untyped-def]
-    return load_profile(ROOT / "storescp.cfg", "Default")
 
 
 def run_tool(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def stored_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
-
-
-def data_set_bytes(path: Path) -> bytes:
-    """The encoded data set of a Part 10 file: everything after the file meta."""
-    with path.open("rb") as handle:
-        pydicom.filereader.read_preamble(handle, False)
-        pydicom.filereader._read_file_meta_info(handle)
-        return handle.read()
 
 
 @pytest.mark.dcmtk
@@ -66,7 +48,7 @@ def test_storescu_instance_is_stored_under_dcmtk_name(
     assert result.returncode == 0, result.stderr
     sent = pydicom.dcmread(CT_SMALL)
     expected = tmp_path / f"CT.{sent.SOPInstanceUID}"
-    assert stored_files(tmp_path) == [expected]
+    assert everything_under(tmp_path) == [expected]
     stored = pydicom.dcmread(expected)
     assert stored.file_meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
     assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
@@ -86,7 +68,7 @@ def test_bit_preserving_keeps_the_received_bytes(tmp_path: Path, default_profile
         # -xs: propose only the file's own transfer syntax, so no conversion happens.
         result = run_tool(storescu, "-xs", "127.0.0.1", server.port, CT_SMALL)
     assert result.returncode == 0, result.stderr
-    [stored] = stored_files(tmp_path)
+    [stored] = everything_under(tmp_path)
     assert stored.name.startswith("CT.") and stored.suffix == ".dcm"
     received, source = data_set_bytes(stored), data_set_bytes(CT_SMALL)
     # storescu sends the file's data set as it is, except that it drops the Data
@@ -131,7 +113,7 @@ def test_pynetdicom_stores_many_classes_and_transfer_syntaxes(
     with running_receiver(output_directory=tmp_path, profile=default_profile) as server:
         statuses = _pynetdicom_send(server.port, files)
     assert statuses == [0] * len(files)
-    stored = {pydicom.dcmread(p).SOPInstanceUID: p for p in stored_files(tmp_path)}
+    stored = {pydicom.dcmread(p).SOPInstanceUID: p for p in everything_under(tmp_path)}
     for source in files:
         sent = pydicom.dcmread(source)
         received = pydicom.dcmread(stored[sent.SOPInstanceUID])
@@ -161,7 +143,7 @@ def test_concurrent_associations_are_served_at_once(tmp_path: Path, default_prof
         for assoc in associations:
             assoc.release()
     assert statuses == [0, 0, 0, 0]
-    assert len(stored_files(tmp_path)) == 4
+    assert len(everything_under(tmp_path)) == 4
 
 
 def test_parallel_senders_store_every_instance(tmp_path: Path, default_profile) -> None:
@@ -190,7 +172,7 @@ def test_parallel_senders_store_every_instance(tmp_path: Path, default_profile) 
         for thread in threads:
             thread.join(120)
     assert not errors, errors
-    files = stored_files(tmp_path)
+    files = everything_under(tmp_path)
     assert len(files) == 80
     for path in files:
         assert pydicom.dcmread(path).PixelData == sent.PixelData
@@ -257,7 +239,7 @@ def test_series_date_subdirectories_and_short_names(tmp_path: Path, default_prof
         assoc = ae.associate("127.0.0.1", server.port)
         assert assoc.send_c_store(ds).Status == 0
         assoc.release()
-    [stored] = stored_files(tmp_path)
+    [stored] = everything_under(tmp_path)
     relative = stored.relative_to(tmp_path)
     assert relative.parts[:4] == ("data", "2024", "02", "29")
     assert relative.name.startswith("CT_") and len(relative.name) == 3 + 16

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from tests.conftest import free_port, require_program, require_tool, wait_for_port
+from tests.helpers import PROFILE, ROOT, environment, storescu_senders, wait_until
 from tests.pgcluster import fresh_database, postgresql_cluster  # noqa: F401 (fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
-PROFILE = ["-xf", str(ROOT / "storescp.cfg"), "Default"]
 TIMEOUT = 90.0
 #: A study is complete after this many seconds without an instance.  Longer than the
 #: pause between the two rounds of sending (the kill and the restart), so that each
@@ -91,44 +90,17 @@ def rounds(instances: Sequence[Instance]) -> tuple[list[list[Path]], list[list[P
     return first, second
 
 
-def send(port: int, batches: Sequence[Sequence[Path]]) -> list[subprocess.Popen[bytes]]:
-    storescu = require_tool("storescu")
-    return [
-        subprocess.Popen(
-            [storescu, "-aec", "DCMRECV", "127.0.0.1", str(port), *map(str, batch)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        for batch in batches
-        if batch
-    ]
-
-
 def send_until_stored(port: int, batches: Sequence[Sequence[Path]]) -> None:
     """Send; a batch whose sender failed (its receiver was killed) is sent again."""
     pending = [list(batch) for batch in batches if batch]
     for _ in range(5):
-        senders = send(port, pending)
+        senders = storescu_senders(port, pending)
         codes = [sender.wait(TIMEOUT) for sender in senders]
         pending = [batch for batch, code in zip(pending, codes, strict=True) if code != 0]
         if not pending:
             return
         time.sleep(1)
     raise AssertionError(f"{len(pending)} batches could not be sent")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def environment(manifests: Path) -> dict[str, str]:
-    env = {**os.environ, "TCP_NODELAY": "1", "MANIFESTS": str(manifests)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 class Receiver:
@@ -153,7 +125,7 @@ class Receiver:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            env=environment(self.manifests),
+            env=environment(MANIFESTS=str(self.manifests)),
         )
         log.close()
         wait_for_port(self.port, self.process)
@@ -270,10 +242,10 @@ def test_three_replicas_behind_haproxy_on_postgresql(
     first, second = rounds(instances)
     try:
         with haproxy(tmp_path, [(r.port, r.http) for r in receivers]) as port:
-            senders = send(port, first)
+            senders = storescu_senders(port, first)
             # Kill one replica while the first round is under way; its senders fail
             # and send their batches again (haproxy takes them elsewhere).
-            wait_until(lambda: stored_somewhere([receivers[1]], 3), "replica 1 storing")
+            wait_until(lambda: stored_somewhere([receivers[1]], 3), "replica 1 storing", TIMEOUT)
             receivers[1].kill()
             failed = [
                 batch
@@ -283,7 +255,11 @@ def test_three_replicas_behind_haproxy_on_postgresql(
             receivers[1].start()
             send_until_stored(port, failed)
             send_until_stored(port, second)
-            wait_until(lambda: len(list(manifests.iterdir())) >= STUDIES, "the studies to complete")
+            wait_until(
+                lambda: len(list(manifests.iterdir())) >= STUDIES,
+                "the studies to complete",
+                TIMEOUT,
+            )
             time.sleep(QUIET / 2)  # a second manifest would come now
     finally:
         codes = [receiver.stop() for receiver in receivers]
@@ -304,8 +280,8 @@ def test_three_workers_on_the_embedded_state_with_a_worker_killed(tmp_path: Path
     first, second = rounds(instances)
     try:
         assert receiver.process is not None
-        senders = send(receiver.port, first)
-        wait_until(lambda: stored_somewhere([receiver], 5), "the workers storing")
+        senders = storescu_senders(receiver.port, first)
+        wait_until(lambda: stored_somewhere([receiver], 5), "the workers storing", TIMEOUT)
         children = Path(f"/proc/{receiver.process.pid}/task/{receiver.process.pid}/children")
         worker = int(children.read_text().split()[0])
         os.kill(worker, signal.SIGKILL)
@@ -316,7 +292,9 @@ def test_three_workers_on_the_embedded_state_with_a_worker_killed(tmp_path: Path
         ]
         send_until_stored(receiver.port, failed)
         send_until_stored(receiver.port, second)
-        wait_until(lambda: len(list(manifests.iterdir())) >= STUDIES, "the studies to complete")
+        wait_until(
+            lambda: len(list(manifests.iterdir())) >= STUDIES, "the studies to complete", TIMEOUT
+        )
         time.sleep(QUIET / 2)
     finally:
         code = receiver.stop()

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import io
 import random
-from pathlib import Path
 
-import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.data import get_testdata_file
 
 from dcmrecv.storage.dataset import DatasetError, DatasetSummary, scan_buffer, scan_dataset
+from tests.helpers import data_set_and_syntax, pydicom_file
 
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -25,16 +23,8 @@ BIG_ENDIAN = "1.2.840.10008.1.2.2"
 JPEG = "1.2.840.10008.1.2.4.50"
 
 
-def _data_set(name: str) -> tuple[bytes, str]:
-    path = Path(get_testdata_file(name))  # type: ignore[arg-type]
-    with path.open("rb") as handle:
-        pydicom.filereader.read_preamble(handle, False)
-        meta = pydicom.filereader._read_file_meta_info(handle)
-        return handle.read(), str(meta.TransferSyntaxUID)
-
-
 SAMPLES = [
-    _data_set(name)
+    data_set_and_syntax(pydicom_file(name))
     for name in ("CT_small.dcm", "rtplan.dcm", "MR_small_bigendian.dcm", "JPEG-lossy.dcm")
 ]
 _JPEG_DATA, _ = SAMPLES[3]

@@ -28,6 +28,7 @@ from benchmarks import postgres
 from dcmrecv.state import schema
 from dcmrecv.state.model import (
     DEAD_AFTER,
+    CommitmentJob,
     InstanceRecord,
     SchemaTooNew,
     StateStore,
@@ -102,13 +103,98 @@ def test_a_resent_instance_is_listed_once_with_its_latest_copy(store: StateStore
     assert store.study_instances("9.9.9") == []
 
 
-def test_an_instance_is_found_by_its_sop_class_and_instance(store: StateStore) -> None:
+def test_instances_are_found_by_their_sop_instance_uids_in_batches(store: StateStore) -> None:
     stored = instance("1.2.3", "1.2.3.1", series_instance_uid=None, sha256=None)
     store.record_instance(stored, T)
+    # Over one lookup batch, and a UID that was never stored.
+    many = [f"1.2.4.{n}" for n in range(schema.FIND_INSTANCES_BATCH + 5)]
+    for n, uid in enumerate(many[-3:]):
+        store.record_instance(instance("1.2.4", uid), T + n)
 
-    assert store.find_instance(CT, "1.2.3.1") == stored
-    assert store.find_instance(MR, "1.2.3.1") is None  # same instance UID, other class
-    assert store.find_instance(CT, "1.2.3.99") is None
+    found = store.find_instances(["1.2.3.1", "1.2.3.99", *many])
+
+    assert found["1.2.3.1"] == stored
+    assert sorted(found) == sorted(["1.2.3.1", *many[-3:]])
+
+
+def test_an_instance_without_a_study_to_track_is_indexed_and_opens_no_study(
+    store: StateStore,
+) -> None:
+    store.record_instance(instance("1.2.3", "1.2.3.1"), T, study=False)
+    store.record_instance(instance("", "1.2.3.2"), T)  # no Study Instance UID (+B)
+
+    assert sorted(store.find_instances(["1.2.3.1", "1.2.3.2"])) == ["1.2.3.1", "1.2.3.2"]
+    assert store.claim_due("a", T + 100, quiet=1, lease=30) == []
+
+
+# --- storage commitment transactions ---------------------------------------------------------
+
+
+def commitment(job_id: str, transaction_uid: str = "2.25.1", **changes: object) -> CommitmentJob:
+    job = CommitmentJob(
+        job_id=job_id,
+        transaction_uid=transaction_uid,
+        duplicate=False,
+        requester="MODALITY",
+        responder="DCMRECV",
+        references_json=json.dumps([[CT, "1.2.3.1"]]),
+        report_json=None,
+        requested=T,
+        give_up=T + 3600,
+        attempts=0,
+    )
+    return dataclasses.replace(job, **changes)  # type: ignore[arg-type]
+
+
+def test_a_transaction_uid_requested_twice_is_kept_as_a_duplicate(store: StateStore) -> None:
+    assert store.add_commitment(commitment("job-1"), "a", T, lease=30) is True
+    assert store.add_commitment(commitment("job-2"), "b", T + 1, lease=30) is False
+    assert store.add_commitment(commitment("job-3", "2.25.2"), "b", T + 1, lease=30) is True
+
+    # Each is leased to the process that answered its N-ACTION; once due, both
+    # requests of 2.25.1 are delivered, the second marked as the duplicate.
+    claimed = store.claim_commitments("c", T + 31, lease=30)
+    assert sorted((job.job_id, job.duplicate) for job in claimed) == [
+        ("job-1", False),
+        ("job-2", True),
+        ("job-3", False),
+    ]
+
+
+def test_a_leased_transaction_is_not_claimed_until_released_or_expired(
+    store: StateStore,
+) -> None:
+    store.add_commitment(commitment("job-1"), "a", T, lease=30)
+    assert store.claim_commitments("b", T + 1, lease=30) == []
+
+    assert store.save_report("job-1", "a", '{"committed": []}', until=T + 60)
+    assert store.claim_commitments("b", T + 31, lease=30) == []  # renewed by the report
+    assert store.retry_commitment("job-1", "a", T + 40, "refused", attempted=1)
+    assert store.claim_commitments("b", T + 39, lease=30) == []  # not yet due
+
+    (job,) = store.claim_commitments("b", T + 40, lease=30)
+    assert (job.attempts, job.report_json) == (1, '{"committed": []}')
+    # The old holder lost it: its late writes change nothing.
+    assert not store.end_commitment("job-1", "a", "sent", None, attempted=1)
+    assert store.end_commitment("job-1", "b", "sent", None, attempted=1)
+    assert store.claim_commitments("c", T + 10_000, lease=30) == []
+
+
+def test_finished_transactions_are_forgotten_after_a_week_pending_ones_never(url: str) -> None:
+    store = open_state(url, durable=False)
+    try:
+        store.add_commitment(commitment("old", "2.25.1", requested=0), "a", 0.0, lease=1)
+        store.end_commitment("old", "a", "sent", None, attempted=1)
+        store.add_commitment(commitment("stuck", "2.25.2", requested=0), "a", 0.0, lease=1)
+    finally:
+        store.close()
+    reopened = open_state(url, durable=False)  # forgets at start
+    try:
+        # The finished transaction's UID is free again; the pending one is kept.
+        assert reopened.add_commitment(commitment("new", "2.25.1"), "a", T, lease=1)
+        assert not reopened.add_commitment(commitment("again", "2.25.2"), "a", T, lease=1)
+    finally:
+        reopened.close()
 
 
 def test_instances_recorded_by_many_threads_of_one_process_are_all_listed(
@@ -243,9 +329,11 @@ for line in sys.stdin:  # a round: claim until nothing is left
     claimed = []
     for attempt in range(100000):
         got = store.claim_due(owner, time.time(), 0.0, 600.0, limit=1 + attempt % 3)
+        if not got:  # none now (the other may hold the rows' locks): once more, then done
+            got = store.claim_due(owner, time.time(), 0.0, 600.0)
+            if not got:
+                break
         claimed += [claim.study_instance_uid for claim in got]
-        if not got and store.claim_due(owner, time.time(), 0.0, 600.0) == []:
-            break
     print(json.dumps(claimed), flush=True)
 store.close()
 """

@@ -25,16 +25,8 @@ from pydicom.filewriter import write_file_meta_info
 from dcmrecv.wire import transport
 from tests import rawpeer
 from tests.conftest import require_tool, running_receiver
-from tests.test_lifecycle import (
-    ECHO_CONTEXT,
-    STORAGE_RQ,
-    data_set_bytes,
-    everything_under,
-    start_dcmrecv,
-    stop_for_sure,
-    temporaries,
-    wait_until,
-)
+from tests.helpers import data_set_bytes, everything_under, wait_until
+from tests.test_lifecycle import ECHO_CONTEXT, STORAGE_RQ, start_dcmrecv, stop_for_sure, temporaries
 
 
 def _read_pdu(sock: socket.socket) -> bytes:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
+from tests.helpers import pydicom_file
 from tests.interop import receiver_process
-from tests.test_storescp_network import FILES, OURS, pydicom_file, storescu
+from tests.test_storescp_network import FILES, OURS, storescu
 
 RECEIVERS = ("dcmtk", "ours")
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
@@ -39,7 +38,8 @@ from dcmrecv.storage.namer import StorescpNamer
 from dcmrecv.storage.sorting import SortMode
 from dcmrecv.storage.writer import InstanceStore
 from tests.conftest import require_tool, running_receiver, subscribed
-from tests.interop import receiver_process, stored_files
+from tests.helpers import files_under, pydicom_file
+from tests.interop import receiver_process
 
 LE, BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -49,12 +49,6 @@ RECORDER = (
     "with open(sys.argv[1], 'a') as f:\n"
     "    f.write(json.dumps(sys.argv[2:]) + '\\n')\n"
 )
-
-
-def pydicom_file(name: str) -> Path:
-    path = get_testdata_file(name, download=False)
-    assert path is not None
-    return Path(str(path))
 
 
 FILES = [pydicom_file(n) for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")]
@@ -99,7 +93,7 @@ MASKS = [
 
 def masked_tree(directory: Path) -> list[str]:
     names = []
-    for relative in stored_files(directory):
+    for relative in files_under(directory):
         for name_pattern, replacement in MASKS:
             relative = name_pattern.sub(replacement, relative)
         names.append(relative)
@@ -128,7 +122,7 @@ def masked_tree(directory: Path) -> list[str]:
 def test_names_and_sorting_match_dcmtk(tmp_path: Path, options: list[str]) -> None:
     outputs = run_both(tmp_path, options)
     assert masked_tree(outputs["ours"]) == masked_tree(outputs["dcmtk"])
-    assert len(stored_files(outputs["ours"])) == len(FILES)
+    assert len(files_under(outputs["ours"])) == len(FILES)
 
 
 @pytest.mark.dcmtk
@@ -177,7 +171,7 @@ def describe(path: Path) -> tuple[str | None, bool, list[int], bytes | None]:
 def test_output_conversions_match_dcmtk(tmp_path: Path, options: list[str]) -> None:
     configure_pydicom(convert_un=False)
     outputs = run_both(tmp_path, options, [FILES[0], FILES[2]])
-    ours, theirs = stored_files(outputs["ours"]), stored_files(outputs["dcmtk"])
+    ours, theirs = files_under(outputs["ours"]), files_under(outputs["dcmtk"])
     assert ours == theirs
     for relative in ours:
         mine = describe(outputs["ours"] / relative)
@@ -211,7 +205,7 @@ def dumped_data_set(path: Path) -> list[str]:
 def test_item_padding_matches_dcmtk(tmp_path: Path, options: list[str], file_pad: int) -> None:
     # rtplan has sequences three deep; every item gets its own padding element.
     outputs = run_both(tmp_path, options, [FILES[2]])
-    (relative,) = stored_files(outputs["ours"])
+    (relative,) = files_under(outputs["ours"])
     mine = dumped_data_set(outputs["ours"] / relative)
     other = dumped_data_set(outputs["dcmtk"] / relative)
     assert sum("(fffc,fffc)" in line for line in mine) > 10
@@ -228,7 +222,7 @@ def test_item_padding_matches_dcmtk(tmp_path: Path, options: list[str], file_pad
 @pytest.mark.dcmtk
 def test_ignore_stores_nothing_like_dcmtk(tmp_path: Path) -> None:
     outputs = run_both(tmp_path, ["--ignore"])
-    assert stored_files(outputs["ours"]) == stored_files(outputs["dcmtk"]) == []
+    assert files_under(outputs["ours"]) == files_under(outputs["dcmtk"]) == []
 
 
 def recorder(tmp_path: Path) -> tuple[str, Path]:
@@ -490,7 +484,7 @@ def test_studies_starting_in_the_same_millisecond_get_their_own_directories(
         assert store(assoc, dataset("1.1", "1.1.1")) == 0
         assert store(assoc, dataset("2.2", "2.2.1")) == 0
         assoc.release()
-    assert stored_files(tmp_path) == [
+    assert files_under(tmp_path) == [
         "p_20240102_030405678/CT.1.1.1",
         "p_20240102_030405679/CT.2.2.1",
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 
 import pytest
@@ -16,6 +15,7 @@ from dcmrecv.storage.template import (
     parse_template,
     render,
 )
+from tests.helpers import changed
 
 EXAMPLE = (
     "{PatientID}/{StudyDate}_{AccessionNumber}/{SeriesNumber:04d}_{Modality}/{SOPInstanceUID}.dcm"
@@ -70,12 +70,6 @@ def test_tags_and_association_fields() -> None:
 def test_unusable_templates_are_refused(text: str, why: str) -> None:
     with pytest.raises(TemplateError, match=why.replace("[", r"\[").replace(".", r"\.")):
         parse_template(text)
-
-
-def changed(safe: str, value: str) -> str:
-    """A value that had to be changed: its safe form, ``_`` and 16 hex digits of its
-    SHA-256 (as storage.naming.sanitize_uid)."""
-    return f"{safe}_{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from pynetdicom.sop_class import Verification
 
 from dcmrecv.commands.argv import ArgvError
 from dcmrecv.commands.dcmrecv import evaluate, parse
-from dcmrecv.negotiation.asconfig import Profile, load_profile
+from dcmrecv.negotiation.asconfig import Profile
 from dcmrecv.wire import tls
 from tests.conftest import (
     free_port,
@@ -470,15 +470,12 @@ def test_unreadable_trust_files_are_warned_about_and_ignored(
 # --- DCMTK's clients against our receiver ----------------------------------------------------
 
 
-@pytest.fixture
-def profile() -> Profile:
-    return load_profile(ROOT / "storescp.cfg", "Default")
-
-
 @pytest.mark.dcmtk
-def test_storescu_over_tls_stores_the_instance(pki: PKI, tmp_path: Path, profile: Profile) -> None:
+def test_storescu_over_tls_stores_the_instance(
+    pki: PKI, tmp_path: Path, default_profile: Profile
+) -> None:
     options = server_options(pki)
-    with running_receiver(output_directory=tmp_path, profile=profile, tls=options) as srv:
+    with running_receiver(output_directory=tmp_path, profile=default_profile, tls=options) as srv:
         result = dcmtk(
             "storescu", pki, "+tls", "client.key", "client.crt", "+cf", "ca.crt",
             "127.0.0.1", srv.port, CT_SMALL,

@@ -9,76 +9,28 @@ everything with exit code 0.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from tests.conftest import free_port, rejection_seen, require_tool, wait_for_port
-from tests.interop import stored_files
-
-ROOT = Path(__file__).resolve().parent.parent
-PROFILE = ["-xf", str(ROOT / "storescp.cfg"), "Default"]
-TIMEOUT = 60.0
-
-
-def ct_files(directory: Path, count: int) -> list[Path]:
-    """``count`` CT images, each a distinct instance (pydicom's CT_small with new UIDs)."""
-    source = get_testdata_file("CT_small.dcm")
-    assert source is not None
-    directory.mkdir()
-    files = []
-    for n in range(count):
-        dataset = pydicom.dcmread(source)
-        uid = generate_uid()
-        dataset.SOPInstanceUID = uid
-        dataset.file_meta.MediaStorageSOPInstanceUID = uid
-        path = directory / f"ct{n:03d}.dcm"
-        dataset.save_as(path)
-        files.append(path)
-    return files
-
-
-@contextlib.contextmanager
-def receiver(tmp_path: Path, *options: str) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
-    """Our dcmrecv with ``options`` on a free port; yields (port, process, log)."""
-    port = free_port()
-    (tmp_path / "out").mkdir(exist_ok=True)
-    log = tmp_path / "receiver.log"
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dcmrecv", "-v", *PROFILE, "-od", "out", *options, str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=env,
-        )
-    try:
-        wait_for_port(port, process)
-        yield port, process, log
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(TIMEOUT)
+from tests.conftest import free_port, rejection_seen
+from tests.helpers import (
+    TIMEOUT,
+    ct_files,
+    files_under,
+    metric,
+    receiver,
+    storescu_senders,
+    wait_until,
+)
 
 
 def workers_of(process: subprocess.Popen[bytes]) -> list[int]:
@@ -98,36 +50,9 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def metric(port: int, name: str) -> float:
-    """One sample of our /metrics, e.g. ``dcmrecv_instances_total{status="success"}``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
-
-
 def send_all(port: int, batches: list[list[Path]]) -> list[int]:
     """One storescu process per batch, all at once; their exit codes."""
-    storescu = require_tool("storescu")
-    senders = [
-        subprocess.Popen(
-            [storescu, "-aec", "DCMRECV", "127.0.0.1", str(port), *map(str, batch)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        for batch in batches
-    ]
-    return [sender.wait(TIMEOUT) for sender in senders]
+    return [sender.wait(TIMEOUT) for sender in storescu_senders(port, batches)]
 
 
 @pytest.mark.dcmtk
@@ -146,7 +71,7 @@ def test_three_workers_store_every_instance_and_metrics_add_up(tmp_path: Path) -
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in children)
-    stored = stored_files(tmp_path / "out")
+    stored = files_under(tmp_path / "out")
     assert len(stored) == 30
     for path in files:
         uid = str(pydicom.dcmread(path).SOPInstanceUID)
@@ -207,6 +132,6 @@ def test_a_killed_worker_is_replaced_and_the_receiver_goes_on(tmp_path: Path) ->
         assert send_all(port, [files[:4], files[4:]]) == [0, 0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
-    assert len(stored_files(tmp_path / "out")) == 8
+    assert len(files_under(tmp_path / "out")) == 8
     text = log.read_text()
     assert re.search(rf"worker \d \(process {victim}\) ended \(signal 9\)", text), text

@@ -41,6 +41,7 @@ from dcmrecv.storage.writer import (
     StoreResult,
 )
 from tests.conftest import free_port, require_tool, wait_for_port
+from tests.helpers import files_under
 
 #: Stand-in for dcmrecv.negotiation.uids.modality_prefix: DCMTK's codes for the classes used here.
 MODALITY = {
@@ -105,10 +106,6 @@ def send(
         instance.write(memoryview(buffer)[: len(piece)])
         buffer[: len(piece)] = bytes(len(piece))
     return instance.commit()
-
-
-def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def data_set_of(path: Path) -> bytes:

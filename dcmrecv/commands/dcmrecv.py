@@ -21,7 +21,7 @@ from dcmrecv import exitcodes
 from dcmrecv.commands import pipeline
 from dcmrecv.commands.argv import ArgvError, param_unsigned
 from dcmrecv.commands.checks import Check, Step
-from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
+from dcmrecv.commands.groups import COMMITMENT_CHECKS, TLS_CHECKS, verbose_pc_needs_verbose
 from dcmrecv.commands.options import DCMRECV_TABLE
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ PLAN: tuple[Step, ...] = (
     study_completion,
     "workers",
     "state",
+    *COMMITMENT_CHECKS,
 )
 
 

@@ -38,6 +38,16 @@ def tls_write_seed(check: Check, config: ReceiverConfig) -> ReceiverConfig:
 
 
 #: The TLS options in DCMTK's order (after the port, in both commands).
+#: Storage commitment's options (both commands): each needs --storage-commitment;
+#: the --commitment-peers files are read after the profile (pipeline.py).
+COMMITMENT_CHECKS: tuple[Step, ...] = (
+    "storage_commitment",
+    "commitment_peers",
+    "--commitment-peers",
+    "commitment_verify",
+    "commitment_retry",
+)
+
 TLS_CHECKS: tuple[Step, ...] = (
     "tls",
     "tls.password",

@@ -80,6 +80,7 @@ _OPERATIONS = "operations options (not in DCMTK):"
 MONITORING = Section(_OPERATIONS, "monitoring:")
 END_OF_STUDY = Section(_OPERATIONS, "end of study (across all associations):")
 SCALING = Section(_OPERATIONS, "scaling out:")
+COMMITMENT = Section(_OPERATIONS, "storage commitment (PS3.4 annex J):")
 _OUTPUT = "output options:"
 OUTPUT_GENERAL = Section(_OUTPUT, "general:")
 SUBDIRECTORIES = Section(_OUTPUT, "subdirectory generation:")
@@ -125,6 +126,7 @@ DCMRECV_SECTIONS: Final = (
     MONITORING,
     END_OF_STUDY,
     SCALING,
+    COMMITMENT,
     OUTPUT_GENERAL,
     SUBDIRECTORIES,
     FILENAMES,
@@ -156,6 +158,7 @@ STORESCP_SECTIONS: Final = (
     FILENAMES,
     EVENTS,
     MONITORING,
+    COMMITMENT,
 )
 
 IPV6_UNSUPPORTED: Final = "IPv6 is not yet supported"
@@ -869,6 +872,52 @@ OPTIONS: Final[tuple[Option, ...]] = (
         field="state",
         parse=values.state_url,
         commands=DCMRECV_ONLY,
+    ),
+    # --- storage commitment (README, "Storage commitment"; PS3.4 Annex J) -------------------
+    Option(
+        "--storage-commitment",
+        None,
+        "accept Storage Commitment Push Model requests\n"
+        "and report which instances are safely stored",
+        section=COMMITMENT,
+        field="storage_commitment",
+    ),
+    Option(
+        "--commitment-peer",
+        None,
+        "send reports for requester AE title a to h:p\n(repeatable; others are refused)",
+        values="[p]eer: a=h:p, e.g. MODALITY=10.0.0.7:104",
+        section=COMMITMENT,
+        field="commitment_peers",
+        parse=values.commitment_peer,
+        many=True,
+        requires=("--storage-commitment",),
+    ),
+    Option(
+        "--commitment-peers",
+        None,
+        "read requesters from f: AET HOST PORT a line,\nor DCMTK's dcmqrscp.cfg HostTable",
+        values="[f]ilename: string",
+        section=COMMITMENT,
+        requires=("--storage-commitment",),
+    ),
+    Option(
+        "--commitment-verify",
+        None,
+        "re-read each file and check its SHA-256\nbefore reporting it committed",
+        section=COMMITMENT,
+        field="commitment_verify",
+        requires=("--storage-commitment",),
+    ),
+    Option(
+        "--commitment-retry",
+        None,
+        "try to deliver a report for s seconds",
+        values="[s]econds: number (default: 3600)",
+        section=COMMITMENT,
+        field="commitment_retry",
+        parse=values.number(0.0),
+        requires=("--storage-commitment",),
     ),
     # --- output ---------------------------------------------------------------------------
     Option(

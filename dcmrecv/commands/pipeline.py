@@ -347,6 +347,45 @@ def load_profile(run: Run) -> Run | int:
     return replace(run, config=replace(run.config, profile=profile))
 
 
+def storage_commitment(run: Run) -> Run | int:
+    """``--storage-commitment``: the Push Model class joins what the profile accepts
+    (SCP role; Explicit, then Implicit VR Little Endian), and the peer table is read
+    (``--commitment-peers`` files first, then ``--commitment-peer``: the last address
+    given for an AE title wins)."""
+    config = run.config
+    if not config.storage_commitment:
+        return run
+    from dcmrecv.commitment import messages
+    from dcmrecv.commitment.peers import Peer, PeerError, parse_peer_file, peer_table
+    from dcmrecv.negotiation.asconfig import PresentationContextSpec, verification_only_profile
+
+    peers: list[Peer] = []
+    for found in run.cmdline.all("--commitment-peers"):
+        filename = found.values[0]
+        try:
+            peers += parse_peer_file(read_text(filename), filename)
+        except (FileTooLarge, PeerError) as exc:
+            return error(
+                run.dialect, f"Cannot use --commitment-peers '{filename}': {exc}", run.quiet
+            )
+        except OSError as exc:
+            message = f"Cannot open --commitment-peers '{filename}': {exc.strerror or exc}"
+            return error(run.dialect, message, run.quiet)
+    table = peer_table([*peers, *config.commitment_peers])
+    if not table:
+        logger().warning(
+            "--storage-commitment without --commitment-peer or --commitment-peers: "
+            "every request is refused until its requester is listed"
+        )
+    profile = config.profile or verification_only_profile()
+    if all(c.abstract_syntax != messages.SOP_CLASS_UID for c in profile.contexts):
+        context = PresentationContextSpec(messages.SOP_CLASS_UID, messages.TRANSFER_SYNTAXES)
+        profile = replace(profile, contexts=(*profile.contexts, context))
+    return replace(
+        run, config=replace(config, profile=profile, commitment_peers=tuple(table.values()))
+    )
+
+
 def template_warning(template: Template | None) -> str | None:
     """A template that names no per-instance value puts several instances under one
     name, where ``--on-duplicate`` then decides (by default: the last one stays)."""
@@ -386,6 +425,9 @@ def check_config(run: Run) -> Run | int:
         dataset = pydicom.dcmread(str(sample), stop_before_pixels=True)
         path = checkconfig.sample_path(dataset, template, config.template_fallback)
         click.echo(f"--output-template: pydicom's CT_small.dcm would be stored as {path}")
+    if config.storage_commitment:
+        peers = ", ".join(str(peer) for peer in config.commitment_peers)
+        click.echo(f"--storage-commitment: reports to {peers or 'nobody: every request refused'}")
     return check_state(config)
 
 
@@ -393,14 +435,13 @@ def check_state(config: ReceiverConfig) -> int:
     """``--check-config`` with a state store in use (``--state``, or the embedded one
     for ``--eostudy-timeout``): connect, create or migrate its tables, say so; 1 when
     it cannot be used."""
-    if config.state is None and config.study_timeout is None:
+    if config.state is None and not config.uses_state:
         return exitcodes.EXITCODE_NO_ERROR
     from dcmrecv.state.model import StateUnavailable
-    from dcmrecv.state.url import default_url, open_state
+    from dcmrecv.state.url import open_state
 
-    url = config.state or default_url(config.output_directory)
     try:
-        store = open_state(url, durable=config.fsync)
+        store = open_state(config.state_url, durable=config.fsync)
         try:
             click.echo(f"--state: {store.check()}")
         finally:
@@ -489,6 +530,7 @@ def run(dialect: Dialect, argv: Sequence[str], program: str) -> int:
         evaluate_options,
         dialect.start,
         load_profile,
+        storage_commitment,
         check_config,
         read_title_files,
         dialect.check_output_directory,

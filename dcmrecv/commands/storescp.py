@@ -27,7 +27,7 @@ from dcmrecv.commands import inetd_start, pipeline
 from dcmrecv.commands import storescp_groups as group
 from dcmrecv.commands.argv import ArgvError, expand_command_files
 from dcmrecv.commands.checks import Step
-from dcmrecv.commands.groups import TLS_CHECKS, verbose_pc_needs_verbose
+from dcmrecv.commands.groups import COMMITMENT_CHECKS, TLS_CHECKS, verbose_pc_needs_verbose
 from dcmrecv.commands.options import STORESCP_TABLE
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ PLAN: tuple[Step, ...] = (
     group.output_encoding,
     group.naming,
     group.events,
+    *COMMITMENT_CHECKS,
     *TLS_CHECKS,
 )
 

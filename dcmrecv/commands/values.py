@@ -19,6 +19,7 @@ from dcmrecv.commands.argv import ArgvError, option_number, option_unsigned
 from dcmrecv.commands.option import Occurrence
 
 if TYPE_CHECKING:
+    from dcmrecv.commitment.peers import Peer
     from dcmrecv.config import DuplicatePolicy, IPNetwork
     from dcmrecv.storage.freespace import Watermark
     from dcmrecv.storage.template import Template
@@ -239,3 +240,13 @@ def state_url(occurrence: Occurrence) -> str:
     if not text.startswith(STATE_SCHEMES):
         raise invalid(occurrence, "expected sqlite:///path or postgresql://...")
     return text
+
+
+def commitment_peer(occurrence: Occurrence) -> Peer:
+    """``--commitment-peer AET=HOST:PORT``."""
+    from dcmrecv.commitment.peers import PeerError, parse_peer
+
+    try:
+        return parse_peer(occurrence.values[0])
+    except PeerError as exc:
+        raise invalid(occurrence, exc) from None

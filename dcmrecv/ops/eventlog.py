@@ -199,6 +199,10 @@ class EventLogWriter:
         if studies:
             bus.subscribe(events.StudyCompleted, self.study_completed)
             bus.subscribe(events.StudyOpenAtShutdown, self.study_open_at_shutdown)
+        # Storage commitment: each process writes what it did (a worker answers
+        # requests and may report on their association; any process delivers).
+        bus.subscribe(events.CommitmentRequested, self.commitment_requested)
+        bus.subscribe(events.CommitmentReported, self.commitment_reported)
 
     def instance_answered(self, event: events.InstanceAnswered) -> Veto | None:
         """Written (and flushed) before the C-STORE response, so that a Success is
@@ -254,6 +258,32 @@ class EventLogWriter:
         summary.pop("files", None)
         summary.pop("state", None)
         self._write("study_open_at_shutdown", summary)
+
+    def commitment_requested(self, event: events.CommitmentRequested) -> None:
+        fields = association_fields(event.association)
+        fields.update(
+            transaction_uid=event.transaction_uid or None,
+            instances=event.instances,
+            status=f"0x{event.status:04X}",
+        )
+        if event.duplicate:
+            fields["duplicate"] = True
+        if event.reason is not None:
+            fields["reason"] = event.reason
+        self._write("commitment_requested" if event.status == 0 else "commitment_refused", fields)
+
+    def commitment_reported(self, event: events.CommitmentReported) -> None:
+        fields: dict[str, object] = {
+            "transaction_uid": event.transaction_uid,
+            "requester": event.requester,
+            "committed": event.committed,
+            "failed": event.failed,
+            "via": event.via,
+            "attempts": event.attempts,
+        }
+        if event.reason is not None:
+            fields["reason"] = event.reason
+        self._write("commitment_reported" if event.delivered else "commitment_failed", fields)
 
     def _write(self, kind: str, fields: dict[str, object]) -> None:
         try:

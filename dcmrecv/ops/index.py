@@ -33,12 +33,16 @@ _CHUNK = 1 << 20
 class InstanceIndex:
     """Records each stored instance of a study in the state store (a veto subscriber)."""
 
-    def __init__(self, store: StateStore, replica: str, *, digests: bool = False) -> None:
+    def __init__(
+        self, store: StateStore, replica: str, *, digests: bool = False, studies: bool = True
+    ) -> None:
         """``replica``: who stores (``host:pid`` of the receiver); ``digests``: record
-        each file's SHA-256 (storage commitment checks it)."""
+        each file's SHA-256 (storage commitment checks it); ``studies``: track each
+        instance's study for completion (else only the instance is indexed)."""
         self.store = store
         self.replica = replica
         self.digests = digests
+        self.studies = studies
 
     def subscribe(self, bus: EventBus) -> None:
         # Before the event log's veto: a Success the index cannot record must not be
@@ -46,9 +50,11 @@ class InstanceIndex:
         bus.subscribe_veto(events.InstanceAnswered, self.instance_answered)
 
     def instance_answered(self, event: events.InstanceAnswered) -> Veto | None:
-        study_uid = event.study_instance_uid
-        if not study_uid or event.path is None or not is_stored(event.status):
+        study_uid = event.study_instance_uid or ""
+        if event.path is None or not is_stored(event.status):
             return None
+        if not study_uid and not self.digests:
+            return None  # only study completion needs it, and it has no study
         path = os.path.abspath(event.path)
         size = file_size(path)
         record = InstanceRecord(
@@ -65,7 +71,7 @@ class InstanceIndex:
             replica=self.replica,
         )
         try:
-            self.store.record_instance(record, time.time())
+            self.store.record_instance(record, time.time(), study=self.studies)
         except StateUnavailable as exc:
             why = f"cannot record the instance in the {exc}; the received file stays as {path}"
             return Veto(Status.OUT_OF_RESOURCES, "State store not available", why)

@@ -209,6 +209,55 @@ class ReceiverMetrics:
         return generate_latest(self.registry)
 
 
+class CommitmentMetrics:
+    """Storage commitment's counters (``--storage-commitment``), in ``registry``.
+
+    Under ``--workers`` every process counts what it did (requests in the workers,
+    reports wherever delivered) into prometheus-client's multiprocess files, which
+    the parent's ``/metrics`` sums."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter(
+            "dcmrecv_commitment_requests",
+            "Storage commitment requests (N-ACTION) answered, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self._instances = Counter(
+            "dcmrecv_commitment_instances",
+            "Instances in delivered storage commitment reports, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self._reports = Counter(
+            "dcmrecv_commitment_reports",
+            "Storage commitment reports by outcome (sent, or failed for good).",
+            ["outcome"],
+            registry=registry,
+        )
+        for result in ("accepted", "refused"):
+            self._requests.labels(result)
+        for result in ("committed", "failed"):
+            self._instances.labels(result)
+        for outcome in ("sent", "failed"):
+            self._reports.labels(outcome)
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(events.CommitmentRequested, self.requested)
+        bus.subscribe(events.CommitmentReported, self.reported)
+
+    def requested(self, event: events.CommitmentRequested) -> None:
+        self._requests.labels("accepted" if event.status == 0 else "refused").inc()
+
+    def reported(self, event: events.CommitmentReported) -> None:
+        if not event.delivered:
+            self._reports.labels("failed").inc()
+            return
+        self._reports.labels("sent").inc()
+        self._instances.labels("committed").inc(event.committed)
+        self._instances.labels("failed").inc(event.failed)
+
+
 class WorkersMetrics:
     """``/metrics`` of the parent of ``--workers``: the sum of its workers' values
     (prometheus-client's multiprocess mode reads the files they write) and the free

@@ -43,6 +43,7 @@ from dcmrecv.wire.tls import TLSError
 from dcmrecv.wire.workers import WorkerPool
 
 if TYPE_CHECKING:
+    from dcmrecv.ops.commitment import Deliverer
     from dcmrecv.ops.http import OpsEndpoint
     from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
     from dcmrecv.ops.storescp_hooks import StorescpHooks
@@ -130,6 +131,8 @@ class Runtime:
     studies: EndOfStudy | None = None
     #: The state store (dcmrecv/state), when something needs it.
     state: StateStore | None = None
+    #: ``--storage-commitment``'s delivery thread (not in a worker).
+    deliverer: Deliverer | None = None
     ready: _Readiness = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,7 +171,7 @@ class Runtime:
             self._build_storescp()
         if config.http_port is not None:
             self._build_metrics()
-        if config.study_timeout is not None:
+        if config.uses_state:
             self._build_state()
         if config.event_log is not None:
             try:
@@ -181,6 +184,8 @@ class Runtime:
             EventLogWriter(self.event_log).subscribe(
                 bus, instances=role is not Role.PARENT, studies=role is not Role.WORKER
             )
+        if config.storage_commitment:
+            self._build_commitment()
         if config.study_timeout is not None and role is not Role.WORKER:
             assert self.state is not None
             self.studies = EndOfStudy(
@@ -197,12 +202,11 @@ class Runtime:
         index that records every stored instance there before its Success."""
         from dcmrecv.ops.index import InstanceIndex
         from dcmrecv.state.model import StateUnavailable
-        from dcmrecv.state.url import default_url, open_state
+        from dcmrecv.state.url import open_state
 
         config = self.config
-        url = config.state or default_url(config.output_directory)
         try:
-            self.state = open_state(url, durable=config.fsync)
+            self.state = open_state(config.state_url, durable=config.fsync)
         except ValueError as exc:
             log.critical("cannot use the state store: %s", exc)
             raise StartError(EXITCODE_INVALID_ASSOCIATION_CONFIG) from None
@@ -214,26 +218,61 @@ class Runtime:
             except StateUnavailable as exc:
                 log.error("%s; C-STOREs are answered 0xA700 until it answers", exc)
         if self.role is not Role.PARENT:
-            InstanceIndex(self.state, self.replica).subscribe(self.services.bus)
+            # Storage commitment checks each file against its recorded SHA-256, and
+            # needs every instance indexed, whether or not studies are tracked.
+            InstanceIndex(
+                self.state,
+                self.replica,
+                digests=config.storage_commitment,
+                studies=config.study_timeout is not None,
+            ).subscribe(self.services.bus)
+
+    def _build_commitment(self) -> None:
+        """``--storage-commitment``: its handler on every association this process
+        serves, and (unless a worker) the thread that delivers reports."""
+        from dcmrecv.commitment.messages import SOP_CLASS_UID
+        from dcmrecv.ops.commitment import Deliverer, StorageCommitment
+
+        assert self.state is not None
+        service = StorageCommitment(self.config, self.state, self.services.bus)
+        handlers = {**self.services.services, SOP_CLASS_UID: service.factory()}
+        self.services = replace(self.services, services=handlers)
+        if self.role is not Role.WORKER:
+            self.deliverer = Deliverer(service)
 
     def _build_metrics(self) -> None:
         """/metrics: this process's counters; the parent of --workers sums its workers'."""
-        from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
+        config, ready, bus = self.config, self.ready, self.services.bus
+        if self.role is Role.PARENT:
+            self.metrics_directory = tempfile.mkdtemp(prefix="dcmrecv-metrics-")
+            if config.storage_commitment:
+                # The parent delivers reports too: its counters go to files beside
+                # its workers' (read when prometheus-client is first imported).
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_directory
+        from dcmrecv.ops.metrics import CommitmentMetrics, ReceiverMetrics, WorkersMetrics
 
-        config, ready = self.config, self.ready
         if self.role is Role.WORKER:
             store = self.store
             durability = store.durability if store is not None else None
             counts = (lambda: (durability.flushes, durability.served)) if durability else None
             self.metrics = ReceiverMetrics(flush_counts=counts, worker=True)
-            self.metrics.subscribe(self.services.bus)
+            self.metrics.subscribe(bus)
+            if config.storage_commitment:
+                CommitmentMetrics(self.metrics.registry).subscribe(bus)
             return  # the parent serves them
         if self.role is Role.PARENT:
-            self.metrics_directory = tempfile.mkdtemp(prefix="dcmrecv-metrics-")
+            assert self.metrics_directory is not None
             self.metrics = WorkersMetrics(self.metrics_directory, ready.free_bytes)
+            if config.storage_commitment:
+                from prometheus_client import CollectorRegistry
+
+                # Counted into the files (multiprocess mode), served by the collector.
+                CommitmentMetrics(CollectorRegistry()).subscribe(bus)
         else:
             metrics = ReceiverMetrics(free_bytes=ready.free_bytes, flush_counts=ready.flush_counts)
-            metrics.subscribe(self.services.bus)
+            metrics.subscribe(bus)
+            if config.storage_commitment:
+                CommitmentMetrics(metrics.registry).subscribe(bus)
             self.metrics = metrics
         from dcmrecv.ops.http import OpsEndpoint
 
@@ -277,6 +316,8 @@ class Runtime:
             self.hooks.start()
         if self.studies is not None:
             self.studies.start()
+        if self.deliverer is not None:
+            self.deliverer.start()
         if self.endpoint is not None:
             self.endpoint.start()
             log.info(
@@ -296,6 +337,8 @@ class Runtime:
             self.endpoint.stop()
         if self.studies is not None:
             self.studies.stop()
+        if self.deliverer is not None:
+            self.deliverer.stop()
         if self.event_log is not None:
             self.event_log.close()
         if self.state is not None:

@@ -48,6 +48,10 @@ RECONNECT_INTERVAL: Final = 1.0
 #: Study states.
 OPEN: Final = "open"
 COMPLETE: Final = "complete"
+#: Storage commitment transaction states (pending until delivered or given up).
+COMMITMENT_PENDING: Final = "pending"
+COMMITMENT_SENT: Final = "sent"
+COMMITMENT_FAILED: Final = "failed"
 
 
 class StateUnavailable(Exception):
@@ -91,6 +95,29 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitmentJob:
+    """A Storage Commitment transaction as the store keeps it (ops/commitment.py
+    reads the JSON)."""
+
+    job_id: str
+    transaction_uid: str
+    #: Its Transaction UID had been requested before (reported as failure 0131H).
+    duplicate: bool
+    #: The calling AE title of the N-ACTION: where the report goes.
+    requester: str
+    #: The called AE title of the N-ACTION: the report's calling AE title.
+    responder: str
+    #: The requested SOP Class/Instance UID pairs, a JSON array of pairs.
+    references_json: str
+    #: The evaluated report (JSON), None until evaluated.
+    report_json: str | None
+    #: Wall-clock time of the request, and until when delivery is tried.
+    requested: float
+    give_up: float
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
 class StudyClaim:
     """A study leased for announcing its completion."""
 
@@ -112,9 +139,11 @@ class StateStore(Protocol):
     #: The store for messages: ``sqlite:///path`` or the PostgreSQL URL without password.
     description: str
 
-    def record_instance(self, record: InstanceRecord, now: float) -> None:
+    def record_instance(self, record: InstanceRecord, now: float, *, study: bool = True) -> None:
         """Committed when it returns: upsert by SOP Instance UID (a re-sent instance
-        replaces its row), mark its study open, last_seen = now, generation += 1."""
+        replaces its row); with ``study`` (and a Study Instance UID) also mark its
+        study open, last_seen = now, generation += 1.  Without, the instance is only
+        indexed (storage commitment without study completion)."""
         ...
 
     def claim_due(
@@ -156,8 +185,39 @@ class StateStore(Protocol):
         """Study UIDs still open that have an instance stored by ``replica``."""
         ...
 
-    def find_instance(self, sop_class_uid: str, sop_instance_uid: str) -> InstanceRecord | None:
-        """The stored instance with these UIDs (storage commitment), or None."""
+    def find_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, InstanceRecord]:
+        """The stored instances among ``sop_instance_uids``, by SOP Instance UID."""
+        ...
+
+    # --- storage commitment (issue 24) ------------------------------------------
+
+    def add_commitment(self, job: CommitmentJob, owner: str, now: float, lease: float) -> bool:
+        """Keep a new transaction, leased to ``owner`` until ``now + lease``; False
+        when its Transaction UID was requested before (it is then kept as a duplicate,
+        ``job.duplicate`` set, and its report says so)."""
+        ...
+
+    def claim_commitments(
+        self, owner: str, now: float, lease: float, limit: int = 8
+    ) -> list[CommitmentJob]:
+        """Lease up to ``limit`` pending transactions that are due and not leased."""
+        ...
+
+    def save_report(self, job_id: str, owner: str, report_json: str, until: float) -> bool:
+        """Keep the evaluated report (and extend the lease to ``until``); False when
+        ``owner`` no longer holds the lease."""
+        ...
+
+    def end_commitment(
+        self, job_id: str, owner: str, state: str, error: str | None, attempted: int
+    ) -> bool:
+        """The transaction is over: ``state`` is COMMITMENT_SENT or COMMITMENT_FAILED."""
+        ...
+
+    def retry_commitment(
+        self, job_id: str, owner: str, next_attempt: float, error: str | None, attempted: int
+    ) -> bool:
+        """Not delivered now: release the lease, try again at ``next_attempt``."""
         ...
 
     def check(self) -> str:
@@ -215,3 +275,19 @@ def instance_from_row(row: Sequence[object]) -> InstanceRecord:
 def one_line(exc: BaseException) -> str:
     """A driver's message on one line (libpq's span several), for an ``E:`` line."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def commitment_parameters(
+    job: CommitmentJob, owner: str, now: float, lease: float
+) -> dict[str, object]:
+    """The parameters of ``schema.ADD_COMMITMENT``."""
+    parameters: dict[str, object] = {name: getattr(job, name) for name in schema.COMMITMENT_COLUMNS}
+    parameters.update(duplicate=int(job.duplicate), owner=owner, now=now, until=now + lease)
+    return parameters
+
+
+def commitment_from_row(row: Sequence[object]) -> CommitmentJob:
+    """A transaction from a row of ``schema.COMMITMENT_COLUMNS``."""
+    values = dict(zip(schema.COMMITMENT_COLUMNS, row, strict=True))
+    values["duplicate"] = bool(values["duplicate"])
+    return CommitmentJob(**values)  # type: ignore[arg-type]

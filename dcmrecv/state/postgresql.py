@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -42,15 +42,19 @@ from psycopg import conninfo
 from dcmrecv.state import schema
 from dcmrecv.state.model import (
     RECONNECT_INTERVAL,
+    CommitmentJob,
     InstanceRecord,
     SchemaTooNew,
     StateUnavailable,
     StudyClaim,
+    commitment_from_row,
+    commitment_parameters,
     due_parameters,
     instance_from_row,
     instance_parameters,
     one_line,
 )
+from dcmrecv.state.updates import SingleStatementUpdates
 
 #: pg_advisory_xact_lock key held while the schema is created or migrated ("dcmrecv"
 #: in ASCII); any other user of the database is unlikely to pick it.
@@ -82,9 +86,11 @@ def _sql(statement: str) -> str:
 RECORD_INSTANCE: Final = (
     f"WITH instance AS ({_sql(schema.UPSERT_INSTANCE)}) {_sql(schema.TOUCH_STUDY)}"
 )
+#: An instance without a study to track (storage commitment's index alone).
+UPSERT_INSTANCE: Final = _sql(schema.UPSERT_INSTANCE)
 
 
-class PostgresStore:
+class PostgresStore(SingleStatementUpdates):
     """The :class:`~dcmrecv.state.model.StateStore` on a PostgreSQL database."""
 
     def __init__(
@@ -108,9 +114,10 @@ class PostgresStore:
 
     # --- the interface ----------------------------------------------------------
 
-    def record_instance(self, record: InstanceRecord, now: float) -> None:
+    def record_instance(self, record: InstanceRecord, now: float, *, study: bool = True) -> None:
         parameters = instance_parameters(record, now)
-        self._run(lambda connection: connection.execute(RECORD_INSTANCE, parameters))
+        statement = RECORD_INSTANCE if study and record.study_instance_uid else UPSERT_INSTANCE
+        self._run(lambda connection: connection.execute(statement, parameters))
 
     def claim_due(
         self, owner: str, now: float, quiet: float, lease: float, limit: int = 16
@@ -137,39 +144,58 @@ class PostgresStore:
         rows = self._rows(schema.STUDY_INSTANCES, {"study_instance_uid": study_instance_uid})
         return [instance_from_row(row) for row in rows]
 
-    def finish(self, claim: StudyClaim, owner: str) -> bool:
-        return self._change(
-            schema.FINISH,
-            {
-                "study_instance_uid": claim.study_instance_uid,
-                "generation": claim.generation,
-                "owner": owner,
-            },
-        )
-
-    def renew(self, claim: StudyClaim, owner: str, now: float, lease: float) -> bool:
-        return self._change(
-            schema.RENEW,
-            {"study_instance_uid": claim.study_instance_uid, "owner": owner, "until": now + lease},
-        )
-
-    def release(self, claim: StudyClaim, owner: str) -> None:
-        self._change(
-            schema.RELEASE, {"study_instance_uid": claim.study_instance_uid, "owner": owner}
-        )
-
-    def heartbeat(self, owner: str, now: float) -> None:
-        self._change(schema.HEARTBEAT, {"owner": owner, "now": now})
-
     def open_studies(self, replica: str) -> list[str]:
         return [str(row[0]) for row in self._rows(schema.OPEN_STUDIES, {"replica": replica})]
 
-    def find_instance(self, sop_class_uid: str, sop_instance_uid: str) -> InstanceRecord | None:
-        rows = self._rows(
-            schema.FIND_INSTANCE,
-            {"sop_class_uid": sop_class_uid, "sop_instance_uid": sop_instance_uid},
-        )
-        return instance_from_row(rows[0]) if rows else None
+    def find_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, InstanceRecord]:
+        found: dict[str, InstanceRecord] = {}
+        batch = schema.FIND_INSTANCES_BATCH
+        for start in range(0, len(sop_instance_uids), batch):
+            uids = list(sop_instance_uids[start : start + batch])
+            for row in self._rows(schema.FIND_INSTANCES_POSTGRESQL, {"uids": uids}):
+                record = instance_from_row(row)
+                found[record.sop_instance_uid] = record
+        return found
+
+    # --- storage commitment -------------------------------------------------------
+
+    def add_commitment(self, job: CommitmentJob, owner: str, now: float, lease: float) -> bool:
+        parameters = commitment_parameters(job, owner, now, lease)
+        statement = _sql(schema.ADD_COMMITMENT)
+
+        def work(connection: Connection) -> bool:
+            with connection.transaction():
+                if connection.execute(statement, parameters).rowcount:
+                    return True
+                connection.execute(statement, {**parameters, "duplicate": 1})
+                return False
+
+        return self._run(work)
+
+    def claim_commitments(
+        self, owner: str, now: float, lease: float, limit: int = 8
+    ) -> list[CommitmentJob]:
+        parameters: dict[str, object] = {
+            "owner": owner,
+            "now": now,
+            "until": now + lease,
+            "limit": limit,
+        }
+
+        def work(connection: Connection) -> list[CommitmentJob]:
+            with connection.transaction():
+                locked = connection.execute(
+                    _sql(schema.LOCK_DUE_COMMITMENTS), parameters
+                ).fetchall()
+                if not locked:
+                    return []
+                rows = connection.execute(
+                    _sql(schema.LEASE_LOCKED_COMMITMENTS),
+                    {**parameters, "job_ids": [row[0] for row in locked]},
+                ).fetchall()
+            return [commitment_from_row(row) for row in rows]
+
+        return self._run(work)
 
     def check(self) -> str:
         def facts(connection: Connection) -> tuple[int, str]:
@@ -216,7 +242,7 @@ class PostgresStore:
                     self._failed(one_line(exc))
                 raise self._unavailable(one_line(exc)) from None
 
-    def _change(self, statement: str, parameters: dict[str, object]) -> bool:
+    def _change(self, statement: str, parameters: Mapping[str, object]) -> bool:
         """One statement in autocommit; True if it changed a row."""
         text = _sql(statement)
         return self._run(lambda connection: connection.execute(text, parameters).rowcount > 0)
@@ -297,6 +323,11 @@ class PostgresStore:
         connection.execute(
             _sql(schema.FORGET_OWNERS), {"before": time.time() - schema.FORGET_OWNERS_AFTER}
         )
+        if (current or 0) >= 2:
+            connection.execute(
+                _sql(schema.FORGET_COMMITMENTS),
+                {"before": time.time() - schema.FORGET_COMMITMENTS_AFTER},
+            )
         return current or 0
 
     def _refuse_newer(

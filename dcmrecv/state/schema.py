@@ -131,6 +131,33 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             heartbeat DOUBLE PRECISION NOT NULL
         ){updated_table}""",
     ),
+    2: (
+        # A Storage Commitment transaction (issue 24): its request, its report once
+        # evaluated, and its delivery (pending until the requester took the report
+        # or the retry time ran out).  A Transaction UID is used once (PS3.4 J.3.2,
+        # failure reason 0131H): a second request with it is kept as a duplicate.
+        """CREATE TABLE dcmrecv_commitments (
+            job_id TEXT PRIMARY KEY,
+            transaction_uid TEXT NOT NULL,
+            duplicate INTEGER NOT NULL,
+            requester TEXT NOT NULL,
+            responder TEXT NOT NULL,
+            references_json TEXT NOT NULL,
+            report_json TEXT,
+            state TEXT NOT NULL,
+            requested DOUBLE PRECISION NOT NULL,
+            give_up DOUBLE PRECISION NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt DOUBLE PRECISION NOT NULL,
+            last_error TEXT,
+            lease_owner TEXT,
+            lease_until DOUBLE PRECISION
+        )""",
+        "CREATE UNIQUE INDEX dcmrecv_commitments_transaction"
+        " ON dcmrecv_commitments (transaction_uid) WHERE duplicate = 0",
+        "CREATE INDEX dcmrecv_commitments_pending"
+        " ON dcmrecv_commitments (next_attempt) WHERE state = 'pending'",
+    ),
 }
 #: The version this code writes.
 SCHEMA_VERSION: Final = max(MIGRATIONS)
@@ -242,10 +269,6 @@ RELEASE: Final = (
 STUDY_INSTANCES: Final = (
     f"{_SELECT_INSTANCE} WHERE study_instance_uid = :study_instance_uid ORDER BY arrival"
 )
-FIND_INSTANCE: Final = (
-    f"{_SELECT_INSTANCE} WHERE sop_instance_uid = :sop_instance_uid"
-    " AND sop_class_uid = :sop_class_uid"
-)
 OPEN_STUDIES: Final = (
     "SELECT study_instance_uid FROM dcmrecv_studies WHERE state = 'open' AND EXISTS"
     " (SELECT 1 FROM dcmrecv_instances WHERE dcmrecv_instances.study_instance_uid"
@@ -254,3 +277,83 @@ OPEN_STUDIES: Final = (
 #: Owners silent for a day are forgotten (every process start adds one).
 FORGET_OWNERS: Final = "DELETE FROM dcmrecv_owners WHERE heartbeat < :before"
 FORGET_OWNERS_AFTER: Final = 86400.0
+
+
+# --- storage commitment (version 2) -------------------------------------------------
+
+COMMITMENT_COLUMNS: Final = (
+    "job_id",
+    "transaction_uid",
+    "duplicate",
+    "requester",
+    "responder",
+    "references_json",
+    "report_json",
+    "requested",
+    "give_up",
+    "attempts",
+)
+#: A new transaction, leased to the process that answers its N-ACTION (it may
+#: deliver the report on the requesting association).  Nothing is inserted when the
+#: Transaction UID is known: the caller inserts it again as a duplicate.
+ADD_COMMITMENT: Final = (
+    "INSERT INTO dcmrecv_commitments (job_id, transaction_uid, duplicate, requester,"
+    " responder, references_json, report_json, state, requested, give_up, attempts,"
+    " next_attempt, lease_owner, lease_until) VALUES (:job_id, :transaction_uid,"
+    " :duplicate, :requester, :responder, :references_json, NULL, 'pending', :now,"
+    " :give_up, 0, :now, :owner, :until)"
+    " ON CONFLICT (transaction_uid) WHERE duplicate = 0 DO NOTHING"
+)
+#: Pending, due, and not leased (a lease ends when released or at lease_until; its
+#: holder renews it while it works, see ops/commitment.py).
+_COMMITMENT_DUE: Final = (
+    "state = 'pending' AND next_attempt <= :now AND (lease_owner IS NULL OR lease_until <= :now)"
+)
+SELECT_DUE_COMMITMENTS: Final = (
+    f"SELECT {', '.join(COMMITMENT_COLUMNS)} FROM dcmrecv_commitments"
+    f" WHERE {_COMMITMENT_DUE} ORDER BY next_attempt LIMIT :limit"
+)
+LEASE_COMMITMENT: Final = (
+    "UPDATE dcmrecv_commitments SET lease_owner = :owner, lease_until = :until"
+    " WHERE job_id = :job_id"
+)
+LOCK_DUE_COMMITMENTS: Final = (
+    "SELECT job_id FROM dcmrecv_commitments"
+    f" WHERE {_COMMITMENT_DUE} ORDER BY next_attempt LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+LEASE_LOCKED_COMMITMENTS: Final = (
+    "UPDATE dcmrecv_commitments SET lease_owner = :owner, lease_until = :until"
+    f" WHERE job_id = ANY(:job_ids) AND {_COMMITMENT_DUE}"
+    f" RETURNING {', '.join(COMMITMENT_COLUMNS)}"
+)
+SAVE_REPORT: Final = (
+    "UPDATE dcmrecv_commitments SET report_json = :report_json, lease_until = :until"
+    " WHERE job_id = :job_id AND lease_owner = :owner"
+)
+#: Delivered, or given up: the transaction is over.
+END_COMMITMENT: Final = (
+    "UPDATE dcmrecv_commitments SET state = :state, attempts = attempts + :attempted,"
+    " last_error = :error, lease_owner = NULL, lease_until = NULL"
+    " WHERE job_id = :job_id AND lease_owner = :owner"
+)
+#: Not delivered this time: tried again at :next_attempt, by any process.
+RETRY_COMMITMENT: Final = (
+    "UPDATE dcmrecv_commitments SET attempts = attempts + :attempted,"
+    " next_attempt = :next_attempt, last_error = :error, lease_owner = NULL, lease_until = NULL"
+    " WHERE job_id = :job_id AND lease_owner = :owner"
+)
+#: Finished transactions are kept this long (seconds), then forgotten: a Transaction
+#: UID is recognised as a duplicate within this time.
+FORGET_COMMITMENTS: Final = (
+    "DELETE FROM dcmrecv_commitments WHERE state <> 'pending' AND requested < :before"
+)
+FORGET_COMMITMENTS_AFTER: Final = 7 * 86400.0
+#: Instances by SOP Instance UID, many at once (a commitment request lists up to
+#: tens of thousands): SQLite reads the UIDs from a JSON array, PostgreSQL from an
+#: array parameter.
+FIND_INSTANCES_SQLITE: Final = (
+    f"{_SELECT_INSTANCE} WHERE sop_instance_uid IN (SELECT value FROM json_each(:uids))"
+)
+FIND_INSTANCES_POSTGRESQL: Final = f"{_SELECT_INSTANCE} WHERE sop_instance_uid = ANY(:uids)"
+#: UIDs per lookup statement.
+FIND_INSTANCES_BATCH: Final = 1000

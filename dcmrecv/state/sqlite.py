@@ -23,24 +23,29 @@ connection (SQLite forbids using the parent's) and leaves the parent's alone.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 from dcmrecv.state import schema
 from dcmrecv.state.model import (
+    CommitmentJob,
     InstanceRecord,
     SchemaTooNew,
     StateUnavailable,
     StudyClaim,
+    commitment_from_row,
+    commitment_parameters,
     due_parameters,
     instance_from_row,
     instance_parameters,
     one_line,
 )
+from dcmrecv.state.updates import SingleStatementUpdates
 
 #: Seconds a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT: Final = 10.0
@@ -70,7 +75,7 @@ _UPSERT_INSTANCE: Final = _sql(schema.UPSERT_INSTANCE)
 _TOUCH_STUDY: Final = _sql(schema.TOUCH_STUDY)
 
 
-class SqliteStore:
+class SqliteStore(SingleStatementUpdates):
     """The :class:`~dcmrecv.state.model.StateStore` on a SQLite file."""
 
     def __init__(
@@ -92,12 +97,14 @@ class SqliteStore:
 
     # --- the interface ----------------------------------------------------------
 
-    def record_instance(self, record: InstanceRecord, now: float) -> None:
+    def record_instance(self, record: InstanceRecord, now: float, *, study: bool = True) -> None:
         parameters = instance_parameters(record, now)
+        touch = study and bool(record.study_instance_uid)
 
         def work(connection: sqlite3.Connection) -> None:
             connection.execute(_UPSERT_INSTANCE, parameters)
-            connection.execute(_TOUCH_STUDY, parameters)
+            if touch:
+                connection.execute(_TOUCH_STUDY, parameters)
 
         self._write(work)
 
@@ -127,40 +134,50 @@ class SqliteStore:
         rows = self._read(_sql(schema.STUDY_INSTANCES), {"study_instance_uid": study_instance_uid})
         return [instance_from_row(row) for row in rows]
 
-    def finish(self, claim: StudyClaim, owner: str) -> bool:
-        return self._change(
-            schema.FINISH,
-            {
-                "study_instance_uid": claim.study_instance_uid,
-                "generation": claim.generation,
-                "owner": owner,
-            },
-        )
-
-    def renew(self, claim: StudyClaim, owner: str, now: float, lease: float) -> bool:
-        return self._change(
-            schema.RENEW,
-            {"study_instance_uid": claim.study_instance_uid, "owner": owner, "until": now + lease},
-        )
-
-    def release(self, claim: StudyClaim, owner: str) -> None:
-        self._change(
-            schema.RELEASE, {"study_instance_uid": claim.study_instance_uid, "owner": owner}
-        )
-
-    def heartbeat(self, owner: str, now: float) -> None:
-        self._change(schema.HEARTBEAT, {"owner": owner, "now": now})
-
     def open_studies(self, replica: str) -> list[str]:
         rows = self._read(_sql(schema.OPEN_STUDIES), {"replica": replica})
         return [str(row[0]) for row in rows]
 
-    def find_instance(self, sop_class_uid: str, sop_instance_uid: str) -> InstanceRecord | None:
-        rows = self._read(
-            _sql(schema.FIND_INSTANCE),
-            {"sop_class_uid": sop_class_uid, "sop_instance_uid": sop_instance_uid},
-        )
-        return instance_from_row(rows[0]) if rows else None
+    def find_instances(self, sop_instance_uids: Sequence[str]) -> dict[str, InstanceRecord]:
+        found: dict[str, InstanceRecord] = {}
+        batch = schema.FIND_INSTANCES_BATCH
+        for start in range(0, len(sop_instance_uids), batch):
+            uids = json.dumps(list(sop_instance_uids[start : start + batch]))
+            for row in self._read(_sql(schema.FIND_INSTANCES_SQLITE), {"uids": uids}):
+                record = instance_from_row(row)
+                found[record.sop_instance_uid] = record
+        return found
+
+    # --- storage commitment -------------------------------------------------------
+
+    def add_commitment(self, job: CommitmentJob, owner: str, now: float, lease: float) -> bool:
+        parameters = commitment_parameters(job, owner, now, lease)
+
+        def work(connection: sqlite3.Connection) -> bool:
+            if connection.execute(_sql(schema.ADD_COMMITMENT), parameters).rowcount:
+                return True
+            connection.execute(_sql(schema.ADD_COMMITMENT), {**parameters, "duplicate": 1})
+            return False
+
+        return self._write(work)
+
+    def claim_commitments(
+        self, owner: str, now: float, lease: float, limit: int = 8
+    ) -> list[CommitmentJob]:
+        parameters = {"owner": owner, "now": now, "until": now + lease, "limit": limit}
+
+        def work(connection: sqlite3.Connection) -> list[CommitmentJob]:
+            rows = connection.execute(_sql(schema.SELECT_DUE_COMMITMENTS), parameters).fetchall()
+            connection.executemany(
+                _sql(schema.LEASE_COMMITMENT),
+                [{**parameters, "job_id": row[0]} for row in rows],
+            )
+            return [commitment_from_row(row) for row in rows]
+
+        # Read first, without the write lock: an idle receiver's poll writes nothing.
+        if not self._read(_sql(schema.SELECT_DUE_COMMITMENTS), parameters):
+            return []
+        return self._write(work)
 
     def check(self) -> str:
         with self._lock:
@@ -236,12 +253,18 @@ class SqliteStore:
             connection.execute(
                 schema.FORGET_OWNERS, {"before": _wall_clock() - schema.FORGET_OWNERS_AFTER}
             )
+            version = max(migrations) if pending else int(current)
+            if version >= 2:
+                connection.execute(
+                    schema.FORGET_COMMITMENTS,
+                    {"before": _wall_clock() - schema.FORGET_COMMITMENTS_AFTER},
+                )
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        return max(migrations) if pending else int(current)
+        return version
 
     def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` in one write transaction, committed when this returns."""

@@ -23,8 +23,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from dcmrecv.config import ReceiverConfig
@@ -35,7 +35,7 @@ from dcmrecv.wire import protocol as p
 from dcmrecv.wire.acceptance import address_allowed as address_allowed
 from dcmrecv.wire.pdu import AbortReason, AbortSource, ProtocolError
 from dcmrecv.wire.policy import AbortByOption, TestPolicy
-from dcmrecv.wire.scp import StorageSCP
+from dcmrecv.wire.scp import ServiceFactory, StorageSCP
 from dcmrecv.wire.scp import max_send_pdv as max_send_pdv
 from dcmrecv.wire.transport import (
     HandshakeFailed,
@@ -56,6 +56,9 @@ _DATA_BUFFER: Final = 256 * 1024
 DRAIN_IDLE_GRACE: Final = 2.0
 #: How long a rejected requestor has to close the connection itself (Sta13).
 _STA13_WAIT: Final = 1.0
+#: How long a peer must have sent nothing after our response before a service's
+#: follow-up request goes on the same association (``_send_follow_ups``).
+FOLLOW_UP_GRACE: Final = 0.25
 
 
 class AssociationEnded(Exception):
@@ -71,6 +74,8 @@ class Services:
     tls_context: ssl.SSLContext | None = None
     #: storescp's test options (``--sleep-*``, ``--abort-*``); None for none.
     policy: TestPolicy | None = None
+    #: DIMSE-N services by abstract syntax (``--storage-commitment``).
+    services: Mapping[str, ServiceFactory] = field(default_factory=dict)
 
 
 class Association:
@@ -95,7 +100,13 @@ class Association:
         self._connected_at = time.monotonic()
         self.protocol = p.AcceptorProtocol(config.max_pdu)
         self.scp = StorageSCP(
-            config, store, services.bus, address, admit=admit, policy=services.policy
+            config,
+            store,
+            services.bus,
+            address,
+            admit=admit,
+            policy=services.policy,
+            services=services.services,
         )
         self.transport = Transport(sock, self.scp.peer, shared=shared_socket)
         #: The parent's number for this connection (``--workers``); 0 otherwise.
@@ -151,7 +162,11 @@ class Association:
             self.scp.discard()
             transport.close()
             self.protocol.connection_closed()
-            self.scp.ended(time.monotonic() - self._connected_at, aborted=not self._released)
+            self.scp.ended(
+                time.monotonic() - self._connected_at,
+                aborted=not self._released,
+                unanswered=self.protocol.outstanding,
+            )
 
     def _abort(self, reason: int) -> bytes:
         return self.protocol.send(p.Abort(AbortSource.SERVICE_PROVIDER, reason))
@@ -293,6 +308,9 @@ class Association:
                 send(protocol.send(scp.echo(event)))
             elif isinstance(event, p.RequestReceived):
                 send(protocol.send(scp.other_request(event)))
+                self._send_follow_ups()
+            elif isinstance(event, p.ResponseReceived):
+                scp.response_received(event)
             elif isinstance(event, p.CancelRequested):
                 # We answer each request before reading the next, so by the time a
                 # cancel is read its request is done: nothing to cancel, nothing to
@@ -309,6 +327,20 @@ class Association:
             else:
                 scp.aborted()
                 raise AssociationEnded
+
+    def _send_follow_ups(self) -> None:
+        """What a service sends after its response (a Storage Commitment report),
+        only while the peer waits: one that sent more (its A-RELEASE-RQ, another
+        request) within FOLLOW_UP_GRACE gets them on another association instead
+        (the service's ``not_sent``), so that its release never crosses our request."""
+        follow_ups = self.scp.follow_ups()
+        if not follow_ups:
+            return
+        if self.protocol.buffer.buffered or not self.transport.quiet(FOLLOW_UP_GRACE):
+            self.scp.not_sent(follow_ups)
+            return
+        for request in follow_ups:
+            self.transport.send(self.protocol.send(request))
 
     def _on_timeout(self) -> None:
         if self.scp.info is None:

@@ -17,6 +17,7 @@ Events (what the peer did)::
     StoreComplete         the last fragment         answer: Response
     RequestReceived       any other request, with its data set if it has one
                                                     answer: Response
+    ResponseReceived      the response to a request we sent (``Request``)
     CancelRequested       C-CANCEL-RQ               (no answer, PS3.7 9.3.2.3)
     ReleaseRequested      A-RELEASE-RQ              answer: ReleaseResponse
     Aborted               A-ABORT                   (the association is gone)
@@ -26,6 +27,10 @@ A peer that breaks PS3.8 or PS3.7 makes ``next_event`` raise ``ProtocolError`` (
 ``answer`` is the A-ABORT to send) or ``dimse.CommandError`` (answer with
 ``Abort``); h11's invariant holds: an event or one of those two, nothing else, for
 any bytes (``tests/test_protocol.py`` fuzzes it).
+
+The acceptor may send requests of its own on the association (``send(Request)``:
+a Storage Commitment report, PS3.4 J.3.3); their responses come back as
+``ResponseReceived``, and a response to nothing we sent is a protocol violation.
 
 DIMSE state is :class:`DimseState`; ``idle`` (no message in progress) is what a
 stopping receiver asks before it aborts an association.
@@ -113,6 +118,19 @@ class RequestReceived:
     data_set: bytes | None
     #: The data set was longer than MAX_REQUEST_DATA_SET and was not kept.
     truncated: bool = False
+    #: The presentation context's transfer syntax (the data set's encoding).
+    transfer_syntax: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """The response to ``request``, a request we sent."""
+
+    context_id: int
+    command: dimse.Command
+    request: Request
+    #: Its data set, if it has one (kept up to MAX_REQUEST_DATA_SET).
+    data_set: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +159,7 @@ Event = (
     | StoreData
     | StoreComplete
     | RequestReceived
+    | ResponseReceived
     | CancelRequested
     | ReleaseRequested
     | Aborted
@@ -180,6 +199,22 @@ class Response:
     sop_class_uid: str
     sop_instance_uid: str = ""
     error_comment: str | None = None
+    #: N-ACTION-RSP echoes the request's Action Type ID (PS3.7 10.1.4).
+    action_type_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request of ours to the requestor (PS3.7 10.3: N-EVENT-REPORT-RQ); the
+    protocol gives it a Message ID.  ``key`` is the sender's own reference to it."""
+
+    context_id: int
+    command_field: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    data_set: bytes | None = None
+    event_type_id: int | None = None
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +230,7 @@ class Abort:
     reason: int = AbortReason.NOT_SPECIFIED
 
 
-Answer = Accept | Reject | Response | ReleaseResponse | Abort
+Answer = Accept | Reject | Response | Request | ReleaseResponse | Abort
 
 
 class AcceptorProtocol:
@@ -218,9 +253,14 @@ class AcceptorProtocol:
         self._request: dimse.Command | None = None
         self._received = 0
         self._request_data: bytearray | None = None
+        #: Our request whose response's data set is arriving.
+        self._responding_to: Request | None = None
         #: An event that follows the one just returned (StoreComplete after the last
         #: data set fragment).
         self._queued: Event | None = None
+        #: Our requests awaiting their response, by Message ID.
+        self._outstanding: dict[int, Request] = {}
+        self._next_message_id = 1
 
     # --- state ---------------------------------------------------------------------------
 
@@ -238,6 +278,11 @@ class AcceptorProtocol:
     def accepted(self) -> Mapping[int, tuple[str, str]]:
         """The accepted presentation contexts: ID -> (abstract syntax, transfer syntax)."""
         return self._accepted
+
+    @property
+    def outstanding(self) -> tuple[Request, ...]:
+        """Our requests still awaiting their response."""
+        return tuple(self._outstanding.values())
 
     @property
     def peer_max_length(self) -> int:
@@ -358,14 +403,22 @@ class AcceptorProtocol:
                 raise dimse.CommandError("C-ECHO-RQ announces a data set")
             return EchoRequested(context_id, command)
         if field & 0x8000:
-            raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
+            request = self._outstanding.pop(command.message_id_being_responded_to, None)
+            if request is None or field != request.command_field | 0x8000:
+                raise ProtocolError(f"unexpected DIMSE response 0x{field:04X} from the requestor")
+            if command.has_data_set:
+                self._expect_data(context_id, command, DimseState.REQUEST_DATA)
+                self._request_data = bytearray()
+                self._responding_to = request
+                return None
+            return ResponseReceived(context_id, command, request)
         if field == dimse.C_CANCEL_RQ:
             return CancelRequested(command)
         if command.has_data_set:
             self._expect_data(context_id, command, DimseState.REQUEST_DATA)
             self._request_data = bytearray()
             return None
-        return RequestReceived(context_id, command, abstract, None)
+        return RequestReceived(context_id, command, abstract, None, transfer_syntax=transfer)
 
     def _expect_data(self, context_id: int, command: dimse.Command, state: DimseState) -> None:
         self.dimse_state = state
@@ -385,13 +438,14 @@ class AcceptorProtocol:
         request = self._request
         assert request is not None
         context_id = self._context_id
+        ours = self._responding_to
         self._reset()
+        data = bytes(kept) if kept is not None else None
+        if ours is not None:
+            return ResponseReceived(context_id, request, ours, data)
+        abstract_syntax, transfer_syntax = self._accepted[context_id]
         return RequestReceived(
-            context_id,
-            request,
-            self._accepted[context_id][0],
-            bytes(kept) if kept is not None else None,
-            truncated=kept is None,
+            context_id, request, abstract_syntax, data, kept is None, transfer_syntax
         )
 
     def _reset(self) -> None:
@@ -399,6 +453,7 @@ class AcceptorProtocol:
         self._command = bytearray()
         self._request = None
         self._request_data = None
+        self._responding_to = None
 
     # --- answers in, bytes out ---------------------------------------------------------------
 
@@ -413,8 +468,11 @@ class AcceptorProtocol:
                 answer.sop_class_uid,
                 answer.sop_instance_uid,
                 answer.error_comment,
+                action_type_id=answer.action_type_id,
             )
             return connection.send_data(answer.context_id, True, payload)
+        if isinstance(answer, Request):
+            return self._send_request(answer)
         if isinstance(answer, Accept):
             self._accepted = answer.accepted
             return connection.accept(answer.associate_ac)
@@ -426,6 +484,23 @@ class AcceptorProtocol:
             self._reset()
             return connection.abort(AbortSource(answer.source), answer.reason)
         raise TypeError(f"not an answer: {answer!r}")
+
+    def _send_request(self, request: Request) -> bytes:
+        message_id = self._next_message_id
+        self._next_message_id = message_id % 0xFFFF + 1
+        command = dimse.encode_request(
+            request.command_field,
+            message_id,
+            request.sop_class_uid,
+            request.sop_instance_uid,
+            has_data_set=request.data_set is not None,
+            event_type_id=request.event_type_id,
+        )
+        data = self.connection.send_data(request.context_id, True, command)
+        if request.data_set is not None:
+            data += self.connection.send_data(request.context_id, False, request.data_set)
+        self._outstanding[message_id] = request
+        return data
 
     def connection_closed(self) -> None:
         """Evt17: the transport connection is gone."""

@@ -4,9 +4,11 @@ The protocol object (``protocol.py``) says what arrived; this says what to answe
 and does it: accept or reject the association (``acceptance.decide``), answer
 C-ECHO (Verification SOP Class, PS3.4 annex A), stream each C-STORE's data set
 into storage and answer with the status storage gives (Storage SOP Classes, PS3.4
-annex B), answer anything else "unrecognized operation" (PS3.7 C.4.2), and tell the
-event bus each step.  No sockets, timers or threads here: the driver
-(``association.py``) owns those and calls in from the association's thread.
+annex B), hand the requests of other services it was given (``services``: Storage
+Commitment, ops/commitment.py) to their handler, answer anything else
+"unrecognized operation" (PS3.7 C.4.2), and tell the event bus each step.  No
+sockets, timers or threads here: the driver (``association.py``) owns those and
+calls in from the association's thread.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Protocol
 
 from dcmrecv import events
 from dcmrecv.config import ReceiverConfig
@@ -37,8 +39,10 @@ from dcmrecv.wire.protocol import (
     Accept,
     EchoRequested,
     Reject,
+    Request,
     RequestReceived,
     Response,
+    ResponseReceived,
     StoreComplete,
     StoreData,
     StoreStarted,
@@ -50,6 +54,32 @@ log = logging.getLogger("dcmrecv.wire.association")
 MAX_LOG_TEXT: Final = 64
 
 _serials = itertools.count(1)
+
+
+class ServiceHandler(Protocol):
+    """A DIMSE-N service on one association (Storage Commitment: ops/commitment.py).
+
+    The driver calls, in the association's thread: ``request`` for each request on
+    the service's presentation context (its response is sent at once); then
+    ``follow_ups`` (requests of ours the service wants sent after it, e.g. the
+    N-EVENT-REPORT, PS3.4 J.3.3), and ``not_sent`` with those it did not send
+    (the peer had already moved on); ``response`` for each response to ours;
+    ``ended`` once, when the association is over (with ours still unanswered).
+    """
+
+    def request(self, event: RequestReceived) -> Response: ...
+
+    def follow_ups(self) -> list[Request]: ...
+
+    def not_sent(self, requests: list[Request]) -> None: ...
+
+    def response(self, event: ResponseReceived) -> None: ...
+
+    def ended(self, unanswered: list[Request]) -> None: ...
+
+
+#: Makes the handler of one association (the accepted association's facts).
+ServiceFactory = Callable[[AssociationInfo], ServiceHandler]
 
 
 @dataclass
@@ -84,6 +114,7 @@ class StorageSCP:
         *,
         admit: Callable[[], bool] = lambda: True,
         policy: TestPolicy | None = None,
+        services: Mapping[str, ServiceFactory] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -102,6 +133,10 @@ class StorageSCP:
         self._pending: _PendingStore | None = None
         self._accepted: Mapping[int, tuple[str, str]] = {}
         self._max_pdu = config.max_pdu
+        #: abstract syntax -> the factory of its service's handler, and the handlers
+        #: this association made.
+        self._services = services or {}
+        self._handlers: dict[str, ServiceHandler] = {}
 
     @property
     def peer(self) -> str:
@@ -306,7 +341,11 @@ class StorageSCP:
         )
 
     def other_request(self, event: RequestReceived) -> Response:
-        """Any other request: "unrecognized operation" (PS3.7 C.4.2), as storescp answers."""
+        """A request of a service we were given goes to its handler; any other is an
+        "unrecognized operation" (PS3.7 C.4.2), as storescp answers."""
+        handler = self._handler(event.abstract_syntax)
+        if handler is not None:
+            return handler.request(event)
         command = event.command
         log.error(
             "cannot handle this kind of DIMSE command (0x%04x), we are a Storage SCP only",
@@ -318,6 +357,36 @@ class StorageSCP:
             command,
             Status.UNRECOGNIZED_OPERATION,
         )
+
+    def _handler(self, abstract_syntax: str) -> ServiceHandler | None:
+        handler = self._handlers.get(abstract_syntax)
+        if handler is None:
+            factory = self._services.get(abstract_syntax)
+            if factory is None:
+                return None
+            assert self.info is not None
+            handler = self._handlers[abstract_syntax] = factory(self.info)
+        return handler
+
+    def follow_ups(self) -> list[Request]:
+        """What the services want sent after the response just sent."""
+        return [request for h in self._handlers.values() for request in h.follow_ups()]
+
+    def not_sent(self, requests: list[Request]) -> None:
+        for handler, mine in self._by_handler(requests):
+            handler.not_sent(mine)
+
+    def response_received(self, event: ResponseReceived) -> None:
+        for handler, _ in self._by_handler([event.request]):
+            handler.response(event)
+
+    def _by_handler(self, requests: list[Request]) -> list[tuple[ServiceHandler, list[Request]]]:
+        grouped = []
+        for abstract_syntax, handler in self._handlers.items():
+            mine = [r for r in requests if self._abstract_syntax(r.context_id) == abstract_syntax]
+            if mine:
+                grouped.append((handler, mine))
+        return grouped
 
     def _response(
         self,
@@ -371,11 +440,16 @@ class StorageSCP:
                 printable(self._pending.started.command.affected_sop_instance_uid),
             )
 
-    def ended(self, seconds: float, aborted: bool) -> None:
-        """The association is over: drop what is unfinished, publish the totals."""
+    def ended(self, seconds: float, aborted: bool, unanswered: tuple[Request, ...] = ()) -> None:
+        """The association is over: drop what is unfinished, tell the services (with
+        their requests still unanswered), publish the totals."""
         self.discard()
         if self.info is None:
             return
+        for abstract_syntax, handler in self._handlers.items():
+            handler.ended(
+                [r for r in unanswered if self._abstract_syntax(r.context_id) == abstract_syntax]
+            )
         totals = self.totals
         self.bus.publish(
             events.AssociationEnded(

@@ -11,6 +11,7 @@ reading cannot hold a thread (and the send lock) for ever.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -98,6 +99,17 @@ class Transport:
         if _TCP_QUICKACK is not None:
             # Linux turns delayed ACKs back on after each read (README, "How it differs").
             self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+    def quiet(self, seconds: float) -> bool:
+        """Whether the peer sends nothing for ``seconds`` (nothing arrives, nothing
+        is waiting in TLS's buffer)."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], seconds)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def send(self, data: bytes) -> None:
         """Send all of ``data`` within the send deadline, or raise TransportClosed."""

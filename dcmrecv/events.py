@@ -275,6 +275,11 @@ class EventBus:
         """Whether anyone listens to ``event_type`` (so the publisher may skip it)."""
         return event_type in self._handlers or event_type in self._vetoes
 
+    def vetoes(self, event_type: type) -> bool:
+        """Whether a subscriber may veto ``event_type`` (else the publisher need not ask,
+        and builds the event once, final)."""
+        return event_type in self._vetoes
+
     def publish(self, event: object) -> None:
         """Tell every subscriber of ``event``'s type; a failing subscriber is logged."""
         for handler in self._handlers.get(type(event), ()):

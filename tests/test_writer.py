@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pydicom
 import pytest
@@ -19,14 +20,23 @@ from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from dcmrecv.config import FilenameMode, ReceiverConfig, StorageMode, SubdirectoryMode
-from dcmrecv.storage import durability, namer
+from dcmrecv.config import (
+    DuplicatePolicy,
+    FilenameMode,
+    ReceiverConfig,
+    StorageMode,
+    SubdirectoryMode,
+)
+from dcmrecv.storage import durability, namer, writer
+from dcmrecv.storage.model import InstanceFacts
 from dcmrecv.storage.namer import DcmrecvNamer
 from dcmrecv.storage.writer import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    STATUS_DUPLICATE,
     STATUS_OUT_OF_RESOURCES,
     STATUS_SUCCESS,
+    IncomingInstance,
     InstanceStore,
     StoreResult,
 )
@@ -123,12 +133,20 @@ def large_ct(pixel_bytes: int = 3 * 1024 * 1024 + 5) -> bytes:
 LARGE_CT = large_ct()
 
 
+#: The durable default (named temporary files) and ``--no-fsync`` (nameless files,
+#: InstanceStore.nameless): both must leave the same files behind.
+BOTH_MODES = pytest.mark.parametrize("fsync", [True, False], ids=["fsync", "no-fsync"])
+
+
 # --- success ------------------------------------------------------------------------
 
 
+@BOTH_MODES
 @pytest.mark.parametrize("fragment", [FRAGMENT, 128 * 1024, 1_000_000])
-def test_stored_file_is_part10_with_the_received_bytes(tmp_path: Path, fragment: int) -> None:
-    result = send(make_store(tmp_path), CT_SMALL.dataset, fragment=fragment)
+def test_stored_file_is_part10_with_the_received_bytes(
+    tmp_path: Path, fragment: int, fsync: bool
+) -> None:
+    result = send(make_store(tmp_path, fsync=fsync), CT_SMALL.dataset, fragment=fragment)
     assert result == StoreResult(
         STATUS_SUCCESS, tmp_path / CT_NAME, None, False, log_path=str(tmp_path / CT_NAME)
     )
@@ -140,9 +158,10 @@ def test_stored_file_is_part10_with_the_received_bytes(tmp_path: Path, fragment:
     assert stored == pydicom.dcmread(CT_SMALL.path)
 
 
-def test_large_instance_streams_through(tmp_path: Path) -> None:
+@BOTH_MODES
+def test_large_instance_streams_through(tmp_path: Path, fsync: bool) -> None:
     data = LARGE_CT
-    result = send(make_store(tmp_path), data, fragment=65536)
+    result = send(make_store(tmp_path, fsync=fsync), data, fragment=65536)
     assert result.status == STATUS_SUCCESS
     assert result.path is not None and data_set_of(result.path) == data
 
@@ -181,8 +200,9 @@ def test_default_output_directory_is_logged_like_dcmtk(
     assert result.path is not None and result.path.resolve() == tmp_path / CT_NAME
 
 
-def test_duplicate_instance_replaces_the_file_and_says_so(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+@BOTH_MODES
+def test_duplicate_instance_replaces_the_file_and_says_so(tmp_path: Path, fsync: bool) -> None:
+    store = make_store(tmp_path, fsync=fsync)
     first = send(store, CT_SMALL.dataset)
     other = pydicom.dcmread(CT_SMALL.path)
     other.PatientName = "Second^Copy"
@@ -510,8 +530,9 @@ def test_extension_with_path_separator_is_a_configuration_error(tmp_path: Path) 
 # --- failures and clean-up -------------------------------------------------------------
 
 
-def test_discard_leaves_nothing(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+@BOTH_MODES
+def test_discard_leaves_nothing(tmp_path: Path, fsync: bool) -> None:
+    store = make_store(tmp_path, fsync=fsync)
     for size in (100, 600_000):
         instance = store.begin(
             sop_class_uid=CT_SMALL.sop_class_uid,
@@ -554,6 +575,124 @@ def test_cleanup_removes_only_abandoned_temporary_files(tmp_path: Path) -> None:
     assert data_set_of(tmp_path / CT_NAME) == LARGE_CT
 
 
+# --- --no-fsync: files without a name until complete ------------------------------------
+
+
+def nameless_store(tmp_path: Path, **options: Any) -> InstanceStore:
+    store = make_store(tmp_path, fsync=False, **options)
+    if not store.nameless:
+        pytest.skip("this file system or /proc cannot make nameless files (O_TMPFILE)")
+    return store
+
+
+def begin_ct(store: InstanceStore) -> IncomingInstance:
+    return store.begin(
+        sop_class_uid=CT_SMALL.sop_class_uid,
+        sop_instance_uid=CT_SMALL.sop_instance_uid,
+        transfer_syntax_uid=TS_EXPLICIT_LE,
+        calling_aetitle="X",
+    )
+
+
+def test_no_fsync_file_has_no_name_until_it_is_complete(tmp_path: Path) -> None:
+    instance = begin_ct(nameless_store(tmp_path))
+    instance.write(LARGE_CT[:1_000_000])  # beyond the buffer: the file exists
+    assert os.listdir(tmp_path) == []  # not even a temporary name
+    instance.write(LARGE_CT[1_000_000:])
+    assert instance.commit().status == STATUS_SUCCESS
+    assert files_under(tmp_path) == [CT_NAME]
+    assert data_set_of(tmp_path / CT_NAME) == LARGE_CT
+
+
+def test_no_fsync_uses_temporary_names_without_o_tmpfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "_O_TMPFILE", 0)
+    store = make_store(tmp_path, fsync=False)
+    assert not store.nameless
+    instance = begin_ct(store)
+    instance.write(LARGE_CT[:1_000_000])
+    assert [name.startswith(".dcmrecv-") for name in os.listdir(tmp_path)] == [True]
+    instance.write(LARGE_CT[1_000_000:])
+    assert instance.commit().status == STATUS_SUCCESS
+    assert files_under(tmp_path) == [CT_NAME]
+
+
+def test_no_fsync_falls_back_to_a_temporary_name_when_o_tmpfile_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = nameless_store(tmp_path)
+    # As a file system that stopped taking O_TMPFILE would: open(2) fails (EISDIR).
+    monkeypatch.setattr(writer, "_NAMELESS_FLAGS", os.O_RDWR | os.O_DIRECTORY)
+    assert send(store, LARGE_CT, fragment=65536).status == STATUS_SUCCESS
+    assert files_under(tmp_path) == [CT_NAME]
+    assert data_set_of(tmp_path / CT_NAME) == LARGE_CT
+
+
+@pytest.mark.parametrize("policy", list(DuplicatePolicy), ids=lambda p: p.value)
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_no_fsync_duplicates_follow_the_policy(
+    tmp_path: Path, policy: DuplicatePolicy, size: str
+) -> None:
+    store = nameless_store(tmp_path, on_duplicate=policy)
+    first = CT_SMALL.dataset if size == "small" else LARGE_CT
+    other = pydicom.dcmread(CT_SMALL.path)
+    other.PatientName = "Second^Copy"
+    second = encode(other)
+    assert send(store, first).status == STATUS_SUCCESS
+    assert send(store, first).status == STATUS_SUCCESS  # identical: nothing written
+    result = send(store, second)
+    expected = {
+        DuplicatePolicy.OVERWRITE: ([CT_NAME], second),
+        DuplicatePolicy.KEEP: ([CT_NAME], first),
+        DuplicatePolicy.RENAME: ([CT_NAME, f"{CT_NAME}~1"], first),
+        DuplicatePolicy.REJECT: ([CT_NAME], first),
+    }[policy]
+    assert (result.status == STATUS_DUPLICATE) == (policy is DuplicatePolicy.REJECT)
+    assert files_under(tmp_path) == expected[0]  # no temporary name left either
+    assert data_set_of(tmp_path / CT_NAME) == expected[1]
+    if policy is DuplicatePolicy.RENAME:
+        assert data_set_of(tmp_path / f"{CT_NAME}~1") == second
+
+
+@pytest.mark.parametrize("data", [b"\x08\x00", b"\x08\x00" * 300_000], ids=["small", "large"])
+def test_no_fsync_refused_data_set_goes_to_the_quarantine(tmp_path: Path, data: bytes) -> None:
+    out, quarantine = tmp_path / "out", tmp_path / "quarantine"
+    out.mkdir()
+    quarantine.mkdir()
+    store = nameless_store(out, quarantine_directory=quarantine)
+    result = send(store, data)
+    assert result.status == STATUS_CANNOT_UNDERSTAND
+    assert os.listdir(out) == []
+    [sidecar] = quarantine.glob("*.json")
+    kept = quarantine / json.loads(sidecar.read_text())["file"]
+    assert kept.read_bytes().endswith(data)
+
+
+class _Reversed:
+    """A converter that rewrites every instance: the received file, reversed."""
+
+    def changes(self, facts: InstanceFacts) -> bool:
+        return True
+
+    def convert(
+        self, source: BinaryIO, source_path: str, facts: InstanceFacts, target: BinaryIO
+    ) -> None:
+        assert Path(source_path).read_bytes() == source.read()  # readable by its path too
+        source.seek(0)
+        target.write(source.read()[::-1])
+
+
+def test_no_fsync_conversion_replaces_the_received_file(tmp_path: Path) -> None:
+    store = nameless_store(tmp_path)
+    store.converter = _Reversed()
+    for data in (CT_SMALL.dataset, LARGE_CT):
+        result = send(store, data)
+        assert result.status == STATUS_SUCCESS
+        assert files_under(tmp_path) == [CT_NAME]
+        assert (tmp_path / CT_NAME).read_bytes()[::-1].endswith(data)
+
+
 DISK_FULL_CHILD = textwrap.dedent(
     """
     import json, resource, signal, sys
@@ -562,11 +701,15 @@ DISK_FULL_CHILD = textwrap.dedent(
     from dcmrecv.storage.writer import InstanceStore
 
     root, uid, limit, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    fsync = sys.argv[5] == "fsync"
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     store = InstanceStore(
         ReceiverConfig(
-            port=0, output_directory=Path(root), storage_mode=StorageMode.BIT_PRESERVING
+            port=0,
+            output_directory=Path(root),
+            storage_mode=StorageMode.BIT_PRESERVING,
+            fsync=fsync,
         ),
         modality_prefix=lambda _uid: "CT",
     )
@@ -591,15 +734,25 @@ DISK_FULL_CHILD = textwrap.dedent(
         pytest.param(4096, 64 * 1024, id="fails-when-committing"),
     ],
 )
+@BOTH_MODES
 def test_file_size_limit_answers_out_of_resources_and_keeps_the_old_file(
-    tmp_path: Path, limit: int, size: int
+    tmp_path: Path, limit: int, size: int, fsync: bool
 ) -> None:
     uid = "1.2.826.0.1.3680043.2.1"
     old = make_store(tmp_path, storage_mode=StorageMode.BIT_PRESERVING)
     assert send(old, ODD_NAME, sop_instance_uid=uid).status == STATUS_SUCCESS
     before = (tmp_path / f"CT.{uid}").read_bytes()
     child = subprocess.run(
-        [sys.executable, "-c", DISK_FULL_CHILD, str(tmp_path), uid, str(limit), str(size)],
+        [
+            sys.executable,
+            "-c",
+            DISK_FULL_CHILD,
+            str(tmp_path),
+            uid,
+            str(limit),
+            str(size),
+            "fsync" if fsync else "no-fsync",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -614,8 +767,11 @@ def test_file_size_limit_answers_out_of_resources_and_keeps_the_old_file(
     assert os.listdir(tmp_path) == [f"CT.{uid}"]
 
 
-def test_same_instance_on_two_associations_ends_as_one_intact_file(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+@BOTH_MODES
+def test_same_instance_on_two_associations_ends_as_one_intact_file(
+    tmp_path: Path, fsync: bool
+) -> None:
+    store = make_store(tmp_path, fsync=fsync)
     base = pydicom.dcmread(CT_SMALL.path)
     versions = []
     for name in ("First^Sender", "Second^Sender"):

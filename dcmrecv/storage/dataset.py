@@ -81,6 +81,20 @@ _UNDEFINED: Final = 0xFFFFFFFF
 _LONG_VRS: Final = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+#: Explicit VR: what the two VR bytes make of an element (PS3.5 7.1.2), one look-up per
+#: element.  A VR is two upper-case letters (anything else is refused); those of
+#: _LONG_VRS have 2 reserved bytes and a 32-bit length, SQ holds items, and UN of
+#: undefined length holds a sequence in implicit VR LE (PS3.5 6.2.2).
+_SHORT_VR: Final = 0
+_LONG_VR: Final = 1
+_SQ_VR: Final = 2
+_UN_VR: Final = 3
+_VR_KINDS: Final = {
+    bytes((first, second)): _SHORT_VR for first in range(65, 91) for second in range(65, 91)
+}
+_VR_KINDS.update(dict.fromkeys(_LONG_VRS, _LONG_VR))
+_VR_KINDS[b"SQ"] = _SQ_VR
+_VR_KINDS[b"UN"] = _UN_VR
 _WANTED: Final = frozenset(
     {
         SOP_CLASS_UID_TAG,
@@ -254,6 +268,8 @@ class _Syntax:
 
 
 _IMPLICIT_LE: Final = _Syntax(explicit=False, little=True)
+_EXPLICIT_LE: Final = _Syntax(explicit=True, little=True)
+_EXPLICIT_BE: Final = _Syntax(explicit=True, little=False)
 
 
 #: Sequences that DCMDICTPATH's dictionaries add (see :func:`register_sequences`):
@@ -347,11 +363,11 @@ class _Walker:
     ) -> None:
         self.source = source
         self.wanted = wanted
-        self.raw: dict[int, bytes] = {}
         self.stop_after = stop_after
         self.pixel_rule = pixel_rule
         self.found: dict[int, str] = {}
-        self.found_vr: dict[int, bytes] = {}
+        #: Wanted top-level values as (VR, raw bytes), beside ``found``'s text.
+        self.values: dict[int, tuple[bytes, bytes]] = {}
         self.ow_offset: int | None = None
 
     def header(self, syntax: _Syntax) -> tuple[int, bytes, int]:
@@ -405,9 +421,8 @@ class _Walker:
                     raw = src.read(length)
                     creators[((tag >> 16) << 8) | element] = raw.decode("latin-1").strip(" \0")
                     if top and tag in self.wanted:
-                        self.raw[tag] = raw
+                        self.values[tag] = (vr, raw)
                         self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
-                        self.found_vr[tag] = vr
                     continue
                 private = element >= 0x1000 and _private_sequence(tag, creators)
             self.value(syntax, tag, vr, length, depth, top, private)
@@ -438,9 +453,8 @@ class _Walker:
                 raise DatasetError(f"undefined length on {_tag_text(tag)}")
         elif top and tag in self.wanted and length <= _MAX_WANTED_VALUE:
             raw = src.read(length)
-            self.raw[tag] = raw
+            self.values[tag] = (vr, raw)
             self.found[tag] = raw.decode("latin-1").rstrip("\0 ")
-            self.found_vr[tag] = vr
         else:
             src.skip(length)
 
@@ -476,29 +490,45 @@ class _Walker:
             src.skip(length)
 
 
-def _walk_buffer(
-    buf: bytes,
-    top_syntax: _Syntax,
-    stop_after: int | None,
-    pixel_rule: int,
-    wanted: frozenset[int] = _WANTED,
-) -> tuple[dict[int, str], dict[int, bytes], int | None, dict[int, bytes]]:
+class _BufferWalk:
     """The same walk as _Walker over a stream, for a data set held in memory.
 
     Small instances (the common case: hundreds per second) are checked before they
     ever touch the disk; one function call per element instead of several, and
     ``unpack_from`` on the buffer instead of reads, make this walk 1.5 to 2.3 times
-    faster (CT_small.dcm: 154 -> 67 us).  Accepts and refuses exactly what the
-    stream walk does (a property test holds the two together).
+    faster (CT_small.dcm: 154 -> 67 us).  Explicit and implicit VR have a loop each,
+    and the explicit one takes what a VR means from one table look-up: 12 % less
+    again (issue 21).  Accepts and refuses exactly what the stream walk does (a
+    property test holds the two together).  One object per walk, its loops binding
+    what they use to locals: cheaper to set up than nested closures.
     """
-    size = len(buf)
-    found: dict[int, str] = {}
-    found_vr: dict[int, bytes] = {}
-    raw_values: dict[int, bytes] = {}
-    ow_offset: list[int | None] = [None]
-    long_vrs = _LONG_VRS
 
-    def header(pos: int, syntax: _Syntax) -> tuple[int, bytes, int, int]:
+    __slots__ = (
+        "buf",
+        "found",
+        "ow_offset",
+        "pixel_rule",
+        "size",
+        "stop_after",
+        "values",
+        "wanted",
+    )
+
+    def __init__(
+        self, buf: bytes, stop_after: int | None, pixel_rule: int, wanted: frozenset[int]
+    ) -> None:
+        self.buf = buf
+        self.size = len(buf)
+        self.stop_after = stop_after
+        self.pixel_rule = pixel_rule
+        self.wanted = wanted
+        #: Wanted top-level values as text, and as (VR, raw bytes) (_summary).
+        self.found: dict[int, str] = {}
+        self.values: dict[int, tuple[bytes, bytes]] = {}
+        self.ow_offset: int | None = None
+
+    def header(self, pos: int, syntax: _Syntax) -> tuple[int, bytes, int, int]:
+        buf, size = self.buf, self.size
         if pos + 8 > size:
             raise DatasetError(f"data set ends inside an element at offset {pos}")
         group, element = syntax.tag.unpack_from(buf, pos)
@@ -508,21 +538,35 @@ def _walk_buffer(
         vr = buf[pos + 4 : pos + 6]
         if not (vr.isalpha() and vr.isupper()):
             raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
-        if vr in long_vrs:
+        if vr in _LONG_VRS:
             if pos + 12 > size:
                 raise DatasetError(f"data set ends inside an element at offset {pos}")
             return tag, vr, syntax.u32.unpack_from(buf, pos + 8)[0], pos + 12
         return tag, vr, syntax.u16.unpack_from(buf, pos + 6)[0], pos + 8
 
-    def elements(pos: int, syntax: _Syntax, end: int | None, depth: int) -> int:
+    def elements(self, pos: int, syntax: _Syntax, end: int | None, depth: int) -> int:
+        if syntax.explicit:
+            return self.explicit_elements(pos, syntax, end, depth)
+        return self.implicit_elements(pos, syntax, end, depth)
+
+    def explicit_elements(self, pos: int, syntax: _Syntax, end: int | None, depth: int) -> int:
+        # Explicit VR (PS3.5 7.1.2): the VR bytes say all, one unpack and one look-up
+        # per element (this loop runs for every element of every instance).  Private
+        # creators are not read: they only tell sequences in implicit VR.
+        buf, size, wanted, found, values = (
+            self.buf,
+            self.size,
+            self.wanted,
+            self.found,
+            self.values,
+        )
         top = depth == 0
-        explicit = syntax.explicit
-        # The element header is inlined with one unpack per element: this loop runs
-        # for every element of every instance.
-        implicit_header = syntax.implicit_header.unpack_from
-        explicit_header = syntax.explicit_header.unpack_from
+        stop_after = self.stop_after if top else None
+        header = syntax.explicit_header.unpack_from
         u32 = syntax.u32.unpack_from
-        creators: dict[int, str] | None = {} if _PRIVATE_SQ and not explicit else None
+        kinds = _VR_KINDS
+        undefined = _UNDEFINED
+        pixel_data = _PIXEL_DATA_TAG
         while True:
             if end is not None:
                 if pos >= end:
@@ -534,16 +578,17 @@ def _walk_buffer(
             start = pos
             if pos + 8 > size:
                 raise DatasetError(f"data set ends inside an element at offset {pos}")
-            if explicit:
-                group, element, vr, length = explicit_header(buf, pos)
-            if not explicit or group == 0xFFFE:
+            group, element, vr, length = header(buf, pos)
+            if group == 0xFFFE:
                 # Items and delimiters have no VR in any transfer syntax (PS3.5 7.5).
-                group, element, length = implicit_header(buf, pos)
-                vr = b""
-                pos += 8
-            elif not (vr.isalpha() and vr.isupper()):
+                tag = (group << 16) | element
+                if tag == _ITEM_DELIMITATION and end is None and not top:
+                    return pos + 8
+                raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
+            kind = kinds.get(vr)
+            if kind is None:
                 raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
-            elif vr in long_vrs:
+            if kind:
                 if pos + 12 > size:
                     raise DatasetError(f"data set ends inside an element at offset {pos}")
                 length = u32(buf, pos + 8)[0]
@@ -551,14 +596,65 @@ def _walk_buffer(
             else:
                 pos += 8
             tag = (group << 16) | element
+            if top:
+                if stop_after is not None and tag > stop_after:
+                    return pos
+                if tag == pixel_data:
+                    self.ow_offset = _check_pixel_data(self.pixel_rule, vr, length, start)
+            if kind == _SQ_VR:
+                pos = self.sequence(pos, syntax, length, depth + 1)
+            elif length == undefined:
+                if kind == _UN_VR:
+                    pos = self.sequence(pos, _IMPLICIT_LE, length, depth + 1)
+                elif tag == pixel_data and (vr == b"OB" or vr == b"OW"):
+                    pos = self.fragments(pos, syntax)
+                else:
+                    raise DatasetError(f"undefined length on {_tag_text(tag)}")
+            else:
+                if pos + length > size:
+                    raise DatasetError(f"value at offset {pos} runs past the end of the data set")
+                if top and length <= _MAX_WANTED_VALUE and tag in wanted:
+                    raw = buf[pos : pos + length]
+                    values[tag] = (vr, raw)
+                    found[tag] = raw.decode("latin-1").rstrip("\0 ")
+                pos += length
+
+    def implicit_elements(self, pos: int, syntax: _Syntax, end: int | None, depth: int) -> int:
+        # Implicit VR (PS3.5 7.1.3) carries no VR: a value is a sequence when it has
+        # undefined length, or the dictionary, or its private block's creator, says SQ.
+        buf, size, wanted, found, values = (
+            self.buf,
+            self.size,
+            self.wanted,
+            self.found,
+            self.values,
+        )
+        top = depth == 0
+        stop_after = self.stop_after if top else None
+        header = syntax.implicit_header.unpack_from
+        creators: dict[int, str] | None = {} if _PRIVATE_SQ else None
+        while True:
+            if end is not None:
+                if pos >= end:
+                    if pos > end:
+                        raise DatasetError(f"element overruns its item at offset {pos}")
+                    return pos
+            elif top and pos >= size:
+                return pos
+            start = pos
+            if pos + 8 > size:
+                raise DatasetError(f"data set ends inside an element at offset {pos}")
+            group, element, length = header(buf, pos)
+            pos += 8
+            tag = (group << 16) | element
             if group == 0xFFFE:
                 if tag == _ITEM_DELIMITATION and end is None and not top:
                     return pos
                 raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
-            if top and stop_after is not None and tag > stop_after:
+            if stop_after is not None and tag > stop_after:
                 return pos
             if tag == _PIXEL_DATA_TAG and top:
-                ow_offset[0] = _check_pixel_data(pixel_rule, vr, length, start)
+                self.ow_offset = _check_pixel_data(self.pixel_rule, b"", length, start)
             private = False
             if creators is not None and group & 1:
                 if 0x10 <= element <= 0xFF and length <= _MAX_CREATOR:
@@ -567,34 +663,23 @@ def _walk_buffer(
                     raw = buf[pos : pos + length]
                     creators[(group << 8) | element] = raw.decode("latin-1").strip(" \0")
                     if top and tag in wanted:
-                        raw_values[tag] = raw
+                        values[tag] = (b"", raw)
                         found[tag] = raw.decode("latin-1").rstrip("\0 ")
-                        found_vr[tag] = vr
                     pos += length
                     continue
                 private = element >= 0x1000 and _private_sequence(tag, creators)
-            is_sequence = vr == b"SQ" or (
-                not explicit and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
-            )
-            if is_sequence or (vr == b"UN" and length == _UNDEFINED):
-                inner = syntax if is_sequence else _IMPLICIT_LE
-                pos = sequence(pos, inner, length, depth + 1)
-            elif length == _UNDEFINED:
-                if tag == _PIXEL_DATA_TAG and vr in (b"OB", b"OW"):
-                    pos = fragments(pos, syntax)
-                else:
-                    raise DatasetError(f"undefined length on {_tag_text(tag)}")
+            if length == _UNDEFINED or private or _is_dictionary_sequence(tag):
+                pos = self.sequence(pos, syntax, length, depth + 1)
             else:
                 if pos + length > size:
                     raise DatasetError(f"value at offset {pos} runs past the end of the data set")
                 if top and tag in wanted and length <= _MAX_WANTED_VALUE:
                     raw = buf[pos : pos + length]
-                    raw_values[tag] = raw
+                    values[tag] = (b"", raw)
                     found[tag] = raw.decode("latin-1").rstrip("\0 ")
-                    found_vr[tag] = vr
                 pos += length
 
-    def sequence(pos: int, syntax: _Syntax, length: int, depth: int) -> int:
+    def sequence(self, pos: int, syntax: _Syntax, length: int, depth: int) -> int:
         if depth > MAX_SEQUENCE_DEPTH:
             raise DatasetError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
         end = None if length == _UNDEFINED else pos + length
@@ -604,18 +689,19 @@ def _walk_buffer(
                     raise DatasetError(f"item overruns its sequence at offset {pos}")
                 return pos
             start = pos
-            tag, _vr, item_length, pos = header(pos, syntax)
+            tag, _vr, item_length, pos = self.header(pos, syntax)
             if tag == _SEQUENCE_DELIMITATION and end is None:
                 return pos
             if tag != _ITEM:
                 raise DatasetError(f"expected an item at offset {start}")
             item_end = None if item_length == _UNDEFINED else pos + item_length
-            pos = elements(pos, syntax, item_end, depth)
+            pos = self.elements(pos, syntax, item_end, depth)
 
-    def fragments(pos: int, syntax: _Syntax) -> int:
+    def fragments(self, pos: int, syntax: _Syntax) -> int:
+        size = self.size
         while True:
             start = pos
-            tag, _vr, length, pos = header(pos, syntax)
+            tag, _vr, length, pos = self.header(pos, syntax)
             if tag == _SEQUENCE_DELIMITATION:
                 return pos
             if tag != _ITEM or length == _UNDEFINED:
@@ -623,9 +709,6 @@ def _walk_buffer(
             if pos + length > size:
                 raise DatasetError(f"value at offset {pos} runs past the end of the data set")
             pos += length
-
-    elements(0, top_syntax, None, 0)
-    return found, found_vr, ow_offset[0], raw_values
 
 
 def scan_dataset(
@@ -669,7 +752,7 @@ def scan_dataset(
         # What counts is the inflated data set; the deflated stream itself may be of
         # odd length in files written without the padding of PS3.5 A.5.
         _check_even(source.pos)
-    return _summary(walker.found, walker.found_vr, syntax, walker.ow_offset, walker.raw)
+    return _summary(walker.found, walker.values, syntax, walker.ow_offset)
 
 
 def scan_buffer(
@@ -696,28 +779,26 @@ def scan_buffer(
         _check_even(len(data))
     syntax = _syntax_of(transfer_syntax_uid)
     pixel_rule = _ANY_PIXELS if structure_only else _pixel_rule(transfer_syntax_uid)
-    found, found_vr, ow_offset, raw = _walk_buffer(
-        bytes(data), syntax, stop_after, pixel_rule, wanted
-    )
-    return _summary(found, found_vr, syntax, ow_offset, raw)
+    walk = _BufferWalk(bytes(data), stop_after, pixel_rule, wanted)
+    walk.elements(0, syntax, None, 0)
+    return _summary(walk.found, walk.values, syntax, walk.ow_offset)
 
 
 def _syntax_of(transfer_syntax_uid: str) -> _Syntax:
-    return _Syntax(
-        explicit=transfer_syntax_uid != IMPLICIT_VR_LITTLE_ENDIAN,
-        little=transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
-    )
+    # Three encodings in all: built once (their packed formats are immutable).
+    if transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN:
+        return _IMPLICIT_LE
+    return _EXPLICIT_BE if transfer_syntax_uid == EXPLICIT_VR_BIG_ENDIAN else _EXPLICIT_LE
 
 
 def _summary(
     found: dict[int, str],
-    found_vr: dict[int, bytes],
+    values: dict[int, tuple[bytes, bytes]],
     syntax: _Syntax,
     ow_offset: int | None,
-    raw: dict[int, bytes],
 ) -> DatasetSummary:
     series_date = found.get(SERIES_DATE_TAG)
-    if syntax.explicit and found_vr.get(SERIES_DATE_TAG) != b"DA":
+    if series_date is not None and syntax.explicit and values[SERIES_DATE_TAG][0] != b"DA":
         series_date = None
     return DatasetSummary(
         sop_class_uid=found.get(SOP_CLASS_UID_TAG),
@@ -728,5 +809,5 @@ def _summary(
         specific_character_set=found.get(SPECIFIC_CHARACTER_SET_TAG),
         series_instance_uid=found.get(SERIES_INSTANCE_UID_TAG),
         encapsulated_ow_offset=ow_offset,
-        values={tag: (found_vr[tag], value) for tag, value in raw.items()},
+        values=values,
     )

@@ -9,6 +9,7 @@ Responses are built from a cached prefix and a handful of packed elements.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -101,12 +102,25 @@ class Command:
         return bool(self.command_field & 0x8000)
 
 
-def _text(value: memoryview) -> str:
+def _text(value: memoryview | None) -> str:
     # UI values are NUL padded, AE/LO values space padded (PS3.5 6.2).  Latin-1 maps
     # every byte to one character and back: a UID with bytes that are not text
     # (``1.2.3\xff``) stays the value the data set holds (dataset.py reads it the
     # same way), so the two compare equal and the writer's invalid-UID path names it.
-    return bytes(value).decode("latin-1").strip(" \x00")
+    if value is None:
+        return ""
+    return str(value, "latin-1").strip(" \x00")
+
+
+def _u16(fields: dict[int, memoryview], element: int) -> int:
+    value = fields.get(element)
+    if value is None or len(value) != 2:
+        raise CommandError(f"command set lacks a valid (0000,{element:04X})")
+    return value[0] | value[1] << 8  # little endian (PS3.7 6.3.1)
+
+
+def _optional_u16(fields: dict[int, memoryview], element: int) -> int:
+    return _u16(fields, element) if element in fields else 0
 
 
 def decode_command(data: bytes | bytearray | memoryview) -> Command:
@@ -115,11 +129,12 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     end = len(view)
     offset = 0
     fields: dict[int, memoryview] = {}
+    header = _ELEMENT_HEADER.unpack_from
     while offset < end:
-        if end - offset < _ELEMENT_HEADER.size:
+        if end - offset < 8:
             raise CommandError("truncated element header in command set")
-        group, element, length = _ELEMENT_HEADER.unpack_from(view, offset)
-        offset += _ELEMENT_HEADER.size
+        group, element, length = header(view, offset)
+        offset += 8
         if group != 0x0000:
             raise CommandError(f"element ({group:04X},{element:04X}) outside group 0000")
         if length > end - offset:
@@ -127,47 +142,36 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         fields[element] = view[offset : offset + length]
         offset += length
 
-    def u16(element: int) -> int:
-        value = fields.get(element)
-        if value is None or len(value) != 2:
-            raise CommandError(f"command set lacks a valid (0000,{element:04X})")
-        return int(_U16.unpack_from(value)[0])
-
-    def optional_u16(element: int) -> int:
-        return u16(element) if element in fields else 0
-
-    def text(element: int) -> str:
-        value = fields.get(element)
-        return _text(value) if value is not None else ""
-
-    command_field = u16(_TAG_COMMAND_FIELD)
+    # Runs once per message: module functions and one look-up per element, no closures.
+    get = fields.get
+    command_field = _u16(fields, _TAG_COMMAND_FIELD)
     responded_to = 0
     status = 0
     if command_field == C_CANCEL_RQ or command_field & 0x8000:
         # PS3.7 9.3.2.3, 9.3.1.2: a C-CANCEL-RQ and the responses name the request
         # they answer instead of carrying a Message ID of their own.
         message_id = 0
-        responded_to = u16(_TAG_MESSAGE_ID_RESPONDED)
+        responded_to = _u16(fields, _TAG_MESSAGE_ID_RESPONDED)
         if command_field & 0x8000:
-            status = u16(_TAG_STATUS)
+            status = _u16(fields, _TAG_STATUS)
     else:
-        message_id = u16(_TAG_MESSAGE_ID)
-    data_set_type = u16(_TAG_DATA_SET_TYPE)
+        message_id = _u16(fields, _TAG_MESSAGE_ID)
+    data_set_type = _u16(fields, _TAG_DATA_SET_TYPE)
     return Command(
         command_field=command_field,
         message_id=message_id,
         has_data_set=data_set_type != NO_DATA_SET,
-        affected_sop_class_uid=text(_TAG_AFFECTED_SOP_CLASS),
-        affected_sop_instance_uid=text(_TAG_AFFECTED_SOP_INSTANCE),
-        priority=optional_u16(_TAG_PRIORITY),
-        move_originator_aet=text(_TAG_MOVE_ORIGINATOR_AET),
+        affected_sop_class_uid=_text(get(_TAG_AFFECTED_SOP_CLASS)),
+        affected_sop_instance_uid=_text(get(_TAG_AFFECTED_SOP_INSTANCE)),
+        priority=_optional_u16(fields, _TAG_PRIORITY),
+        move_originator_aet=_text(get(_TAG_MOVE_ORIGINATOR_AET)),
         message_id_being_responded_to=responded_to,
         status=status,
-        error_comment=text(_TAG_ERROR_COMMENT),
-        requested_sop_class_uid=text(_TAG_REQUESTED_SOP_CLASS),
-        requested_sop_instance_uid=text(_TAG_REQUESTED_SOP_INSTANCE),
-        event_type_id=optional_u16(_TAG_EVENT_TYPE_ID),
-        action_type_id=optional_u16(_TAG_ACTION_TYPE_ID),
+        error_comment=_text(get(_TAG_ERROR_COMMENT)),
+        requested_sop_class_uid=_text(get(_TAG_REQUESTED_SOP_CLASS)),
+        requested_sop_instance_uid=_text(get(_TAG_REQUESTED_SOP_INSTANCE)),
+        event_type_id=_optional_u16(fields, _TAG_EVENT_TYPE_ID),
+        action_type_id=_optional_u16(fields, _TAG_ACTION_TYPE_ID),
     )
 
 
@@ -184,6 +188,21 @@ def _ui(value: str) -> bytes:
 def _lo(value: str) -> bytes:
     raw = value.encode("ascii", errors="replace")[:64]
     return raw + b" " if len(raw) % 2 else raw
+
+
+#: Command Field, Message ID Being Responded To, Command Data Set Type and Status:
+#: four US elements in a row in every response, packed at once.
+_RESPONSE_FIELDS = struct.Struct("<" + "HHLH" * 4)
+_COMMAND_FIELD_HEADER = (0x0000, _TAG_COMMAND_FIELD, 2)
+_MESSAGE_ID_RESPONDED_HEADER = (0x0000, _TAG_MESSAGE_ID_RESPONDED, 2)
+_DATA_SET_TYPE_HEADER = (0x0000, _TAG_DATA_SET_TYPE, 2)
+_STATUS_HEADER = (0x0000, _TAG_STATUS, 2)
+
+
+@functools.lru_cache(maxsize=256)
+def _sop_class_element(sop_class_uid: str) -> bytes:
+    """Affected SOP Class UID: a few classes answer most responses, encoded once each."""
+    return _element(_TAG_AFFECTED_SOP_CLASS, _ui(sop_class_uid))
 
 
 def encode_response(
@@ -204,11 +223,17 @@ def encode_response(
     (optional in PS3.7 9.3.1.2, but some SCUs check them).
     """
     body = [
-        _element(_TAG_AFFECTED_SOP_CLASS, _ui(sop_class_uid)),
-        _element(_TAG_COMMAND_FIELD, _U16.pack(command_field)),
-        _element(_TAG_MESSAGE_ID_RESPONDED, _U16.pack(message_id)),
-        _element(_TAG_DATA_SET_TYPE, _U16.pack(_DATA_SET_PRESENT if has_data_set else NO_DATA_SET)),
-        _element(_TAG_STATUS, _U16.pack(status)),
+        _sop_class_element(sop_class_uid),
+        _RESPONSE_FIELDS.pack(
+            *_COMMAND_FIELD_HEADER,
+            command_field,
+            *_MESSAGE_ID_RESPONDED_HEADER,
+            message_id,
+            *_DATA_SET_TYPE_HEADER,
+            _DATA_SET_PRESENT if has_data_set else NO_DATA_SET,
+            *_STATUS_HEADER,
+            status,
+        ),
     ]
     # Error Comment is allowed with failure and warning statuses (PS3.7 C.4).
     if error_comment and status != Status.SUCCESS:

@@ -283,16 +283,23 @@ class StorageSCP:
                 self.policy.stored()
         self._pending = None
         command = event.command
-        answered = self._answered(pending, result, event.received, status, comment, reason)
-        veto = self.bus.veto(answered) if self.bus.wants(events.InstanceAnswered) else None
-        if veto is not None:
-            status, comment, reason = veto.status, veto.error_comment, veto.reason
-        seconds = time.monotonic() - completed_at if result is not None else None
-        self.bus.publish(
-            _with(answered, status, comment, reason, seconds)
-            if veto is not None or seconds is not None
-            else answered
-        )
+        bus = self.bus
+        if bus.vetoes(events.InstanceAnswered):
+            # The veto subscribers (the event log) see the answer before it is final.
+            answered = self._answered(pending, result, event.received, status, comment, reason)
+            veto = bus.veto(answered)
+            if veto is not None:
+                status, comment, reason = veto.status, veto.error_comment, veto.reason
+            seconds = time.monotonic() - completed_at if result is not None else None
+            if veto is not None or seconds is not None:
+                answered = _with(answered, status, comment, reason, seconds)
+        else:
+            # Nobody may veto: the event is built once, with its final values.
+            seconds = time.monotonic() - completed_at if result is not None else None
+            answered = self._answered(
+                pending, result, event.received, status, comment, reason, seconds
+            )
+        bus.publish(answered)
         totals = self.totals
         totals.bytes += event.received
         if is_stored(status):
@@ -309,6 +316,7 @@ class StorageSCP:
         status: int,
         comment: str | None,
         reason: str | None,
+        seconds: float | None = None,
     ) -> events.InstanceAnswered:
         assert self.info is not None
         command = pending.started.command
@@ -322,7 +330,7 @@ class StorageSCP:
             reason=reason,
             error_comment=comment,
             received_bytes=received,
-            seconds=None,
+            seconds=seconds,
             stored=result is not None,
             path=str(result.path) if result is not None and result.path is not None else None,
             log_path=result.log_path if result is not None else None,

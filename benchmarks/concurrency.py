@@ -15,13 +15,12 @@ RSS and thread count while they are held, and the CPU time it burns meanwhile.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import idle, sender
+from benchmarks import disk, idle, sender
 from benchmarks.commands import REPO, Tools, start, stores_nothing
 from benchmarks.datasets import Dataset, count_files, shares
 from benchmarks.procs import (
@@ -114,7 +113,7 @@ def scale_points(
                     samples = collected.setdefault((variant, count), ScaleSamples())
                     measure_scale_point(tools, scenario, variant, dealt, out, samples)
                 finally:
-                    shutil.rmtree(out, ignore_errors=True)
+                    disk.set_aside(out, work / "set-aside")
                     _sync()
     return [
         ScalePoint(

@@ -358,7 +358,7 @@ def run_state(
 
 
 def _clean(out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)
+    disk.set_aside(out, out.parent.parent / "set-aside")
     config, index = peers.orthanc_files(out)
     config.unlink(missing_ok=True)
     shutil.rmtree(index, ignore_errors=True)

@@ -11,7 +11,10 @@ own writes has completed, so Success keeps meaning "this file survives a power c
 
 Which file systems make a new name durable with the file's fsync: ext4 and XFS
 journal the link with the inode it changes, and fsync commits the journal up to
-that change; btrfs logs an inode's new names when it is fsync'ed.  POSIX does not
+that change (ext4 without a journal, as on this project's test VMs, instead writes
+out the directories of a newly created file with it, up through any directory just
+made: the temporary file is created in its final directory, so that is the one);
+btrfs logs an inode's new names when it is fsync'ed.  POSIX does not
 promise it, so any other type gets syncfs.  syncfs is Linux's (2.6.39; it reports
 write-back errors since 5.8); where the C library lacks it, and the file system is
 not one of those three, every flush is the file's fsync plus its directory's.

@@ -32,22 +32,22 @@ from dcmrecv.exitcodes import (
     EXITCODE_CANNOT_WRITE_OUTPUT_FILE,
     EXITCODE_INVALID_ASSOCIATION_CONFIG,
 )
-from dcmrecv.ops import process
-from dcmrecv.ops.completion import EndOfStudy
-from dcmrecv.ops.eventlog import EventLog, EventLogWriter
-from dcmrecv.storage.quarantine import DEFAULT_LIMIT
 from dcmrecv.storage.writer import InstanceStore
 from dcmrecv.wire import server as wire_server
 from dcmrecv.wire.association import Services
 from dcmrecv.wire.tls import TLSError
-from dcmrecv.wire.workers import WorkerPool
 
 if TYPE_CHECKING:
+    # The services below are imported when the configuration asks for them: one
+    # storescp --inetd connection pays for what it uses (issue 21, start-up).
     from dcmrecv.ops.commitment import Deliverer
+    from dcmrecv.ops.completion import EndOfStudy
+    from dcmrecv.ops.eventlog import EventLog
     from dcmrecv.ops.http import OpsEndpoint
     from dcmrecv.ops.metrics import ReceiverMetrics, WorkersMetrics
     from dcmrecv.ops.storescp_hooks import StorescpHooks
     from dcmrecv.state.model import StateStore
+    from dcmrecv.wire.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,8 @@ class Runtime:
         if config.uses_state:
             self._build_state()
         if config.event_log is not None:
+            from dcmrecv.ops.eventlog import EventLog, EventLogWriter
+
             try:
                 self.event_log = EventLog(str(config.event_log), durable=config.fsync)
             except OSError as exc:
@@ -188,6 +190,8 @@ class Runtime:
             self._build_commitment()
         if config.study_timeout is not None and role is not Role.WORKER:
             assert self.state is not None
+            from dcmrecv.ops.completion import EndOfStudy
+
             self.studies = EndOfStudy(
                 self.state,
                 config.study_timeout,
@@ -328,8 +332,11 @@ class Runtime:
 
     def listening(self, server: wire_server.Server) -> None:
         self.ready.server = server
-        # Hook processes end by the shut-down's deadline (issue 22: ops/process.py).
-        server.on_stop(process.RUNNER.shutdown)
+        if self.hooks is not None or self.config.study_command is not None:
+            from dcmrecv.ops import process
+
+            # Hook processes end by the shut-down's deadline (issue 22: ops/process.py).
+            server.on_stop(process.RUNNER.shutdown)
 
     def stop(self) -> None:
         """Stop what runs, in order: endpoint, studies (open ones to the event log), log."""
@@ -352,6 +359,8 @@ class Runtime:
 
     def workers(self) -> WorkerPool:
         """The worker processes of ``--workers`` (started by the server when it listens)."""
+        from dcmrecv.wire.workers import WorkerPool
+
         return WorkerPool(self.config.workers, self._spawn, on_death=self._worker_ended)
 
     def _spawn(self, index: int, control: socket.socket) -> subprocess.Popen[bytes]:
@@ -362,6 +371,8 @@ class Runtime:
             # Before the worker imports prometheus-client: its values go to files.
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_directory
         fd = control.fileno()
+        from dcmrecv.storage import quarantine
+
         command = [sys.executable, "-m", "dcmrecv.ops.worker"]
         process = subprocess.Popen(
             [*command, "--control", str(fd), "--index", str(index)],
@@ -377,7 +388,7 @@ class Runtime:
                 replica=self.replica,
                 # One --quarantine-limit for the whole receiver: each worker's index
                 # (storage/quarantine.py) keeps its share.
-                quarantine_limit=(self.config.quarantine_limit or DEFAULT_LIMIT).share(
+                quarantine_limit=(self.config.quarantine_limit or quarantine.DEFAULT_LIMIT).share(
                     self.config.workers
                 ),
             )

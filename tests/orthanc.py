@@ -54,7 +54,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -69,6 +68,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI, free_port
+from tests.helpers import stop
 
 #: Where Debian's orthanc package installs the server (/usr/sbin: not on a user's PATH).
 DEBIAN_ORTHANC = "/usr/sbin/Orthanc"
@@ -257,17 +257,9 @@ class Orthanc:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; Orthanc's exit code."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        return process.returncode
+        return stop(self.process, timeout)
 
     def __enter__(self) -> Orthanc:
         return self.start()

@@ -11,9 +11,19 @@ import enum
 
 
 class Status(enum.IntEnum):
-    """The statuses a Storage SCP answers with (PS3.4 Table B.2-1, PS3.7 C.4, C.5)."""
+    """The statuses the receiver answers with (PS3.4 Table B.2-1, PS3.7 C.4, C.5)."""
 
     SUCCESS = 0x0000
+    #: PS3.7 C.4 failures of the DIMSE-N services (storage commitment's N-ACTION).
+    PROCESSING_FAILURE = 0x0110
+    NO_SUCH_SOP_INSTANCE = 0x0112
+    INVALID_ARGUMENT_VALUE = 0x0115
+    NO_SUCH_SOP_CLASS = 0x0118
+    MISSING_ATTRIBUTE = 0x0120
+    MISSING_ATTRIBUTE_VALUE = 0x0121
+    NO_SUCH_ACTION = 0x0123
+    NOT_AUTHORIZED = 0x0124
+    RESOURCE_LIMITATION = 0x0213
     #: PS3.7 C.5.18: the SOP class is not supported on this presentation context.
     REFUSED_SOP_CLASS_NOT_SUPPORTED = 0x0122
     #: PS3.7 C.5.13: a DIMSE service we do not provide.

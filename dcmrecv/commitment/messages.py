@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from dcmrecv.negotiation.uids import is_valid_uid
+from dcmrecv.status import Status
 
 #: Storage Commitment Push Model SOP Class and its well-known instance (PS3.4 J.3.1).
 SOP_CLASS_UID: Final = "1.2.840.10008.1.20.1"
@@ -51,21 +52,6 @@ FAILURE_REASON: Final = 0x00081197
 
 #: Sequences nested deeper than this are refused (real requests nest one level).
 MAX_DEPTH: Final = 8
-
-
-class Status(enum.IntEnum):
-    """N-ACTION-RSP statuses we answer (PS3.7 C.4, 10.1.4.1.10)."""
-
-    SUCCESS = 0x0000
-    PROCESSING_FAILURE = 0x0110
-    NO_SUCH_SOP_INSTANCE = 0x0112
-    INVALID_ARGUMENT_VALUE = 0x0115
-    NO_SUCH_SOP_CLASS = 0x0118
-    MISSING_ATTRIBUTE = 0x0120
-    MISSING_ATTRIBUTE_VALUE = 0x0121
-    NO_SUCH_ACTION = 0x0123
-    NOT_AUTHORIZED = 0x0124
-    RESOURCE_LIMITATION = 0x0213
 
 
 class FailureReason(enum.IntEnum):

@@ -58,6 +58,7 @@ from dcmrecv.state.model import (
     StateUnavailable,
     new_owner,
 )
+from dcmrecv.status import Status
 from dcmrecv.wire import dimse
 from dcmrecv.wire.calling import CallFailed, CallingAssociation
 from dcmrecv.wire.protocol import (
@@ -328,7 +329,7 @@ class CommitmentHandler:
         command = event.command
         if command.command_field != dimse.N_ACTION_RQ:
             why = f"DIMSE command 0x{command.command_field:04X} is not N-ACTION"
-            return self._refuse(event, 0x0211, why)
+            return self._refuse(event, Status.UNRECOGNIZED_OPERATION, why)
         try:
             m.check_action(
                 command.requested_sop_class_uid,
@@ -337,13 +338,11 @@ class CommitmentHandler:
             )
             if event.truncated:
                 raise m.InvalidRequest(
-                    m.Status.RESOURCE_LIMITATION,
+                    Status.RESOURCE_LIMITATION,
                     f"the request is longer than {MAX_REQUEST_DATA_SET} bytes",
                 )
             if event.data_set is None:
-                raise m.InvalidRequest(
-                    m.Status.MISSING_ATTRIBUTE, "no Action Information (data set)"
-                )
+                raise m.InvalidRequest(Status.MISSING_ATTRIBUTE, "no Action Information (data set)")
             request = m.decode_request(event.data_set, event.transfer_syntax)
         except m.InvalidRequest as exc:
             return self._refuse(event, exc.status, str(exc))
@@ -354,7 +353,7 @@ class CommitmentHandler:
                 f"calling AE title {printable(calling)} is not in --commitment-peer or "
                 "--commitment-peers, so there is nowhere to send its report"
             )
-            return self._refuse(event, m.Status.NOT_AUTHORIZED, why, request)
+            return self._refuse(event, Status.NOT_AUTHORIZED, why, request)
         now = time.time()
         job = CommitmentJob(
             job_id=secrets.token_hex(8),
@@ -372,7 +371,7 @@ class CommitmentHandler:
             fresh = service.store.add_commitment(job, service.owner, now, LEASE)
         except StateUnavailable as exc:
             return self._refuse(
-                event, m.Status.PROCESSING_FAILURE, f"cannot keep the request: {exc}", request
+                event, Status.PROCESSING_FAILURE, f"cannot keep the request: {exc}", request
             )
         job = replace(job, duplicate=not fresh)
         self._accepted.append(_Pending(job, event.context_id, event.transfer_syntax))

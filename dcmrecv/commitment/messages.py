@@ -28,6 +28,13 @@ from typing import Final
 
 from dcmrecv.negotiation.uids import is_valid_uid
 from dcmrecv.status import Status
+from dcmrecv.storage.dataset import (
+    ITEM,
+    ITEM_DELIMITATION,
+    LONG_VRS,
+    SEQUENCE_DELIMITATION,
+    UNDEFINED_LENGTH,
+)
 
 #: Storage Commitment Push Model SOP Class and its well-known instance (PS3.4 J.3.1).
 SOP_CLASS_UID: Final = "1.2.840.10008.1.20.1"
@@ -225,14 +232,6 @@ def _reference(writer: _Writer, reference: Reference) -> bytes:
 _TAG: Final = struct.Struct("<HH")
 _U16: Final = struct.Struct("<H")
 _U32: Final = struct.Struct("<L")
-_UNDEFINED: Final = 0xFFFFFFFF
-_ITEM: Final = 0xFFFEE000
-_ITEM_END: Final = 0xFFFEE00D
-_SEQUENCE_END: Final = 0xFFFEE0DD
-#: Explicit VRs with a 4-byte length after two reserved bytes (PS3.5 7.1.2).
-_LONG_VRS: Final = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 #: The elements we keep (every other is skipped): UIDs and the Failure Reason.
 _KEPT: Final = frozenset(
     {TRANSACTION_UID, REFERENCED_SOP_CLASS_UID, REFERENCED_SOP_INSTANCE_UID, FAILURE_REASON}
@@ -276,7 +275,7 @@ class _Parser:
             # Items and delimiters have no VR in either encoding (PS3.5 7.5).
             return tag, b"", _U32.unpack_from(view, offset + 4)[0], offset + 8
         vr = bytes(view[offset + 4 : offset + 6])
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if end - offset < 12:
                 raise _malformed(f"element header cut short at byte {offset}")
             return tag, vr, _U32.unpack_from(view, offset + 8)[0], offset + 12
@@ -289,11 +288,11 @@ class _Parser:
         found = _Items({}, {})
         while offset < end:
             tag, vr, length, start = self.header(offset, end)
-            if tag == _ITEM_END and until_item_end:
+            if tag == ITEM_DELIMITATION and until_item_end:
                 return found, start
             if tag >> 16 == 0xFFFE:
                 raise _malformed(f"unexpected delimiter ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-            is_sequence = vr == b"SQ" or length == _UNDEFINED or tag in self.sequences
+            is_sequence = vr == b"SQ" or length == UNDEFINED_LENGTH or tag in self.sequences
             if is_sequence and vr not in (b"", b"SQ", b"UN"):
                 is_sequence = False
             if is_sequence:
@@ -324,18 +323,18 @@ class _Parser:
         if depth > MAX_DEPTH:
             raise _malformed(f"sequences nested deeper than {MAX_DEPTH}")
         keep = tag in self.sequences
-        if length != _UNDEFINED:
+        if length != UNDEFINED_LENGTH:
             if length > end - offset:
                 raise _malformed(f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end")
             end = offset + length
         items: list[_Items] = []
         while offset < end:
             item_tag, _, item_length, start = self.header(offset, end)
-            if item_tag == _SEQUENCE_END and length == _UNDEFINED:
+            if item_tag == SEQUENCE_DELIMITATION and length == UNDEFINED_LENGTH:
                 return items, start
-            if item_tag != _ITEM:
+            if item_tag != ITEM:
                 raise _malformed(f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) holds no item")
-            if item_length == _UNDEFINED:
+            if item_length == UNDEFINED_LENGTH:
                 item, offset = self.data_set(start, end, depth, until_item_end=True)
             else:
                 if item_length > end - start:
@@ -344,7 +343,7 @@ class _Parser:
                 offset = start + item_length
             if keep:
                 items.append(item)
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             raise _malformed(f"sequence ({tag >> 16:04X},{tag & 0xFFFF:04X}) without its end")
         return items, offset
 
@@ -376,7 +375,7 @@ class _Writer:
         head = _TAG.pack(tag >> 16, tag & 0xFFFF)
         if not self.explicit:
             return head + _U32.pack(len(value)) + value
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             return head + vr + b"\x00\x00" + _U32.pack(len(value)) + value
         return head + vr + _U16.pack(len(value)) + value
 
@@ -388,7 +387,7 @@ class _Writer:
         return self.element(tag, b"US", _U16.pack(value))
 
     def sequence(self, tag: int, items: Sequence[bytes]) -> bytes:
-        head = _TAG.pack(_ITEM >> 16, _ITEM & 0xFFFF)
+        head = _TAG.pack(ITEM >> 16, ITEM & 0xFFFF)
         body = b"".join(head + _U32.pack(len(item)) + item for item in items)
         return self.element(tag, b"SQ", body)
 

@@ -73,17 +73,17 @@ STUDY_INSTANCE_UID_TAG: Final = 0x0020000D
 #: For the study manifest of ``--exec-on-eostudy`` (README, "Operations").
 SERIES_INSTANCE_UID_TAG: Final = 0x0020000E
 _PIXEL_DATA_TAG: Final = 0x7FE00010
-_ITEM: Final = 0xFFFEE000
-_ITEM_DELIMITATION: Final = 0xFFFEE00D
-_SEQUENCE_DELIMITATION: Final = 0xFFFEE0DD
-_UNDEFINED: Final = 0xFFFFFFFF
+ITEM: Final = 0xFFFEE000
+ITEM_DELIMITATION: Final = 0xFFFEE00D
+SEQUENCE_DELIMITATION: Final = 0xFFFEE0DD
+UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 #: VRs with the 2-byte reserved field and a 32-bit length (PS3.5 Table 7.1-1).
-_LONG_VRS: Final = frozenset(
+LONG_VRS: Final = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 #: Explicit VR: what the two VR bytes make of an element (PS3.5 7.1.2), one look-up per
 #: element.  A VR is two upper-case letters (anything else is refused); those of
-#: _LONG_VRS have 2 reserved bytes and a 32-bit length, SQ holds items, and UN of
+#: LONG_VRS have 2 reserved bytes and a 32-bit length, SQ holds items, and UN of
 #: undefined length holds a sequence in implicit VR LE (PS3.5 6.2.2).
 _SHORT_VR: Final = 0
 _LONG_VR: Final = 1
@@ -92,7 +92,7 @@ _UN_VR: Final = 3
 _VR_KINDS: Final = {
     bytes((first, second)): _SHORT_VR for first in range(65, 91) for second in range(65, 91)
 }
-_VR_KINDS.update(dict.fromkeys(_LONG_VRS, _LONG_VR))
+_VR_KINDS.update(dict.fromkeys(LONG_VRS, _LONG_VR))
 _VR_KINDS[b"SQ"] = _SQ_VR
 _VR_KINDS[b"UN"] = _UN_VR
 _WANTED: Final = frozenset(
@@ -333,13 +333,13 @@ def _check_pixel_data(rule: int, vr: bytes, length: int, start: int) -> int | No
     it too: it aborts the association, or cannot write the file); the offset of an
     encapsulated value received with VR OW, else None."""
     if rule == _ENCAPSULATED_PIXELS:
-        if length != _UNDEFINED:
+        if length != UNDEFINED_LENGTH:
             raise DatasetError(
                 "native Pixel Data (defined length) in a transfer syntax that needs "
                 "encapsulated Pixel Data (PS3.5 A.4)"
             )
         return start if vr == b"OW" else None
-    if rule == _NATIVE_PIXELS and length == _UNDEFINED:
+    if rule == _NATIVE_PIXELS and length == UNDEFINED_LENGTH:
         raise DatasetError(
             "encapsulated Pixel Data (undefined length) in a native transfer syntax (PS3.5 A.4)"
         )
@@ -382,7 +382,7 @@ class _Walker:
         vr = raw[4:6]
         if not (vr.isalpha() and vr.isupper()):
             raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             # 2 reserved bytes, then a 32-bit length (PS3.5 7.1.2).
             return tag, vr, syntax.u32.unpack(src.read(4))[0]
         return tag, vr, syntax.u16.unpack_from(raw, 6)[0]
@@ -405,7 +405,7 @@ class _Walker:
             start = src.pos
             tag, vr, length = self.header(syntax)
             if tag >> 16 == 0xFFFE:
-                if tag == _ITEM_DELIMITATION and end is None and not top:
+                if tag == ITEM_DELIMITATION and end is None and not top:
                     return
                 raise DatasetError(
                     f"unexpected ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {start}"
@@ -440,13 +440,13 @@ class _Walker:
         src = self.source
         is_sequence = vr == b"SQ" or (
             not syntax.explicit
-            and (length == _UNDEFINED or private or _is_dictionary_sequence(tag))
+            and (length == UNDEFINED_LENGTH or private or _is_dictionary_sequence(tag))
         )
-        if is_sequence or (vr == b"UN" and length == _UNDEFINED):
+        if is_sequence or (vr == b"UN" and length == UNDEFINED_LENGTH):
             # PS3.5 6.2.2: UN of undefined length holds a sequence in implicit VR LE.
             inner = syntax if is_sequence else _IMPLICIT_LE
             self.sequence(inner, length, depth + 1)
-        elif length == _UNDEFINED:
+        elif length == UNDEFINED_LENGTH:
             if tag == _PIXEL_DATA_TAG and vr in (b"OB", b"OW"):
                 self.fragments(syntax)
             else:
@@ -462,7 +462,7 @@ class _Walker:
         if depth > MAX_SEQUENCE_DEPTH:
             raise DatasetError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
         src = self.source
-        end = None if length == _UNDEFINED else src.pos + length
+        end = None if length == UNDEFINED_LENGTH else src.pos + length
         while True:
             if end is not None and src.pos >= end:
                 if src.pos > end:
@@ -470,11 +470,11 @@ class _Walker:
                 return
             start = src.pos
             tag, _vr, item_length = self.header(syntax)
-            if tag == _SEQUENCE_DELIMITATION and end is None:
+            if tag == SEQUENCE_DELIMITATION and end is None:
                 return
-            if tag != _ITEM:
+            if tag != ITEM:
                 raise DatasetError(f"expected an item at offset {start}")
-            item_end = None if item_length == _UNDEFINED else src.pos + item_length
+            item_end = None if item_length == UNDEFINED_LENGTH else src.pos + item_length
             self.elements(syntax, item_end, depth)
 
     def fragments(self, syntax: _Syntax) -> None:
@@ -483,9 +483,9 @@ class _Walker:
         while True:
             start = src.pos
             tag, _vr, length = self.header(syntax)
-            if tag == _SEQUENCE_DELIMITATION:
+            if tag == SEQUENCE_DELIMITATION:
                 return
-            if tag != _ITEM or length == _UNDEFINED:
+            if tag != ITEM or length == UNDEFINED_LENGTH:
                 raise DatasetError(f"invalid pixel data fragment at offset {start}")
             src.skip(length)
 
@@ -538,7 +538,7 @@ class _BufferWalk:
         vr = buf[pos + 4 : pos + 6]
         if not (vr.isalpha() and vr.isupper()):
             raise DatasetError(f"invalid VR {vr!r} in ({group:04X},{element:04X})")
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > size:
                 raise DatasetError(f"data set ends inside an element at offset {pos}")
             return tag, vr, syntax.u32.unpack_from(buf, pos + 8)[0], pos + 12
@@ -565,7 +565,7 @@ class _BufferWalk:
         header = syntax.explicit_header.unpack_from
         u32 = syntax.u32.unpack_from
         kinds = _VR_KINDS
-        undefined = _UNDEFINED
+        undefined = UNDEFINED_LENGTH
         pixel_data = _PIXEL_DATA_TAG
         while True:
             if end is not None:
@@ -582,7 +582,7 @@ class _BufferWalk:
             if group == 0xFFFE:
                 # Items and delimiters have no VR in any transfer syntax (PS3.5 7.5).
                 tag = (group << 16) | element
-                if tag == _ITEM_DELIMITATION and end is None and not top:
+                if tag == ITEM_DELIMITATION and end is None and not top:
                     return pos + 8
                 raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
             kind = kinds.get(vr)
@@ -648,7 +648,7 @@ class _BufferWalk:
             pos += 8
             tag = (group << 16) | element
             if group == 0xFFFE:
-                if tag == _ITEM_DELIMITATION and end is None and not top:
+                if tag == ITEM_DELIMITATION and end is None and not top:
                     return pos
                 raise DatasetError(f"unexpected {_tag_text(tag)} at offset {start}")
             if stop_after is not None and tag > stop_after:
@@ -668,7 +668,7 @@ class _BufferWalk:
                     pos += length
                     continue
                 private = element >= 0x1000 and _private_sequence(tag, creators)
-            if length == _UNDEFINED or private or _is_dictionary_sequence(tag):
+            if length == UNDEFINED_LENGTH or private or _is_dictionary_sequence(tag):
                 pos = self.sequence(pos, syntax, length, depth + 1)
             else:
                 if pos + length > size:
@@ -682,7 +682,7 @@ class _BufferWalk:
     def sequence(self, pos: int, syntax: _Syntax, length: int, depth: int) -> int:
         if depth > MAX_SEQUENCE_DEPTH:
             raise DatasetError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
-        end = None if length == _UNDEFINED else pos + length
+        end = None if length == UNDEFINED_LENGTH else pos + length
         while True:
             if end is not None and pos >= end:
                 if pos > end:
@@ -690,11 +690,11 @@ class _BufferWalk:
                 return pos
             start = pos
             tag, _vr, item_length, pos = self.header(pos, syntax)
-            if tag == _SEQUENCE_DELIMITATION and end is None:
+            if tag == SEQUENCE_DELIMITATION and end is None:
                 return pos
-            if tag != _ITEM:
+            if tag != ITEM:
                 raise DatasetError(f"expected an item at offset {start}")
-            item_end = None if item_length == _UNDEFINED else pos + item_length
+            item_end = None if item_length == UNDEFINED_LENGTH else pos + item_length
             pos = self.elements(pos, syntax, item_end, depth)
 
     def fragments(self, pos: int, syntax: _Syntax) -> int:
@@ -702,9 +702,9 @@ class _BufferWalk:
         while True:
             start = pos
             tag, _vr, length, pos = self.header(pos, syntax)
-            if tag == _SEQUENCE_DELIMITATION:
+            if tag == SEQUENCE_DELIMITATION:
                 return pos
-            if tag != _ITEM or length == _UNDEFINED:
+            if tag != ITEM or length == UNDEFINED_LENGTH:
                 raise DatasetError(f"invalid pixel data fragment at offset {start}")
             if pos + length > size:
                 raise DatasetError(f"value at offset {pos} runs past the end of the data set")

@@ -292,10 +292,10 @@ class _Parser:
                 return found, start
             if tag >> 16 == 0xFFFE:
                 raise _malformed(f"unexpected delimiter ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-            is_sequence = vr == b"SQ" or length == UNDEFINED_LENGTH or tag in self.sequences
-            if is_sequence and vr not in (b"", b"SQ", b"UN"):
-                is_sequence = False
-            if is_sequence:
+            # A sequence: SQ, or (implicit VR, UN) one of undefined length or one we read.
+            if vr == b"SQ" or (
+                vr in (b"", b"UN") and (length == UNDEFINED_LENGTH or tag in self.sequences)
+            ):
                 # An undefined or UN sequence's items are Implicit VR (PS3.5 6.2.2).
                 explicit = self.explicit
                 self.explicit = explicit and vr == b"SQ"

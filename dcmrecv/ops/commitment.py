@@ -184,13 +184,22 @@ class StorageCommitment:
         self._publish(job, report, True, via, job.attempts + 1)
 
     def not_delivered(
-        self, job: CommitmentJob, report: m.Report | None, why: str, via: str, now: float
+        self,
+        job: CommitmentJob,
+        report: m.Report | None,
+        why: str,
+        via: str,
+        now: float,
+        *,
+        final: bool = False,
     ) -> None:
-        """A failed attempt: tried again later, or given up when the retry time is over."""
+        """A failed attempt: tried again later, or given up when the retry time is over
+        (or at once, ``final``)."""
         attempts = job.attempts + 1
         delay = backoff(attempts)
+        final = final or now + delay > job.give_up
         try:
-            if now + delay > job.give_up:
+            if final:
                 self.store.end_commitment(
                     job.job_id, self.owner, COMMITMENT_FAILED, why, attempted=1
                 )
@@ -199,7 +208,7 @@ class StorageCommitment:
         except StateUnavailable as exc:
             log.error("cannot record the delivery attempt: %s; the lease ends by itself", exc)
             return
-        if now + delay > job.give_up:
+        if final:
             log.error(
                 "Storage commitment report for transaction %s to %s given up after %d "
                 "attempts (--commitment-retry %g s): %s",
@@ -272,7 +281,7 @@ class StorageCommitment:
         peer = self.peers.get(job.requester)
         if peer is None:
             why = f"{job.requester} is not in the peer table any more"
-            self.not_delivered(replace(job, give_up=now), report, why, NEW_ASSOCIATION, now)
+            self.not_delivered(job, report, why, NEW_ASSOCIATION, now, final=True)
             return
         try:
             send_report(peer, job.responder, report)

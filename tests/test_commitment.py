@@ -10,7 +10,6 @@ with their reasons, which association carried it, and the log, event log and
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -532,7 +531,7 @@ def _run(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=cwd,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env=environment(),
     )
 
 

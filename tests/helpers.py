@@ -19,6 +19,7 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dcmrecv.commands.dcmrecv import main as dcmrecv_main
@@ -211,6 +212,28 @@ def receiver(
 def invoke_dcmrecv(*args: str) -> Result:
     """Our dcmrecv command in this process (click's runner), with ``args``."""
     return CliRunner().invoke(dcmrecv_main, list(args), prog_name="dcmrecv")
+
+
+def action_information(
+    transaction_uid: str | None, references: Sequence[tuple[str | None, str | None]] | None
+) -> Dataset:
+    """A Storage Commitment N-ACTION's Action Information as pydicom builds it: the
+    Transaction UID and a Referenced SOP Sequence of (SOP Class UID, SOP Instance UID)
+    items; None leaves an element out (malformed requests)."""
+    action = Dataset()
+    if transaction_uid is not None:
+        action.TransactionUID = transaction_uid
+    if references is not None:
+        items = []
+        for sop_class, sop_instance in references:
+            item = Dataset()
+            if sop_class is not None:
+                item.ReferencedSOPClassUID = sop_class
+            if sop_instance is not None:
+                item.ReferencedSOPInstanceUID = sop_instance
+            items.append(item)
+        action.ReferencedSOPSequence = items
+    return action
 
 
 def metric(port: int, name: str) -> float:

@@ -31,7 +31,16 @@ from dcmrecv.wire import dimse
 from dcmrecv.wire.calling import CallingAssociation
 from dcmrecv.wire.requestor import ProposedContext
 from tests.conftest import free_port, require_tool
-from tests.helpers import COMMANDS, PROFILE, ct_files, environment, metric, receiver, wait_until
+from tests.helpers import (
+    COMMANDS,
+    PROFILE,
+    action_information,
+    ct_files,
+    environment,
+    metric,
+    receiver,
+    wait_until,
+)
 
 pytestmark = pytest.mark.dcmtk
 
@@ -115,7 +124,7 @@ class Requester:
         before = len(self.reports)
         try:
             if action is None:
-                action = commitment_request(references, transaction_uid)
+                action = action_information(transaction_uid or generate_uid(), references)
             status, _ = association.send_n_action(
                 action, action_type_id, StorageCommitmentPushModel, instance_uid
             )
@@ -124,21 +133,6 @@ class Requester:
         finally:
             association.release()
         return int(status.Status)
-
-
-def commitment_request(
-    references: Sequence[tuple[str, str]], transaction_uid: str | None = None
-) -> Dataset:
-    action = Dataset()
-    action.TransactionUID = transaction_uid or generate_uid()
-    items = []
-    for sop_class, sop_instance in references:
-        item = Dataset()
-        item.ReferencedSOPClassUID = sop_class
-        item.ReferencedSOPInstanceUID = sop_instance
-        items.append(item)
-    action.ReferencedSOPSequence = items
-    return action
 
 
 def store(port: int, files: Sequence[Path]) -> None:
@@ -325,44 +319,30 @@ def test_a_requester_missing_from_the_peer_table_is_refused_and_gets_no_report(
     assert "not in --commitment-peer or --commitment-peers" in log.read_text()
 
 
-def _item(sop_class: str | None, sop_instance: str | None) -> Dataset:
-    item = Dataset()
-    if sop_class is not None:
-        item.ReferencedSOPClassUID = sop_class
-    if sop_instance is not None:
-        item.ReferencedSOPInstanceUID = sop_instance
-    return item
-
-
-def _action(transaction: str | None, items: list[Dataset] | None) -> Dataset:
-    action = Dataset()
-    if transaction is not None:
-        action.TransactionUID = transaction
-    if items is not None:
-        action.ReferencedSOPSequence = items
-    return action
-
-
 def malformed() -> dict[str, tuple[Dataset, int, int]]:
     """Requests pynetdicom sends as given: (Action Information, Action Type ID, the
     status we answer)."""
     return {
-        "no Transaction UID": (_action(None, [_item(CTImageStorage, "1.2.3")]), 1, 0x0120),
-        "an empty Transaction UID": (_action("", [_item(CTImageStorage, "1.2.3")]), 1, 0x0121),
+        "no Transaction UID": (action_information(None, [(CTImageStorage, "1.2.3")]), 1, 0x0120),
+        "an empty Transaction UID": (
+            action_information("", [(CTImageStorage, "1.2.3")]),
+            1,
+            0x0121,
+        ),
         "a Transaction UID that is no UID": (
-            _action("1.2.abc", [_item(CTImageStorage, "1.2.3")]),
+            action_information("1.2.abc", [(CTImageStorage, "1.2.3")]),
             1,
             0x0115,
         ),
-        "no Referenced SOP Sequence": (_action("1.2.3", None), 1, 0x0120),
-        "an empty Referenced SOP Sequence": (_action("1.2.3", []), 1, 0x0121),
+        "no Referenced SOP Sequence": (action_information("1.2.3", None), 1, 0x0120),
+        "an empty Referenced SOP Sequence": (action_information("1.2.3", []), 1, 0x0121),
         "an item without its instance": (
-            _action("1.2.3", [_item(CTImageStorage, None)]),
+            action_information("1.2.3", [(CTImageStorage, None)]),
             1,
             0x0120,
         ),
         "an action type that does not exist": (
-            _action("1.2.3", [_item(CTImageStorage, "1.2.3")]),
+            action_information("1.2.3", [(CTImageStorage, "1.2.3")]),
             2,
             0x0123,
         ),

@@ -18,6 +18,7 @@ from dcmrecv.commitment import messages as m
 from dcmrecv.commitment.peers import Peer, PeerError, parse_peer, parse_peer_file, peer_table
 from dcmrecv.commitment.verdict import FileFacts, evaluate, failure_reason
 from dcmrecv.state.model import InstanceRecord
+from tests.helpers import action_information
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -37,16 +38,9 @@ def pydicom_reads(data: bytes, transfer_syntax: str) -> Dataset:
 
 
 def action(count: int, transaction: str = "2.25.7") -> Dataset:
-    dataset = Dataset()
-    dataset.TransactionUID = transaction
-    items = []
-    for n in range(count):
-        item = Dataset()
-        item.ReferencedSOPClassUID = CT
-        item.ReferencedSOPInstanceUID = f"1.2.3.{n}"
+    dataset = action_information(transaction, [(CT, f"1.2.3.{n}") for n in range(count)])
+    for item in dataset.ReferencedSOPSequence:
         item.ReferencedFrameNumber = "1"  # other elements of an item are skipped
-        items.append(item)
-    dataset.ReferencedSOPSequence = items
     return dataset
 
 
@@ -100,20 +94,10 @@ def test_a_report_without_failures_is_event_type_1_and_has_no_failed_sequence() 
     assert "FailedSOPSequence" not in dataset
 
 
-def _bytes_of(transaction: str | None, sequence: list[Dataset] | None) -> bytes:
-    dataset = Dataset()
-    if transaction is not None:
-        dataset.TransactionUID = transaction
-    if sequence is not None:
-        dataset.ReferencedSOPSequence = sequence
-    return pydicom_bytes(dataset, m.EXPLICIT_VR_LITTLE_ENDIAN)
-
-
-def _item(**values: str) -> Dataset:
-    item = Dataset()
-    for name, value in values.items():
-        setattr(item, name, value)
-    return item
+def _bytes_of(
+    transaction: str | None, references: list[tuple[str | None, str | None]] | None
+) -> bytes:
+    return pydicom_bytes(action_information(transaction, references), m.EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
@@ -123,13 +107,13 @@ def _item(**values: str) -> Dataset:
         (lambda: b"", 0x0120, "no Transaction UID"),
         (lambda: _bytes_of("2.25.1", None), 0x0120, "no Referenced SOP Sequence"),
         (lambda: _bytes_of("2.25.1", []), 0x0121, "is empty"),
-        (lambda: _bytes_of("2.25.x", [_item()]), 0x0115, "is not a valid UID"),
+        (lambda: _bytes_of("2.25.x", [(None, None)]), 0x0115, "is not a valid UID"),
         (
-            lambda: _bytes_of("2.25.1", [_item(ReferencedSOPInstanceUID="1.2")]),
+            lambda: _bytes_of("2.25.1", [(None, "1.2")]),
             0x0120,
             "no Referenced SOP Class UID in item 1 of the Referenced SOP Sequence",
         ),
-        (lambda: _bytes_of("2.25.1", [_item()])[:-3], 0x0110, "cannot decode"),
+        (lambda: _bytes_of("2.25.1", [(None, None)])[:-3], 0x0110, "cannot decode"),
         (lambda: b"\x08\x00\x95\x11UI\xff\x00", 0x0110, "runs past the end"),
         (lambda: b"\xfe\xff\x0d\xe0\x00\x00\x00\x00", 0x0110, "unexpected delimiter"),
     ],
